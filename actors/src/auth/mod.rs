@@ -1,0 +1,324 @@
+//! The authentication actor: owns the user store (PostgreSQL or SQLite) and the token keys.
+//!
+//! It answers [`Authenticate`] and the user-management messages of `troupe_core::messages`.
+//! Store calls go through [`supervision::call`], so a lost database makes the actor reconnect
+//! with backoff while callers get `Unavailable`. bcrypt runs on the blocking pool; an unknown
+//! email is checked against a dummy hash so it costs as much as a wrong password.
+//! Authorisation (self or admin) is decided here from the database, not from the token alone,
+//! so a deactivated user or a revoked admin loses access at once.
+
+pub mod dsn;
+pub mod password;
+pub mod store;
+pub mod token;
+
+use std::fmt;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor};
+use futures_util::future::LocalBoxFuture;
+use secrecy::ExposeSecret;
+use troupe_core::ServiceError;
+use troupe_core::backoff::BackoffPolicy;
+use troupe_core::config::AuthSettings;
+use troupe_core::domain::{Authenticated, MAX_EMAIL_LEN, Principal, User};
+use troupe_core::health::Readiness;
+use troupe_core::messages::{
+    Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, RegisterUser, UpdateUser,
+};
+
+use self::dsn::DbTarget;
+use self::store::{NewUserRow, StoreError, UserRecord, UserStore};
+use self::token::TokenKeys;
+use crate::supervision::{self, Backend, BackendError, Link};
+
+/// Everything the auth actor needs, checked at start-up.
+#[derive(Clone)]
+pub struct AuthConfig {
+    /// Which database.
+    pub target: DbTarget,
+    /// Deadline per database operation.
+    pub db_timeout: Duration,
+    /// Pool size.
+    pub max_connections: u32,
+    /// Token signing keys.
+    pub keys: TokenKeys,
+    /// Reconnect policy.
+    pub backoff: BackoffPolicy,
+}
+
+impl AuthConfig {
+    /// Build from settings; `ephemeral_key` allows a random JWT key when none is configured
+    /// (`troupe up` only). For SQLite the data directory is created. Errors name the variable.
+    pub fn from_settings(
+        s: &AuthSettings,
+        backoff: BackoffPolicy,
+        ephemeral_key: bool,
+    ) -> Result<Self, String> {
+        let dsn = s.dsn.as_ref().map(|d| d.expose_secret().to_owned());
+        let target = DbTarget::new(dsn.as_deref(), &s.data_dir)?;
+        if matches!(target, DbTarget::Sqlite(_)) {
+            ensure_data_dir(&s.data_dir)?;
+        }
+        Ok(Self {
+            target,
+            db_timeout: s.db_timeout,
+            max_connections: s.db_max_connections.max(1),
+            keys: TokenKeys::from_settings(s, ephemeral_key)?,
+            backoff,
+        })
+    }
+}
+
+/// Create the data directory and check it is writable.
+pub fn ensure_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    let fail = |e: std::io::Error| format!("TROUPE_DATA_DIR: {} is not usable: {e}", dir.display());
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    tempfile_probe(dir).map_err(fail)
+}
+
+fn tempfile_probe(dir: &std::path::Path) -> std::io::Result<()> {
+    let probe = dir.join(format!(".troupe-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"ok")?;
+    std::fs::remove_file(&probe)
+}
+
+/// The authentication service actor.
+pub struct AuthActor {
+    config: AuthConfig,
+    link: Link<UserStore>,
+}
+
+impl AuthActor {
+    /// Start the actor under a supervisor, on its own arbiter (thread).
+    pub fn start(config: AuthConfig, readiness: &Readiness) -> Addr<Self> {
+        let probe = readiness.probe("auth.database");
+        let link = Link::new("auth", probe, config.backoff);
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link })
+    }
+}
+
+impl Actor for AuthActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        supervision::connect(self, ctx);
+    }
+}
+
+impl Supervised for AuthActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.link.reset();
+    }
+}
+
+impl Backend for AuthActor {
+    type Conn = UserStore;
+
+    fn link(&mut self) -> &mut Link<UserStore> {
+        &mut self.link
+    }
+
+    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<UserStore>> {
+        let c = self.config.clone();
+        Box::pin(async move { UserStore::connect(&c.target, c.max_connections, c.db_timeout).await })
+    }
+
+    fn check(store: UserStore) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { Ok(store.ping().await?) })
+    }
+}
+
+/// Why an auth request failed, before it is made client-safe.
+#[derive(Debug)]
+enum Failure {
+    Store(StoreError),
+    Denied(ServiceError),
+}
+
+impl From<StoreError> for Failure {
+    fn from(e: StoreError) -> Self {
+        Self::Store(e)
+    }
+}
+
+impl From<ServiceError> for Failure {
+    fn from(e: ServiceError) -> Self {
+        Self::Denied(e)
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Store(e) => e.fmt(f),
+            Self::Denied(e) => e.fmt(f),
+        }
+    }
+}
+
+impl BackendError for Failure {
+    fn is_connection_lost(&self) -> bool {
+        matches!(self, Self::Store(StoreError::Unavailable(_)))
+    }
+
+    fn into_service_error(self, service: &str) -> ServiceError {
+        match self {
+            Self::Store(StoreError::Unavailable(_)) => ServiceError::unavailable(service),
+            Self::Store(StoreError::Duplicate) => ServiceError::Conflict("email already registered".into()),
+            Self::Store(StoreError::Other(e)) => {
+                tracing::error!(error = %e, "user store failed");
+                ServiceError::Internal
+            }
+            Self::Denied(e) => e,
+        }
+    }
+}
+
+type Reply<T> = ResponseActFuture<AuthActor, Result<T, ServiceError>>;
+
+fn not_found() -> Failure {
+    Failure::Denied(ServiceError::NotFound("user not found".into()))
+}
+
+fn hashing_failed(e: anyhow::Error) -> Failure {
+    tracing::error!(error = %e, "hashing a password failed");
+    Failure::Denied(ServiceError::Internal)
+}
+
+/// Load the caller and check they may act on `target` (themselves, or anyone as an admin;
+/// `admin_only` requires an admin). Returns the caller's record.
+async fn authorize(
+    store: &UserStore,
+    by: Principal,
+    target: Option<i32>,
+    admin_only: bool,
+) -> Result<UserRecord, Failure> {
+    let caller = store.get(by.user_id).await?;
+    let Some(caller) = caller.filter(UserRecord::is_active) else {
+        return Err(ServiceError::Unauthorized("account is not active".into()).into());
+    };
+    let is_admin = caller.user().admin;
+    let is_self = target == Some(by.user_id);
+    if is_admin || (!admin_only && is_self) { Ok(caller) } else { Err(ServiceError::Forbidden.into()) }
+}
+
+impl Handler<Authenticate> for AuthActor {
+    type Result = Reply<Authenticated>;
+
+    #[tracing::instrument(name = "authenticate", skip_all)]
+    fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
+        let keys = self.config.keys.clone();
+        supervision::call(self, move |store: UserStore| async move {
+            let email = msg.email.trim().to_lowercase();
+            let record = if email.is_empty() || email.len() > MAX_EMAIL_LEN {
+                None
+            } else {
+                store.find_by_email(&email).await?
+            };
+            let hash =
+                record.as_ref().map_or_else(|| password::DUMMY_HASH.to_owned(), |r| r.password.clone());
+            let matches = password::verify(msg.password, hash).await;
+            match record {
+                Some(r) if matches && r.is_active() => {
+                    let user = r.user();
+                    let token = keys.issue(&user)?;
+                    Ok(Authenticated { user, token })
+                }
+                _ => Err(Failure::Denied(ServiceError::InvalidCredentials)),
+            }
+        })
+    }
+}
+
+impl Handler<RegisterUser> for AuthActor {
+    type Result = Reply<User>;
+
+    fn handle(&mut self, msg: RegisterUser, _: &mut Context<Self>) -> Self::Result {
+        supervision::call(self, move |store: UserStore| async move {
+            authorize(&store, msg.by, None, true).await?;
+            let hash = password::hash(msg.password.secret().clone()).await.map_err(hashing_failed)?;
+            let row = NewUserRow {
+                email: msg.email.as_str(),
+                first_name: msg.first_name.as_str(),
+                last_name: msg.last_name.as_str(),
+                password_hash: &hash,
+                admin: msg.admin,
+            };
+            Ok::<_, Failure>(store.insert(row).await?.user())
+        })
+    }
+}
+
+impl Handler<GetUser> for AuthActor {
+    type Result = Reply<User>;
+
+    fn handle(&mut self, msg: GetUser, _: &mut Context<Self>) -> Self::Result {
+        supervision::call(self, move |store: UserStore| async move {
+            authorize(&store, msg.by, Some(msg.id), false).await?;
+            store.get(msg.id).await?.map(|r| r.user()).ok_or_else(not_found)
+        })
+    }
+}
+
+impl Handler<ListUsers> for AuthActor {
+    type Result = Reply<Vec<User>>;
+
+    fn handle(&mut self, msg: ListUsers, _: &mut Context<Self>) -> Self::Result {
+        supervision::call(self, move |store: UserStore| async move {
+            authorize(&store, msg.by, None, true).await?;
+            let rows = store.list(msg.after.unwrap_or(0), msg.limit.clamp(1, 100)).await?;
+            Ok::<_, Failure>(rows.iter().map(UserRecord::user).collect())
+        })
+    }
+}
+
+impl Handler<UpdateUser> for AuthActor {
+    type Result = Reply<User>;
+
+    fn handle(&mut self, msg: UpdateUser, _: &mut Context<Self>) -> Self::Result {
+        supervision::call(self, move |store: UserStore| async move {
+            authorize(&store, msg.by, Some(msg.id), false).await?;
+            let updated = store
+                .update_profile(
+                    msg.id,
+                    msg.email.as_ref().map(|e| e.as_str()),
+                    msg.first_name.as_ref().map(|n| n.as_str()),
+                    msg.last_name.as_ref().map(|n| n.as_str()),
+                )
+                .await?;
+            updated.map(|r| r.user()).ok_or_else(not_found)
+        })
+    }
+}
+
+impl Handler<DeactivateUser> for AuthActor {
+    type Result = Reply<User>;
+
+    fn handle(&mut self, msg: DeactivateUser, _: &mut Context<Self>) -> Self::Result {
+        supervision::call(self, move |store: UserStore| async move {
+            authorize(&store, msg.by, Some(msg.id), false).await?;
+            store.set_active(msg.id, false).await?.map(|r| r.user()).ok_or_else(not_found)
+        })
+    }
+}
+
+impl Handler<ChangePassword> for AuthActor {
+    type Result = Reply<()>;
+
+    fn handle(&mut self, msg: ChangePassword, _: &mut Context<Self>) -> Self::Result {
+        supervision::call(self, move |store: UserStore| async move {
+            let caller = authorize(&store, msg.by, Some(msg.id), false).await?;
+            if msg.id == msg.by.user_id {
+                let current = msg.current.ok_or_else(|| {
+                    ServiceError::Invalid("current_password is required to change your own password".into())
+                })?;
+                if !password::verify(current, caller.password.clone()).await {
+                    return Err(ServiceError::InvalidCredentials.into());
+                }
+            }
+            let hash = password::hash(msg.new.secret().clone()).await.map_err(hashing_failed)?;
+            if store.set_password(msg.id, &hash).await? { Ok(()) } else { Err(not_found()) }
+        })
+    }
+}

@@ -1,0 +1,11 @@
+//! Troupe's service actors and the backends they own.
+//!
+//! - [`supervision`]: the reusable connect-with-backoff / report-readiness / restart-on-loss
+//!   piece every backend-owning actor is built on.
+//! - [`auth`]: the authentication actor (users in PostgreSQL or SQLite, bcrypt, JWT).
+//!
+//! Actors are started under an actix `Supervisor`; adapters (HTTP, RPC) only send them the
+//! messages defined in `troupe_core::messages`.
+
+pub mod auth;
+pub mod supervision;

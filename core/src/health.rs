@@ -1,0 +1,95 @@
+//! The readiness registry: each backend-owning actor reports its connection state here, and
+//! `GET /readyz` reads it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// Where a backend connection stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendState {
+    /// Not connected yet, or reconnecting after a loss.
+    Connecting,
+    /// Connected and serving.
+    Ready,
+}
+
+/// One backend's status as shown by `/readyz`.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackendStatus {
+    /// Current state.
+    pub state: BackendState,
+    /// When it entered that state.
+    pub since: DateTime<Utc>,
+    /// Failed connection attempts since the last success.
+    pub failed_attempts: u32,
+}
+
+/// Shared map of backend name -> status. Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Readiness(Arc<Mutex<BTreeMap<String, BackendStatus>>>);
+
+impl Readiness {
+    /// Register a backend (initially connecting) and return its probe.
+    pub fn probe(&self, name: impl Into<String>) -> Probe {
+        let name = name.into();
+        let probe = Probe { name, registry: self.clone() };
+        probe.set(BackendState::Connecting, 0);
+        probe
+    }
+
+    /// A copy of every backend's status.
+    pub fn snapshot(&self) -> BTreeMap<String, BackendStatus> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// True when every registered backend is ready.
+    pub fn is_ready(&self) -> bool {
+        self.snapshot().values().all(|s| s.state == BackendState::Ready)
+    }
+}
+
+/// A backend's handle for reporting its state.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    name: String,
+    registry: Readiness,
+}
+
+impl Probe {
+    /// Record a new state (the timestamp changes only when the state does).
+    pub fn set(&self, state: BackendState, failed_attempts: u32) {
+        let mut map = self.registry.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let since = match map.get(&self.name) {
+            Some(old) if old.state == state => old.since,
+            _ => Utc::now(),
+        };
+        map.insert(self.name.clone(), BackendStatus { state, since, failed_attempts });
+    }
+
+    /// The backend's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_only_when_every_backend_is() {
+        let r = Readiness::default();
+        assert!(r.is_ready(), "nothing registered is ready");
+        let db = r.probe("auth.database");
+        assert!(!r.is_ready());
+        db.set(BackendState::Ready, 0);
+        assert!(r.is_ready());
+        db.set(BackendState::Connecting, 3);
+        assert_eq!(r.snapshot()["auth.database"].failed_attempts, 3);
+        assert!(!r.is_ready());
+    }
+}

@@ -1,0 +1,57 @@
+//! Troupe's web console (:8081): a page to try every service through the broker.
+//!
+//! Templates (tera) and static assets are compiled into the binary, so the console makes no
+//! request to any outside host. `BROKER_URL` tells the page where the broker is.
+
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpResponse, http::header};
+use tera::{Context, Tera};
+
+const INDEX: &str = include_str!("../templates/index.html");
+const SCRIPT: &str = include_str!("../static/console.js");
+const STYLE: &str = include_str!("../static/console.css");
+
+/// The console's routes; `broker_url` is where the page sends requests.
+pub fn routes(broker_url: String) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut ServiceConfig| {
+        let page = render_index(&broker_url).ok();
+        cfg.route(
+            "/",
+            web::get().to(move || {
+                let page = page.clone();
+                async move {
+                    match page {
+                        Some(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),
+                        None => HttpResponse::InternalServerError().body("template error"),
+                    }
+                }
+            }),
+        )
+        .route("/static/console.js", web::get().to(|| asset(SCRIPT, "text/javascript; charset=utf-8")))
+        .route("/static/console.css", web::get().to(|| asset(STYLE, "text/css; charset=utf-8")));
+    }
+}
+
+async fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(body)
+}
+
+fn render_index(broker_url: &str) -> Result<String, tera::Error> {
+    let mut ctx = Context::new();
+    ctx.insert("broker_url", broker_url.trim_end_matches('/'));
+    Tera::one_off(INDEX, &ctx, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_url_is_escaped_into_the_page() {
+        let html = render_index("http://x/\"><script>").unwrap_or_default();
+        assert!(html.contains("data-broker=\"http:&#x2F;&#x2F;x&#x2F;&quot;&gt;&lt;script&gt;\""), "{html}");
+    }
+}

@@ -1,0 +1,64 @@
+//! The broker (API gateway, :8080): `POST /`, `POST /handle`, plus health.
+//!
+//! `POST /handle` reads `{"action": ..., <action>: {...}}` and sends one message to the
+//! recipient for that action — the service actor itself in `troupe up`, a proxy actor that
+//! forwards over HTTP in split mode. Every send has a deadline (`REQUEST_TIMEOUT`).
+
+use std::time::Duration;
+
+use actix::Recipient;
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, ServiceConfig};
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+use troupe_core::messages::Authenticate;
+use troupe_core::{Envelope, ServiceError};
+
+use crate::api::{ApiError, JsonBody, member, reply, unavailable};
+
+/// Where the broker sends each action.
+#[derive(Clone)]
+pub struct BrokerState {
+    /// The authentication service.
+    pub auth: Recipient<Authenticate>,
+    /// Deadline for each call.
+    pub timeout: Duration,
+}
+
+/// The broker's routes.
+pub fn routes(state: BrokerState) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut ServiceConfig| {
+        cfg.app_data(web::Data::new(state.clone()))
+            .route("/", web::post().to(hit))
+            .route("/handle", web::post().to(handle));
+    }
+}
+
+async fn hit() -> HttpResponse {
+    reply(StatusCode::OK, Envelope::ok("Hit the broker"))
+}
+
+#[derive(Deserialize)]
+struct AuthPayload {
+    email: String,
+    password: SecretString,
+}
+
+async fn handle(
+    state: web::Data<BrokerState>,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse, ApiError> {
+    match body.get("action").and_then(Value::as_str) {
+        Some("auth") => authenticate(&state, member(&body, "auth")?).await,
+        _ => Err(ApiError(ServiceError::BadRequest("unknown action".into()))),
+    }
+}
+
+#[tracing::instrument(name = "broker.auth", skip_all)]
+async fn authenticate(state: &BrokerState, payload: AuthPayload) -> Result<HttpResponse, ApiError> {
+    let msg = Authenticate { email: payload.email, password: payload.password };
+    let done = state.auth.send(msg).timeout(state.timeout).await.map_err(unavailable("auth"))??;
+    Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("Authenticated!", done.user).with_token(done.token)))
+}

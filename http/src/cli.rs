@@ -1,0 +1,122 @@
+//! The `troupe` command line: `troupe up` and `troupe serve <service>`.
+//!
+//! Every setting is an environment variable (also accepted as a `--flag`); `--help` on each
+//! command lists them with their defaults.
+
+use clap::{Args, Parser, Subcommand};
+use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, UpstreamSettings};
+
+const VARIABLES: &str = "\
+Configuration comes from environment variables (each also accepted as a --flag).
+Run `troupe up --help` or `troupe serve <service> --help` for the variables of a command.
+
+  TROUPE_DATA_DIR   embedded stores (SQLite users database)        [./data]
+  DSN               PostgreSQL for users (libpq key=value or URL)  [unset: SQLite]
+  JWT_SECRET        token signing key, >= 32 bytes (or JWT_SECRET_FILE)
+  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, BIND_ADDRESS 0.0.0.0
+  AUTH_URL          where `serve broker` finds auth                [http://localhost:8082]
+  BROKER_URL        where the console's page sends requests        [http://localhost:8080]
+  CORS_ALLOWED_ORIGINS, REQUEST_TIMEOUT, DB_TIMEOUT, BACKOFF_MIN, BACKOFF_MAX, SHUTDOWN_TIMEOUT
+  RUST_LOG          log filter, as env_logger                      [info]
+  LOG_FORMAT        text | json                                    [text]";
+
+/// Troupe: an API gateway and services (auth, ...) on a supervised actor runtime.
+#[derive(Debug, Parser)]
+#[command(name = "troupe", version, about, after_help = VARIABLES)]
+pub struct Cli {
+    /// What to run.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service in one process. With no configuration it needs no server at all:
+    /// users in SQLite under TROUPE_DATA_DIR, a random per-process JWT key.
+    Up(UpArgs),
+    /// Run one service in this process (what compose and Kubernetes run).
+    #[command(subcommand)]
+    Serve(ServeCommand),
+}
+
+/// Settings of `troupe up`.
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub common: CommonSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub broker: BrokerSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub auth: AuthSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub frontend: FrontendSettings,
+}
+
+/// The services `troupe serve` can run.
+#[derive(Debug, Subcommand)]
+pub enum ServeCommand {
+    /// The API gateway on BROKER_PORT, reaching the services at their URLs.
+    Broker {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        broker: BrokerSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        upstream: UpstreamSettings,
+    },
+    /// The authentication service on AUTH_PORT (PostgreSQL from DSN, else SQLite).
+    Auth {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        auth: AuthSettings,
+    },
+    /// The web console on FRONTEND_PORT.
+    Frontend {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        frontend: FrontendSettings,
+    },
+}
+
+impl Command {
+    /// The settings shared by every command.
+    pub fn common(&self) -> &CommonSettings {
+        match self {
+            Self::Up(a) => &a.common,
+            Self::Serve(ServeCommand::Broker { common, .. })
+            | Self::Serve(ServeCommand::Auth { common, .. })
+            | Self::Serve(ServeCommand::Frontend { common, .. }) => common,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let err = Cli::try_parse_from(["troupe", "up", "--broker-port", "eighty"]).expect_err("rejected");
+        assert!(err.to_string().contains("BROKER_PORT"), "{err}");
+    }
+}

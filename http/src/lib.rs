@@ -1,0 +1,17 @@
+//! Troupe's network adapters and the `troupe` binary's machinery.
+//!
+//! - [`api`]: envelope errors, the JSON body extractor, health routes, CORS, the server builder.
+//! - [`broker`]: the API gateway's routes.
+//! - [`auth`]: the authentication service's routes (login, tokens, user management).
+//! - [`proxy`]: actors that forward service messages over HTTP (split mode).
+//! - [`platform`]: starting services for `troupe up` and `troupe serve`.
+//! - [`cli`]: the command line.
+//!
+//! No SQL, SMTP or AMQP here: handlers parse, send one message to an actor, and translate.
+
+pub mod api;
+pub mod auth;
+pub mod broker;
+pub mod cli;
+pub mod platform;
+pub mod proxy;

@@ -1,0 +1,50 @@
+//! The `troupe` binary: parse the command line, set up logging, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use troupe_http::cli::{Cli, Command, ServeCommand};
+use troupe_http::platform;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) if !err.use_stderr() => {
+            let _ = err.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(err) => {
+            // One line naming the bad variable, not clap's usage block.
+            let text = err.render().to_string();
+            eprintln!(
+                "troupe: {}",
+                text.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ")
+            );
+            return ExitCode::from(2);
+        }
+    };
+    troupe_core::telemetry::init(cli.command.common().log_format);
+    match actix_web::rt::System::new().block_on(run(cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("troupe: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> anyhow::Result<()> {
+    let platform = match &command {
+        Command::Up(a) => platform::up(&a.common, &a.broker, &a.auth, &a.frontend)?,
+        Command::Serve(ServeCommand::Broker { common, broker, upstream }) => {
+            platform::serve_broker(common, broker, upstream)?
+        }
+        Command::Serve(ServeCommand::Auth { common, auth }) => platform::serve_auth(common, auth)?,
+        Command::Serve(ServeCommand::Frontend { common, frontend }) => {
+            platform::serve_frontend(common, frontend)?
+        }
+    };
+    platform.run_until_stopped().await?;
+    tracing::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,92 @@
+//! Proxy actors: in split mode the broker's recipients point here, and each forwards the
+//! same message to the remote service over HTTP, mapping the reply back to the same
+//! `Result<_, ServiceError>` the local actor would give.
+//!
+//! One `reqwest::Client` (a keep-alive connection pool) per proxy; every call has a
+//! connect timeout and a total deadline.
+
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler, ResponseFuture};
+use reqwest::StatusCode;
+use secrecy::ExposeSecret;
+use serde_json::json;
+use troupe_core::domain::{Authenticated, User};
+use troupe_core::messages::Authenticate;
+use troupe_core::{Envelope, ServiceError};
+use url::Url;
+
+/// Forwards [`Authenticate`] to a remote auth service (`AUTH_URL`).
+pub struct AuthProxy {
+    http: reqwest::Client,
+    authenticate: Url,
+}
+
+impl AuthProxy {
+    /// A proxy to the auth service at `base`, with a per-call deadline.
+    pub fn new(base: &Url, timeout: Duration) -> anyhow::Result<Self> {
+        let http = client(timeout)?;
+        let authenticate = base.join("authenticate")?;
+        Ok(Self { http, authenticate })
+    }
+}
+
+/// An HTTP client with a total deadline and a shorter connect timeout.
+pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(2)))
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build()?)
+}
+
+impl Actor for AuthProxy {
+    type Context = Context<Self>;
+}
+
+impl Handler<Authenticate> for AuthProxy {
+    type Result = ResponseFuture<Result<Authenticated, ServiceError>>;
+
+    fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
+        let body = json!({"email": msg.email, "password": msg.password.expose_secret()});
+        let request = self.http.post(self.authenticate.clone()).json(&body).send();
+        Box::pin(async move {
+            let res = request.await.map_err(|e| {
+                tracing::warn!(error = %e, "auth service unreachable");
+                ServiceError::unavailable("auth")
+            })?;
+            let status = res.status();
+            let envelope: Option<Envelope> = res.json().await.ok();
+            match (status, envelope) {
+                (StatusCode::ACCEPTED, Some(Envelope { data: Some(data), token: Some(token), .. })) => {
+                    let user: User = serde_json::from_value(data).map_err(|e| {
+                        tracing::error!(error = %e, "auth service sent an unexpected user");
+                        ServiceError::Internal
+                    })?;
+                    Ok(Authenticated { user, token })
+                }
+                (status, envelope) => Err(remote_error(status, envelope, "auth")),
+            }
+        })
+    }
+}
+
+/// The `ServiceError` a remote service's error reply stands for.
+pub fn remote_error(status: StatusCode, envelope: Option<Envelope>, service: &str) -> ServiceError {
+    let message = envelope.map(|e| e.message).unwrap_or_default();
+    match status.as_u16() {
+        401 if message == "invalid credentials" => ServiceError::InvalidCredentials,
+        401 => ServiceError::Unauthorized(message),
+        400 => ServiceError::BadRequest(message),
+        403 => ServiceError::Forbidden,
+        404 => ServiceError::NotFound(message),
+        409 => ServiceError::Conflict(message),
+        413 => ServiceError::PayloadTooLarge(message),
+        422 => ServiceError::Invalid(message),
+        502..=504 => ServiceError::unavailable(service),
+        _ => {
+            tracing::error!(service, %status, "unexpected reply from service");
+            ServiceError::Internal
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The broker's contract (COMPAT.md) in both run modes.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, fresh_pg_database, parts};
+
+/// What both modes must do for `auth`.
+async fn assert_auth_contract(app: &TestApp) {
+    let (status, body) = parts(app.login("admin@example.com", "verysecret").await).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["error"], false);
+    assert_eq!(body["message"], "Authenticated!");
+    let user = &body["data"];
+    assert_eq!(user["email"], "admin@example.com");
+    assert_eq!(user["first_name"], "Admin");
+    assert_eq!(user["last_name"], "User");
+    assert_eq!(user["active"], 1);
+    for field in ["id", "created_at", "updated_at"] {
+        assert!(!user[field].is_null(), "user.{field} missing: {user}");
+    }
+    assert!(user.get("password").is_none(), "password leaked: {user}");
+    assert!(!body.to_string().contains("$2"), "a hash leaked: {body}");
+    assert_eq!(body["token"]["token_type"], "Bearer");
+
+    let (status, body) = parts(app.login("admin@example.com", "wrong-password").await).await;
+    assert_eq!((status, body), (401, json!({"error": true, "message": "invalid credentials"})));
+
+    let (status, body) = parts(app.login("nobody@example.com", "verysecret").await).await;
+    assert_eq!((status, body["message"].as_str()), (401, Some("invalid credentials")));
+}
+
+#[actix_web::test]
+async fn all_in_one_authenticates_the_seeded_user_on_sqlite() {
+    assert_auth_contract(&TestApp::all_in_one().await).await;
+}
+
+#[actix_web::test]
+async fn split_mode_authenticates_the_seeded_user_on_postgres() {
+    let dsn = fresh_pg_database().await;
+    assert_auth_contract(&TestApp::split(&dsn).await).await;
+}
+
+#[actix_web::test]
+async fn split_mode_accepts_the_go_platforms_key_value_dsn() {
+    let url = url::Url::parse(&fresh_pg_database().await).expect("url");
+    let dsn = format!(
+        "host={} port={} user=postgres password='' dbname={} sslmode=disable timezone=UTC connect_timeout=5",
+        url.host_str().unwrap_or("127.0.0.1"),
+        url.port().unwrap_or(5432),
+        url.path().trim_start_matches('/')
+    );
+    let app = TestApp::split(&dsn).await;
+    assert_eq!(app.login("admin@example.com", "verysecret").await.status(), 202);
+}
+
+#[actix_web::test]
+async fn hit_the_broker_and_ping() {
+    let app = TestApp::all_in_one().await;
+    let res = app.http.post(format!("{}/", app.broker)).send().await.expect("answer");
+    assert_eq!(parts(res).await, (200, json!({"error": false, "message": "Hit the broker"})));
+
+    let res = app.http.get(format!("{}/ping", app.broker)).send().await.expect("answer");
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "text/plain");
+    assert_eq!(res.text().await.ok().as_deref(), Some("."));
+}
+
+#[actix_web::test]
+async fn bad_requests_get_clear_errors_in_the_envelope() {
+    let app = TestApp::all_in_one().await;
+    let handle = format!("{}/handle", app.broker);
+    let big = format!(r#"{{"action":"auth","pad":"{}"}}"#, "x".repeat(1_048_576));
+    let cases: Vec<(&str, Option<&str>, String, u16, &str)> = vec![
+        ("unknown action", None, r#"{"action":"dance"}"#.into(), 400, "unknown action"),
+        ("missing action", None, r#"{"auth":{}}"#.into(), 400, "unknown action"),
+        ("not JSON", None, r#"{"action":"#.into(), 400, "malformed JSON"),
+        ("not an object", None, "[1,2]".into(), 400, "unknown action"),
+        ("missing auth", None, r#"{"action":"auth"}"#.into(), 400, "missing \"auth\""),
+        ("wrong types", None, r#"{"action":"auth","auth":{"email":1}}"#.into(), 400, "invalid \"auth\""),
+        ("oversize", None, big, 413, "larger than"),
+        ("xml", Some("application/xml"), "<a/>".into(), 415, "JSON"),
+    ];
+    for (case, content_type, body, status, needle) in cases {
+        let mut req = app.http.post(&handle).body(body);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let (got, reply) = parts(req.send().await.expect("answer")).await;
+        assert_eq!(got, status, "{case}: {reply}");
+        assert_eq!(reply["error"], true, "{case}");
+        let message = reply["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{case}: {message}");
+    }
+    // Unknown fields are accepted; curl's default form content type is read as JSON.
+    let res = app
+        .http
+        .post(&handle)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(r#"{"action":"auth","extra":true,"auth":{"email":"admin@example.com","password":"verysecret"}}"#)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 202);
+    // Still serving after all that.
+    assert_eq!(app.login("admin@example.com", "verysecret").await.status(), 202);
+}
+
+#[actix_web::test]
+async fn unknown_routes_are_404_in_the_envelope() {
+    let app = TestApp::all_in_one().await;
+    let res = app.http.get(format!("{}/nope", app.broker)).send().await.expect("answer");
+    assert_eq!(parts(res).await, (404, json!({"error": true, "message": "not found"})));
+}
+
+#[actix_web::test]
+async fn cors_allows_only_the_configured_origins() {
+    let app = TestApp::all_in_one().await;
+    let preflight = |origin: &'static str| {
+        app.http
+            .request(reqwest::Method::OPTIONS, format!("{}/handle", app.broker))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type")
+            .send()
+    };
+    let ok = preflight("http://console.test").await.expect("answer");
+    assert_eq!(ok.headers().get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"http://console.test"[..]));
+    let denied = preflight("http://evil.test").await.expect("answer");
+    assert!(denied.headers().get("access-control-allow-origin").is_none());
+}
+
+#[actix_web::test]
+async fn health_endpoints_report_the_backend() {
+    let app = TestApp::all_in_one().await;
+    for base in [&app.broker, &app.auth] {
+        let res = app.http.get(format!("{base}/healthz")).send().await.expect("answer");
+        assert_eq!(res.status(), 200);
+    }
+    let ready = crate::helpers::eventually(Duration::from_secs(10), "auth ready", || async {
+        let res = app.http.get(format!("{}/readyz", app.auth)).send().await.ok()?;
+        (res.status() == 200).then_some(res)
+    })
+    .await;
+    let body: Value = ready.json().await.expect("json");
+    assert_eq!(body["data"]["auth.database"]["state"], "ready");
+}
+
+#[actix_web::test]
+async fn responses_carry_a_request_id() {
+    let app = TestApp::all_in_one().await;
+    let res = app.http.post(format!("{}/", app.broker)).send().await.expect("answer");
+    let id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert_eq!(id.len(), 36, "a UUID: {id:?}");
+}
+
+#[actix_web::test]
+async fn an_unreachable_auth_service_is_503_within_the_deadline() {
+    // Nothing listens on this port: bind one, then free it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let broker = TestApp::spawn_broker(url::Url::parse(&format!("http://127.0.0.1:{port}")).expect("url"));
+    let app = TestApp { broker: format!("http://127.0.0.1:{broker}"), ..TestApp::all_in_one().await };
+    let started = Instant::now();
+    let (status, body) = parts(app.login("admin@example.com", "verysecret").await).await;
+    assert_eq!((status, body["message"].as_str()), (503, Some("auth unavailable")));
+    assert!(started.elapsed() < Duration::from_secs(4), "took {:?}", started.elapsed());
+}

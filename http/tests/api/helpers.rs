@@ -1,0 +1,221 @@
+//! Spawning apps for tests: all-in-one on SQLite, split on a fresh PostgreSQL database,
+//! and a TCP proxy that can cut the database away.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::{Client, Response};
+use serde_json::{Value, json};
+use sqlx::{Connection, Executor, PgConnection};
+use tempfile::TempDir;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, UpstreamSettings};
+use troupe_http::platform;
+use url::Url;
+
+/// A key good enough for tests (never used outside them).
+pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret!";
+
+/// Where the test PostgreSQL server is (the maintenance database).
+pub fn pg_admin_url() -> String {
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn common() -> CommonSettings {
+    CommonSettings {
+        bind_address: [127, 0, 0, 1].into(),
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        shutdown_timeout: Duration::from_secs(1),
+        ..CommonSettings::default()
+    }
+}
+
+pub fn broker_settings() -> BrokerSettings {
+    BrokerSettings {
+        broker_port: 0,
+        cors_allowed_origins: vec!["http://console.test".into()],
+        request_timeout: Duration::from_secs(3),
+    }
+}
+
+/// Apps under test and a client for them.
+pub struct TestApp {
+    pub broker: String,
+    pub auth: String,
+    pub http: Client,
+    pub _data: Option<TempDir>,
+}
+
+impl TestApp {
+    /// `troupe up` on SQLite in a temporary directory.
+    pub async fn all_in_one() -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
+        auth.db_timeout = Duration::from_secs(1);
+        let frontend = FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
+        let p = platform::up(&common(), &broker_settings(), &auth, &frontend).expect("platform starts");
+        let app = Self::new(p.port("broker"), p.port("auth"), Some(dir));
+        actix_web::rt::spawn(p.run_until_stopped());
+        app.wait_ready(&app.auth).await;
+        app
+    }
+
+    /// `troupe serve auth` on PostgreSQL (`dsn`) + `troupe serve broker` reaching it over HTTP.
+    pub async fn split(dsn: &str) -> TestApp {
+        let auth_port = Self::spawn_auth(dsn);
+        let auth_url = Url::parse(&format!("http://127.0.0.1:{auth_port}")).expect("url");
+        let broker_port = Self::spawn_broker(auth_url);
+        let app = Self::new(Some(broker_port), Some(auth_port), None);
+        app.wait_ready(&app.auth).await;
+        app
+    }
+
+    /// Wait until the service at `base` reports ready, as a load balancer would.
+    pub async fn wait_ready(&self, base: &str) {
+        eventually(Duration::from_secs(15), &format!("{base}/readyz"), || async {
+            let res = self.http.get(format!("{base}/readyz")).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        })
+        .await;
+    }
+
+    /// `troupe serve auth` on `dsn`; returns its port.
+    pub fn spawn_auth(dsn: &str) -> u16 {
+        let mut auth = AuthSettings::embedded("/nonexistent", TEST_SECRET.into());
+        auth.dsn = Some(dsn.into());
+        auth.db_timeout = Duration::from_secs(1);
+        let p = platform::serve_auth(&common(), &auth).expect("auth starts");
+        let port = p.port("auth").expect("auth port");
+        actix_web::rt::spawn(p.run_until_stopped());
+        port
+    }
+
+    /// `troupe serve broker` reaching auth at `auth_url`; returns its port.
+    pub fn spawn_broker(auth_url: Url) -> u16 {
+        let p = platform::serve_broker(&common(), &broker_settings(), &UpstreamSettings { auth_url })
+            .expect("broker starts");
+        let port = p.port("broker").expect("broker port");
+        actix_web::rt::spawn(p.run_until_stopped());
+        port
+    }
+
+    fn new(broker: Option<u16>, auth: Option<u16>, data: Option<TempDir>) -> TestApp {
+        let url = |p: Option<u16>| p.map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default();
+        TestApp {
+            broker: url(broker),
+            auth: url(auth),
+            http: Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
+            _data: data,
+        }
+    }
+
+    pub async fn post_handle(&self, body: &Value) -> Response {
+        self.http.post(format!("{}/handle", self.broker)).json(body).send().await.expect("broker answers")
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> Response {
+        self.post_handle(&json!({"action": "auth", "auth": {"email": email, "password": password}})).await
+    }
+
+    /// Log in as the seeded admin through the auth service; returns the bearer token.
+    pub async fn admin_token(&self) -> String {
+        self.token_for("admin@example.com", "verysecret").await
+    }
+
+    pub async fn token_for(&self, email: &str, password: &str) -> String {
+        let res = self
+            .http
+            .post(format!("{}/authenticate", self.auth))
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .expect("auth answers");
+        assert_eq!(res.status(), 202, "login of {email}");
+        let body: Value = res.json().await.expect("json");
+        body["token"]["access_token"].as_str().expect("token").to_owned()
+    }
+}
+
+/// Status and JSON body of a reply.
+pub async fn parts(res: Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let body = res.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// A fresh, empty PostgreSQL database; returns its URL. Fails loudly if PostgreSQL is missing.
+pub async fn fresh_pg_database() -> String {
+    let admin = pg_admin_url();
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for this test (TEST_PG_URL={admin}): {e}. Run `make services`.")
+    });
+    let name = format!("troupe_test_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).await.expect("create database");
+    let mut url = Url::parse(&admin).expect("TEST_PG_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// A TCP proxy to `upstream` that can be cut (refusing new and killing open connections)
+/// and restored, to simulate a database outage.
+pub struct TcpProxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    kill: watch::Sender<u64>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (kill, _) = watch::channel(0u64);
+        let (cut2, kill2) = (cut.clone(), kill.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut killed = kill2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { port, cut, kill }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.kill.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Retry `probe` until it returns `Some`, or panic after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Black-box tests of the running services over HTTP, in both run modes.
+//!
+//! One test binary (as in zero-to-production); each test starts its own apps on port 0 with
+//! a fresh SQLite directory or a fresh PostgreSQL database.
+
+mod auth_users;
+mod broker;
+mod helpers;
+mod outage;
