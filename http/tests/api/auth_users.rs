@@ -6,7 +6,13 @@ use serde_json::{Value, json};
 use crate::helpers::{TestApp, fresh_pg_database, parts};
 
 impl TestApp {
-    async fn call(&self, method: Method, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut req = self.http.request(method, format!("{}{path}", self.auth));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -40,8 +46,9 @@ async fn user_lifecycle(app: &TestApp) {
     let (status, body) = app.call(Method::GET, "/users/me", Some(&ada), None).await;
     assert_eq!((status, body["data"]["id"].as_i64()), (200, Some(id)));
 
-    let (status, body) =
-        app.call(Method::PATCH, &format!("/users/{id}"), Some(&ada), Some(json!({"last_name": "Lovelace"}))).await;
+    let (status, body) = app
+        .call(Method::PATCH, &format!("/users/{id}"), Some(&ada), Some(json!({"last_name": "Lovelace"})))
+        .await;
     assert_eq!((status, body["data"]["last_name"].as_str()), (200, Some("Lovelace")));
 
     // Users manage themselves, not others; listing is for admins.

@@ -98,7 +98,9 @@ async fn bad_requests_get_clear_errors_in_the_envelope() {
         .http
         .post(&handle)
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(r#"{"action":"auth","extra":true,"auth":{"email":"admin@example.com","password":"verysecret"}}"#)
+        .body(
+            r#"{"action":"auth","extra":true,"auth":{"email":"admin@example.com","password":"verysecret"}}"#,
+        )
         .send()
         .await
         .expect("answer");
@@ -126,7 +128,10 @@ async fn cors_allows_only_the_configured_origins() {
             .send()
     };
     let ok = preflight("http://console.test").await.expect("answer");
-    assert_eq!(ok.headers().get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"http://console.test"[..]));
+    assert_eq!(
+        ok.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
+        Some(&b"http://console.test"[..])
+    );
     let denied = preflight("http://evil.test").await.expect("answer");
     assert!(denied.headers().get("access-control-allow-origin").is_none());
 }

@@ -1,8 +1,4 @@
-//! Actor messages: the contract between services.
-//!
-//! The broker holds `Recipient<M>` handles for these; in one process they reach the service
-//! actors, in split mode proxy actors that forward them over the network. Every reply is a
-//! `Result<_, ServiceError>` so callers see the same errors either way.
+//! Messages of the authentication service.
 
 use actix::Message;
 use secrecy::SecretString;

@@ -1,0 +1,55 @@
+//! Settings of the authentication service.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use super::{parse_duration, parse_secret};
+
+/// The authentication service.
+#[derive(Debug, Clone, Args)]
+pub struct AuthSettings {
+    /// Port of the authentication service.
+    #[arg(long, env = "AUTH_PORT", default_value_t = 8082)]
+    pub auth_port: u16,
+    /// PostgreSQL to keep users in, as a libpq key=value string (as the Go platform used) or a
+    /// postgres:// URL. Unset: SQLite in TROUPE_DATA_DIR.
+    #[arg(long, env = "DSN", value_parser = parse_secret, hide_env_values = true)]
+    pub dsn: Option<SecretString>,
+    /// Directory for embedded stores (SQLite users database, ...). Created when missing.
+    #[arg(long, env = "TROUPE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Deadline for each database operation.
+    #[arg(long, env = "DB_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub db_timeout: Duration,
+    /// Largest number of pooled database connections.
+    #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
+    pub db_max_connections: u32,
+    /// HMAC key (HS256) signing access tokens; at least 32 bytes.
+    #[arg(long, env = "JWT_SECRET", value_parser = parse_secret, hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// File holding the signing key instead of JWT_SECRET (e.g. a mounted Kubernetes secret).
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+    /// Lifetime of access tokens.
+    #[arg(long, env = "JWT_TTL", default_value = "1h", value_parser = parse_duration)]
+    pub jwt_ttl: Duration,
+}
+
+impl AuthSettings {
+    /// Settings for a store in `data_dir` (SQLite) with a given key; for tests and examples.
+    pub fn embedded(data_dir: impl Into<PathBuf>, jwt_secret: SecretString) -> Self {
+        Self {
+            auth_port: 0,
+            dsn: None,
+            data_dir: data_dir.into(),
+            db_timeout: Duration::from_secs(3),
+            db_max_connections: 5,
+            jwt_secret: Some(jwt_secret),
+            jwt_secret_file: None,
+            jwt_ttl: Duration::from_secs(3600),
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Typed settings, read from environment variables (or the matching `--flags`).
+//!
+//! Variable names follow the Go platform where it had one (`DSN`, `AUTH_URL`, ...). Each
+//! settings struct is a `clap::Args`, so `troupe --help` documents every variable and a bad
+//! value stops start-up with an error naming it. Tests build the structs directly.
+//!
+//! One module per service; [`CommonSettings`] is shared by every process.
+
+mod auth;
+mod broker;
+
+pub use auth::AuthSettings;
+pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+use url::Url;
+
+use crate::backoff::BackoffPolicy;
+use crate::telemetry::LogFormat;
+
+/// Parse `5s`, `250ms`, `1h`...
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    humantime::parse_duration(raw).map_err(|e| e.to_string())
+}
+
+pub(crate) fn parse_secret(raw: &str) -> Result<SecretString, String> {
+    Ok(SecretString::from(raw.to_owned()))
+}
+
+pub(crate) fn parse_http_url(raw: &str) -> Result<Url, String> {
+    let url = Url::parse(raw).map_err(|e| e.to_string())?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        _ => Err("expected an http:// or https:// URL with a host".into()),
+    }
+}
+
+/// Settings every service process shares.
+#[derive(Debug, Clone, Args)]
+pub struct CommonSettings {
+    /// Address the HTTP servers listen on.
+    #[arg(long, env = "BIND_ADDRESS", default_value = "0.0.0.0")]
+    pub bind_address: IpAddr,
+    /// Log output: `text` or `json`. Filter with RUST_LOG (default `info`).
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+    /// How long shutdown waits for in-flight requests after SIGTERM or Ctrl-C.
+    #[arg(long, env = "SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub shutdown_timeout: Duration,
+    /// First delay before reconnecting to a backend.
+    #[arg(long, env = "BACKOFF_MIN", default_value = "200ms", value_parser = parse_duration)]
+    pub backoff_min: Duration,
+    /// Longest delay between reconnect attempts.
+    #[arg(long, env = "BACKOFF_MAX", default_value = "10s", value_parser = parse_duration)]
+    pub backoff_max: Duration,
+}
+
+impl CommonSettings {
+    /// The reconnect policy these settings describe.
+    pub fn backoff(&self) -> BackoffPolicy {
+        BackoffPolicy { min: self.backoff_min, max: self.backoff_max.max(self.backoff_min) }
+    }
+}
+
+impl Default for CommonSettings {
+    fn default() -> Self {
+        Self {
+            bind_address: IpAddr::from([127, 0, 0, 1]),
+            log_format: LogFormat::Text,
+            shutdown_timeout: Duration::from_secs(10),
+            backoff_min: Duration::from_millis(200),
+            backoff_max: Duration::from_secs(10),
+        }
+    }
+}

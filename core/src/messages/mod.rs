@@ -1,0 +1,13 @@
+//! Actor messages: the contract between services.
+//!
+//! The broker holds `Recipient<M>` handles for these; in one process they reach the service
+//! actors, in split mode proxy actors that forward them over the network. Every reply is a
+//! `Result<_, ServiceError>` so callers see the same errors either way.
+//!
+//! One module per service: [`auth`], [`logs`].
+
+pub mod auth;
+pub mod logs;
+
+pub use auth::*;
+pub use logs::*;
