@@ -1,5 +1,5 @@
 //! What every Troupe HTTP service shares: envelope errors, the JSON body extractor, health
-//! routes, CORS, request ids and the server builder.
+//! routes, Prometheus metrics (`GET /metrics`), CORS, request ids and the server builder.
 
 use std::fmt;
 use std::future::Future;
@@ -207,11 +207,18 @@ where
     F: Fn(&mut ServiceConfig) + Send + Clone + 'static,
 {
     let port = listener.local_addr()?.port();
+    let metrics = actix_web_prom::PrometheusMetricsBuilder::new("troupe")
+        .endpoint("/metrics")
+        .const_labels([("service".to_owned(), name.to_owned())].into())
+        .mask_unmatched_patterns("UNMATCHED")
+        .build()
+        .map_err(|e| std::io::Error::other(format!("metrics: {e}")))?;
     let readiness = web::Data::new(opts.readiness.clone());
     let origins = opts.cors_origins.clone();
     let server = HttpServer::new(move || {
-        // Middleware runs outermost-last: TracingLogger opens the request span (with its
-        // request id) first, then the id is echoed on the reply, then CORS answers preflights.
+        // Middleware runs outermost-last: metrics time the whole request, TracingLogger opens
+        // the request span (with its request id), the id is echoed on the reply, then CORS
+        // answers preflights.
         App::new()
             .wrap(cors(&origins))
             .wrap_fn(|req, srv| {
@@ -226,6 +233,7 @@ where
                 }
             })
             .wrap(TracingLogger::default())
+            .wrap(metrics.clone())
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .app_data(readiness.clone())
             .configure(health_routes)

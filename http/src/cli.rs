@@ -22,7 +22,12 @@ Run `troupe up --help` or `troupe serve <service> --help` for the variables of a
 
 /// Troupe: an API gateway and services (auth, ...) on a supervised actor runtime.
 #[derive(Debug, Parser)]
-#[command(name = "troupe", version, about, after_help = VARIABLES)]
+#[command(
+    name = "troupe",
+    version,
+    about = "Troupe: an API gateway and its services on a supervised actor runtime.",
+    after_help = VARIABLES
+)]
 pub struct Cli {
     /// What to run.
     #[command(subcommand)]

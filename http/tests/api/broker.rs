@@ -153,6 +153,20 @@ async fn health_endpoints_report_the_backend() {
 }
 
 #[actix_web::test]
+async fn metrics_are_exposed_for_prometheus() {
+    let app = TestApp::all_in_one().await;
+    app.http.post(format!("{}/", app.broker)).send().await.expect("answer");
+    let res = app.http.get(format!("{}/metrics", app.broker)).send().await.expect("answer");
+    assert_eq!(res.status(), 200);
+    let text = res.text().await.unwrap_or_default();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("troupe_http_requests_total{") && l.contains(r#"service="broker""#)),
+        "{text}"
+    );
+}
+
+#[actix_web::test]
 async fn responses_carry_a_request_id() {
     let app = TestApp::all_in_one().await;
     let res = app.http.post(format!("{}/", app.broker)).send().await.expect("answer");
