@@ -434,3 +434,83 @@ async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
     .await;
     assert_delivered(&raw, &subject);
 }
+
+/// An SMTP server whose replies are scripted: `rcpt` answers `rcpt_reply`, and the end of
+/// DATA answers the next reply of `data_replies` (then 250). Counts what it was asked.
+#[derive(Clone)]
+struct Scripted {
+    rcpt_reply: mailin_embedded::Response,
+    data_replies: std::sync::Arc<std::sync::Mutex<Vec<mailin_embedded::Response>>>,
+    rcpts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl mailin_embedded::Handler for Scripted {
+    fn rcpt(&mut self, _to: &str) -> mailin_embedded::Response {
+        self.rcpts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.rcpt_reply.clone()
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let next = self.data_replies.lock().expect("lock").pop();
+        match next {
+            Some(reply) => reply,
+            None => {
+                self.accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                mailin_embedded::response::OK
+            }
+        }
+    }
+}
+
+fn scripted(
+    rcpt_reply: mailin_embedded::Response,
+    data_replies: Vec<mailin_embedded::Response>,
+) -> (Scripted, u16) {
+    let handler = Scripted {
+        rcpt_reply,
+        data_replies: std::sync::Arc::new(std::sync::Mutex::new(data_replies)),
+        rcpts: Default::default(),
+        accepted: Default::default(),
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut server = mailin_embedded::Server::new(handler.clone());
+    server.with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (handler, port)
+}
+
+#[actix_rt::test]
+async fn a_4xx_reply_is_retried_and_the_mail_is_accepted_once() {
+    use mailin_embedded::response::{INTERNAL_ERROR, OK};
+    let (server, port) = scripted(OK, vec![INTERNAL_ERROR]);
+    let mailer = spawn_mailer(&MailerSettings::local(port));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+
+    let (status, body) = send(&http, &mailer, "deferred once").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(server.rcpts.load(std::sync::atomic::Ordering::SeqCst), 2, "tried twice");
+    assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "accepted once");
+}
+
+#[actix_rt::test]
+async fn a_5xx_reply_is_reported_as_422_and_not_retried() {
+    use mailin_embedded::response::NO_MAILBOX;
+    let (server, port) = scripted(NO_MAILBOX, Vec::new());
+    let mailer = spawn_mailer(&MailerSettings::local(port));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+
+    let (status, body) = send(&http, &mailer, "refused").await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (422, Some("the mail server refused the mail (550)")),
+        "{body}"
+    );
+    assert_eq!(server.rcpts.load(std::sync::atomic::Ordering::SeqCst), 1, "not retried");
+    assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
