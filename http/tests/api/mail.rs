@@ -514,3 +514,18 @@ async fn a_5xx_reply_is_reported_as_422_and_not_retried() {
     assert_eq!(server.rcpts.load(std::sync::atomic::Ordering::SeqCst), 1, "not retried");
     assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
 }
+
+#[actix_rt::test]
+async fn caught_mail_survives_a_restart_of_the_catcher() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, smtp) = bare_catcher(dir.path(), None);
+    let mailer = spawn_mailer(&MailerSettings::local(smtp.port()));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+    assert_eq!(send(&http, &mailer, "kept").await.0, 202);
+    assert_eq!(count(&store).await, 1);
+
+    let again = CatcherStore::start(dir.path().join("catcher")).expect("store on the same folder");
+    let list = again.send(ListCaught).await.expect("answers").expect("list");
+    assert_eq!(list.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(), ["kept"]);
+}
