@@ -8,7 +8,8 @@
 3. Check what this project promises: every service has a healthcheck and a restart policy,
    every depends_on waits for a healthy service, the Go platform's hostnames and ports
    (COMPAT.md) exist, named volumes are declared, no secret has a literal value in
-   compose.yml, and every variable the files use is documented in .env.example.
+   compose.yml, every variable the files use is documented in .env.example, and every
+   variable of .env.example is described in docs/deploy.md.
 
 Usage: scripts/check_compose.py [REPO_ROOT]
 """
@@ -153,6 +154,10 @@ def main():
     container_only = set()
     for name in sorted(used - documented - container_only):
         fail(f".env.example does not document {name}, which the compose files use")
+    deploy_doc = open(os.path.join(ROOT, "docs", "deploy.md"), encoding="utf-8").read()
+    for name in sorted(documented):
+        if f"`{name}`" not in deploy_doc and f"{name}`" not in deploy_doc:
+            fail(f"docs/deploy.md does not describe {name} (documented in .env.example)")
     for e in errors:
         print(f"compose: {e}", file=sys.stderr)
     if errors:
