@@ -67,7 +67,7 @@ fn error_cases() -> Vec<Case> {
         },
         Case {
             what: "wrong content type",
-            body: Body::Raw("text/plain", b"{\"action\":\"auth\"}".to_vec()),
+            body: Body::Raw("application/xml", b"<action>auth</action>".to_vec()),
             status: 415,
             message: "",
         },
