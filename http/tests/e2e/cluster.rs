@@ -149,12 +149,11 @@ impl Cluster {
         let status =
             Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill(1)");
         assert!(status.success(), "kill -TERM {name} failed");
-        let exit = eventually(Duration::from_secs(15), &format!("{name} exits after SIGTERM"), || {
+        eventually(Duration::from_secs(15), &format!("{name} exits after SIGTERM"), || {
             let exit = child.try_wait().expect("poll child");
             async move { exit }
         })
-        .await;
-        exit
+        .await
     }
 
     /// True while the process of `name` is alive.
