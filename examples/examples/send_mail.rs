@@ -42,7 +42,8 @@ async fn main() -> anyhow::Result<()> {
     };
 
     let readiness = Readiness::default();
-    let config = MailerConfig::from_settings(&settings, BackoffPolicy::default()).map_err(anyhow::Error::msg)?;
+    let config =
+        MailerConfig::from_settings(&settings, BackoffPolicy::default()).map_err(anyhow::Error::msg)?;
     let mailer = Mailer::start(config, &readiness);
     // The actor answers "unavailable" until its first SMTP connection test has passed.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -55,7 +56,10 @@ async fn main() -> anyhow::Result<()> {
 
     if let Some(store) = store {
         for mail in store.send(ListCaught).await?? {
-            println!("caught {}: {} -> {:?}: {:?} ({} bytes)", mail.id, mail.from, mail.to, mail.subject, mail.size);
+            println!(
+                "caught {}: {} -> {:?}: {:?} ({} bytes)",
+                mail.id, mail.from, mail.to, mail.subject, mail.size
+            );
         }
     }
     Ok(())

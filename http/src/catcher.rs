@@ -74,7 +74,8 @@ async fn html(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<H
         .timeout(TIMEOUT)
         .await
         .map_err(unavailable("catcher"))??;
-    let html = mail.html.ok_or_else(|| ApiError(ServiceError::NotFound("message has no HTML part".into())))?;
+    let html =
+        mail.html.ok_or_else(|| ApiError(ServiceError::NotFound("message has no HTML part".into())))?;
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")
         .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"))

@@ -44,7 +44,9 @@ async fn run(command: Command) -> anyhow::Result<()> {
             platform::serve_frontend(common, frontend)?
         }
         Command::Serve(ServeCommand::Mailer { common, mailer }) => platform::serve_mailer(common, mailer)?,
-        Command::Serve(ServeCommand::Catcher { common, catcher }) => platform::serve_catcher(common, catcher)?,
+        Command::Serve(ServeCommand::Catcher { common, catcher }) => {
+            platform::serve_catcher(common, catcher)?
+        }
     };
     platform.run_until_stopped().await?;
     tracing::info!("stopped");

@@ -41,12 +41,14 @@ pub struct CatcherStore {
 impl CatcherStore {
     /// Start the store on `dir` (created when missing) on its own arbiter.
     pub fn start(dir: PathBuf) -> Result<Addr<Self>, String> {
-        std::fs::create_dir_all(&dir).map_err(|e| format!("catcher folder {} is not usable: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("catcher folder {} is not usable: {e}", dir.display()))?;
         Ok(Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { dir }))
     }
 
     fn path(&self, id: &str, ext: &str) -> Result<PathBuf, ServiceError> {
-        let valid = !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let valid =
+            !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         let path = self.dir.join(format!("{id}.{ext}"));
         if valid && path.exists() { Ok(path) } else { Err(not_found()) }
     }
@@ -240,7 +242,8 @@ impl SmtpHandler for Session {
         if self.too_big {
             return response::NO_STORAGE;
         }
-        let msg = CatchMail { from: self.from.clone(), to: self.to.clone(), raw: std::mem::take(&mut self.data) };
+        let msg =
+            CatchMail { from: self.from.clone(), to: self.to.clone(), raw: std::mem::take(&mut self.data) };
         // This is a plain thread owned by the SMTP server, so blocking on the reply is fine.
         let (tx, rx) = tokio::sync::oneshot::channel();
         let store = self.store.clone();
@@ -258,7 +261,14 @@ pub fn start_smtp(
     store: Addr<CatcherStore>,
     tls: Option<(&Path, &Path)>,
 ) -> Result<(), String> {
-    let handler = Session { store, arbiter: Arbiter::new().handle(), from: String::new(), to: Vec::new(), data: Vec::new(), too_big: false };
+    let handler = Session {
+        store,
+        arbiter: Arbiter::new().handle(),
+        from: String::new(),
+        to: Vec::new(),
+        data: Vec::new(),
+        too_big: false,
+    };
     let mut server = Server::new(handler);
     let ssl = match tls {
         Some((cert, key)) => SslConfig::SelfSigned {

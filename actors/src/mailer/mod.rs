@@ -73,8 +73,8 @@ impl MailerConfig {
     /// Build from settings; errors name the variable. `MAIL_HOST` must be set.
     pub fn from_settings(s: &MailerSettings, backoff: BackoffPolicy) -> Result<Self, String> {
         let host = s.mail_host.clone().filter(|h| !h.trim().is_empty()).ok_or("MAIL_HOST is not set")?;
-        let from_address =
-            Email::parse(&s.from_address).map_err(|_| format!("FROM_ADDRESS: invalid address {:?}", s.from_address))?;
+        let from_address = Email::parse(&s.from_address)
+            .map_err(|_| format!("FROM_ADDRESS: invalid address {:?}", s.from_address))?;
         if s.from_name.chars().any(char::is_control) {
             return Err("FROM_NAME must not contain control characters".into());
         }
@@ -111,7 +111,8 @@ impl MailerConfig {
             .timeout(Some(self.timeout))
             .hello_name(ClientId::Domain(self.hello.clone()));
         if let Some((user, password)) = &self.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
         }
         let tls = || -> anyhow::Result<TlsParameters> {
             let mut params = TlsParameters::builder(self.host.clone());
@@ -137,8 +138,10 @@ impl MailerConfig {
         let from = msg.from.as_ref().unwrap_or(&self.from_address);
         let from: Address = from.as_str().parse().map_err(|_| invalid("from"))?;
         let to: Address = msg.to.as_str().parse().map_err(|_| invalid("to"))?;
-        let parts =
-            self.templates.render(msg.message.as_str(), msg.subject.as_str(), &self.from_name).map_err(|e| {
+        let parts = self
+            .templates
+            .render(msg.message.as_str(), msg.subject.as_str(), &self.from_name)
+            .map_err(|e| {
                 tracing::error!(error = %format!("{e:#}"), "rendering a mail failed");
                 ServiceError::Internal
             })?;

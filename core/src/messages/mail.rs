@@ -23,7 +23,9 @@ impl Subject {
             return Err(ServiceError::Invalid("subject must be one line without control characters".into()));
         }
         if raw.chars().count() > MAX_SUBJECT_LEN {
-            return Err(ServiceError::Invalid(format!("subject must be at most {MAX_SUBJECT_LEN} characters")));
+            return Err(ServiceError::Invalid(format!(
+                "subject must be at most {MAX_SUBJECT_LEN} characters"
+            )));
         }
         Ok(Self(raw.trim().to_owned()))
     }
@@ -76,10 +78,19 @@ impl MailRequest {
     pub fn parse(self) -> Result<SendMail, ServiceError> {
         let from = match self.from.trim() {
             "" => None,
-            raw => Some(Email::parse(raw).map_err(|_| ServiceError::Invalid(format!("invalid from address: {raw:?}")))?),
+            raw => Some(
+                Email::parse(raw)
+                    .map_err(|_| ServiceError::Invalid(format!("invalid from address: {raw:?}")))?,
+            ),
         };
-        let to = Email::parse(&self.to).map_err(|_| ServiceError::Invalid(format!("invalid to address: {:?}", self.to)))?;
-        Ok(SendMail { from, to, subject: Subject::parse(&self.subject)?, message: MailBody::parse(self.message)? })
+        let to = Email::parse(&self.to)
+            .map_err(|_| ServiceError::Invalid(format!("invalid to address: {:?}", self.to)))?;
+        Ok(SendMail {
+            from,
+            to,
+            subject: Subject::parse(&self.subject)?,
+            message: MailBody::parse(self.message)?,
+        })
     }
 }
 

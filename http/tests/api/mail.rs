@@ -38,7 +38,8 @@ impl MailApp {
         let auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
         let frontend =
             FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
-        let mailer = MailerSettings { mail_host: None, from_name: "Troupe Mailer".into(), ..MailerSettings::local(0) };
+        let mailer =
+            MailerSettings { mail_host: None, from_name: "Troupe Mailer".into(), ..MailerSettings::local(0) };
         let catcher = CatcherSettings::ephemeral(dir.path());
         let p = platform::up(&common(), &broker_settings(), &auth, &frontend, &mailer, &catcher)
             .expect("platform starts");
@@ -56,12 +57,14 @@ impl MailApp {
     }
 
     async fn mail(&self, mail: Value) -> (u16, Value) {
-        let res = self.http.post(format!("{}/handle", self.broker)).json(&json!({"action": "mail", "mail": mail}));
+        let res =
+            self.http.post(format!("{}/handle", self.broker)).json(&json!({"action": "mail", "mail": mail}));
         parts(res.send().await.expect("broker answers")).await
     }
 
     async fn caught(&self) -> Vec<Value> {
-        let res = self.http.get(format!("{}/api/messages", self.catcher)).send().await.expect("catcher answers");
+        let res =
+            self.http.get(format!("{}/api/messages", self.catcher)).send().await.expect("catcher answers");
         assert_eq!(res.status(), 200);
         let body: Value = res.json().await.expect("json");
         body["data"].as_array().cloned().unwrap_or_default()
@@ -127,7 +130,10 @@ async fn mail_through_the_broker_arrives_in_the_built_in_catcher_with_both_parts
     assert!(d["html"].as_str().is_some_and(|h| h.contains("Tom &amp; Jerry")));
     let headers = d["headers"].as_array().expect("headers");
     let header = |name: &str| {
-        headers.iter().find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name))).map(|h| h[1].clone())
+        headers
+            .iter()
+            .find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .map(|h| h[1].clone())
     };
     assert_eq!(header("Subject"), Some(json!("Test email")));
     assert!(header("From").and_then(|f| f.as_str().map(|f| f.contains("Troupe Mailer"))).unwrap_or(false));
@@ -160,7 +166,10 @@ async fn the_catcher_lists_newest_first_deletes_all_and_allows_the_console_origi
         .send()
         .await
         .expect("cors");
-    assert_eq!(res.headers().get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"http://localhost:8081"[..]));
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
+        Some(&b"http://localhost:8081"[..])
+    );
 
     let res = app.http.delete(format!("{}/api/messages", app.catcher)).send().await.expect("delete all");
     assert_eq!(res.status(), 200);
@@ -173,7 +182,8 @@ async fn the_catcher_lists_newest_first_deletes_all_and_allows_the_console_origi
 async fn post_send_on_the_mailer_answers_sent_to_and_from_defaults_to_from_address() {
     let app = MailApp::up().await;
     let body = json!({"to": "you@there.com", "subject": "Hi", "message": "Hello world!"});
-    let (status, reply) = parts(app.http.post(format!("{}/send", app.mailer)).json(&body).send().await.expect("send")).await;
+    let (status, reply) =
+        parts(app.http.post(format!("{}/send", app.mailer)).json(&body).send().await.expect("send")).await;
     assert_eq!((status, reply["message"].as_str()), (202, Some("sent to you@there.com")), "{reply}");
     let list = app.caught().await;
     assert_eq!(list[0]["from"], "noreply@example.com");
@@ -230,7 +240,8 @@ fn spawn_mailer(settings: &MailerSettings) -> String {
 }
 
 async fn send(http: &Client, mailer: &str, subject: &str) -> (u16, Value) {
-    parts(http.post(format!("{mailer}/send")).json(&test_mail(subject)).send().await.expect("mailer answers")).await
+    parts(http.post(format!("{mailer}/send")).json(&test_mail(subject)).send().await.expect("mailer answers"))
+        .await
 }
 
 #[actix_rt::test]
@@ -288,7 +299,10 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
         .expect("broker");
     assert_eq!(res.status(), 422);
 
-    let down = TestApp::spawn_broker_with(UpstreamSettings { auth_url, mailer_url: Url::parse("http://127.0.0.1:9").expect("url") });
+    let down = TestApp::spawn_broker_with(UpstreamSettings {
+        auth_url,
+        mailer_url: Url::parse("http://127.0.0.1:9").expect("url"),
+    });
     let (status, body) = parts(handle(down, "down").await.expect("broker")).await;
     assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");
 }
@@ -309,13 +323,15 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let name = name.build();
     let mut b = X509::builder().expect("builder");
     b.set_version(2).expect("v3");
-    b.set_serial_number(&BigNum::from_u32(1).and_then(|n| n.to_asn1_integer()).expect("serial")).expect("serial");
+    b.set_serial_number(&BigNum::from_u32(1).and_then(|n| n.to_asn1_integer()).expect("serial"))
+        .expect("serial");
     b.set_subject_name(&name).expect("subject");
     b.set_issuer_name(&name).expect("issuer");
     b.set_pubkey(&key).expect("pubkey");
     b.set_not_before(&Asn1Time::days_from_now(0).expect("t")).expect("nb");
     b.set_not_after(&Asn1Time::days_from_now(2).expect("t")).expect("na");
-    let san = SubjectAlternativeName::new().dns("localhost").build(&b.x509v3_context(None, None)).expect("san");
+    let san =
+        SubjectAlternativeName::new().dns("localhost").build(&b.x509v3_context(None, None)).expect("san");
     b.append_extension(san).expect("ext");
     b.sign(&key, MessageDigest::sha256()).expect("sign");
     let (cert, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
@@ -354,10 +370,13 @@ async fn starttls_with_a_self_signed_certificate_works_once_it_is_trusted() {
 /// The external catcher from `scripts/services.d/40-smtp.sh`.
 fn external_smtp() -> (SocketAddr, PathBuf) {
     let addr = std::env::var("TEST_SMTP_ADDR").unwrap_or_else(|_| "127.0.0.1:2525".into());
-    let maildir = std::env::var("TEST_SMTP_MAILDIR").unwrap_or_else(|_| "/tmp/troupe-aiosmtpd/Maildir".into());
+    let maildir =
+        std::env::var("TEST_SMTP_MAILDIR").unwrap_or_else(|_| "/tmp/troupe-aiosmtpd/Maildir".into());
     let addr: SocketAddr = addr.parse().expect("TEST_SMTP_ADDR is host:port");
     if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
-        panic!("the external SMTP catcher is required for this test (TEST_SMTP_ADDR={addr}). Run `make services`.");
+        panic!(
+            "the external SMTP catcher is required for this test (TEST_SMTP_ADDR={addr}). Run `make services`."
+        );
     }
     (addr, PathBuf::from(maildir))
 }
@@ -367,12 +386,24 @@ async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
     let (smtp, maildir) = external_smtp();
     let dir = tempfile::tempdir().expect("dir");
     let auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
-    let frontend = FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
-    let mailer = MailerSettings { mail_host: Some(smtp.ip().to_string()), ..MailerSettings::local(smtp.port()) };
-    let p = platform::up(&common(), &broker_settings(), &auth, &frontend, &mailer, &CatcherSettings::ephemeral(dir.path()))
-        .expect("platform starts");
+    let frontend =
+        FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
+    let mailer =
+        MailerSettings { mail_host: Some(smtp.ip().to_string()), ..MailerSettings::local(smtp.port()) };
+    let p = platform::up(
+        &common(),
+        &broker_settings(),
+        &auth,
+        &frontend,
+        &mailer,
+        &CatcherSettings::ephemeral(dir.path()),
+    )
+    .expect("platform starts");
     assert!(p.port("catcher").is_none(), "no built-in catcher when MAIL_HOST is set");
-    let (broker, mailer_url) = (p.port("broker").expect("broker"), format!("http://127.0.0.1:{}", p.port("mailer").expect("mailer")));
+    let (broker, mailer_url) = (
+        p.port("broker").expect("broker"),
+        format!("http://127.0.0.1:{}", p.port("mailer").expect("mailer")),
+    );
     actix_web::rt::spawn(p.run_until_stopped());
     let http = Client::new();
     wait_ready(&http, &mailer_url).await;

@@ -5,8 +5,8 @@
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::net::TcpListener;
-use std::path::PathBuf;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
@@ -36,7 +36,7 @@ pub const SERVICES: &[Service] = &[
     Service { name: "auth", port_var: "AUTH_PORT", url_var: Some("AUTH_URL"), extra_ports: &[] },
     // TODO(logger): Service { name: "logger", port_var: "LOGGER_PORT", url_var: Some("LOGGER_URL"),
     //     extra_ports: &["LOGGER_GRPC_PORT", "LOGGER_RPC_PORT"] },
-    // TODO(mailer): Service { name: "mailer", port_var: "MAILER_PORT", url_var: Some("MAILER_URL"), extra_ports: &[] },
+    Service { name: "mailer", port_var: "MAILER_PORT", url_var: Some("MAILER_URL"), extra_ports: &[] },
     // TODO(events): Service { name: "listener", port_var: "LISTENER_PORT", url_var: None, extra_ports: &[] },
     Service { name: "broker", port_var: "BROKER_PORT", url_var: Some("BROKER_URL"), extra_ports: &[] },
     Service { name: "frontend", port_var: "FRONTEND_PORT", url_var: None, extra_ports: &[] },
@@ -78,7 +78,11 @@ impl Cluster {
         env.insert("DSN".into(), dsn.clone());
         // TODO(logger): MONGO_URL (+ MONGO_USERNAME / MONGO_PASSWORD) of a fresh database.
         // TODO(events): RABBIT_URL of a fresh vhost or uniquely named exchange/queue.
-        // TODO(mailer): MAIL_HOST / MAIL_PORT of a catcher the test reads, MAIL_ENCRYPTION=none.
+        let smtp = external_smtp();
+        env.insert("MAIL_HOST".into(), smtp.ip().to_string());
+        env.insert("MAIL_PORT".into(), smtp.port().to_string());
+        env.insert("MAIL_ENCRYPTION".into(), "none".into());
+        env.insert("FROM_NAME".into(), "Troupe E2E".into());
         for service in SERVICES {
             let port = free_port();
             ports.insert(service.name, port);
@@ -236,6 +240,34 @@ async fn fresh_pg_database() -> String {
     let mut url = Url::parse(&admin).expect("TEST_PG_URL is a URL");
     url.set_path(&name);
     url.to_string()
+}
+
+/// The external SMTP server the mailer process sends to (aiosmtpd from `make services`,
+/// `TEST_SMTP_ADDR`). Fails loudly if it is not there.
+fn external_smtp() -> SocketAddr {
+    let addr = std::env::var("TEST_SMTP_ADDR").unwrap_or_else(|_| "127.0.0.1:2525".into());
+    let addr: SocketAddr = addr.parse().expect("TEST_SMTP_ADDR is host:port");
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        panic!("an SMTP server is required for this test (TEST_SMTP_ADDR={addr}). Run `make services`.");
+    }
+    addr
+}
+
+/// The Maildir that SMTP server writes every received mail into (`TEST_SMTP_MAILDIR`).
+pub fn maildir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("TEST_SMTP_MAILDIR").unwrap_or_else(|_| "/tmp/troupe-aiosmtpd/Maildir".into()),
+    )
+}
+
+/// The raw mail with this subject in the Maildir, once it has arrived.
+pub fn delivered(maildir: &Path, subject: &str) -> Option<Vec<u8>> {
+    let entries = std::fs::read_dir(maildir.join("new")).ok()?;
+    entries.filter_map(Result::ok).find_map(|e| {
+        let raw = std::fs::read(e.path()).ok()?;
+        let parsed = mail_parser::MessageParser::default().parse_headers(&raw)?;
+        (parsed.subject() == Some(subject)).then_some(raw)
+    })
 }
 
 /// Status and JSON body of a reply.

@@ -1,11 +1,14 @@
 //! The COMPAT.md contract driven through the broker process, with each side effect checked
-//! where it lands (the users database today; logs, events and mail as those services join).
+//! where it lands (users in PostgreSQL, mail in the SMTP server's Maildir; logs and events as
+//! those services join).
+
+use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::cluster::{Cluster, SERVICES, parts};
+use crate::cluster::{Cluster, SERVICES, delivered, eventually, maildir, parts};
 
 #[actix_web::test]
 async fn every_process_answers_ping_healthz_and_readyz() {
@@ -78,7 +81,15 @@ fn error_cases() -> Vec<Case> {
             message: "",
         },
         // TODO(logger): {"action":"log"} with the logger process killed -> 503.
-        // TODO(mailer): {"action":"mail"} to an invalid address -> 422.
+        Case {
+            what: "mail to an invalid address",
+            body: Body::Json(
+                json!({"action": "mail", "mail": {"from": "me@example.com", "to": "not an address",
+                                                              "subject": "x", "message": "y"}}),
+            ),
+            status: 422,
+            message: "",
+        },
     ]
 }
 
@@ -147,8 +158,35 @@ async fn the_auth_action_authenticates_the_seeded_user_stored_in_postgres() {
 
 // TODO(logger): `log` action -> 202 `Processed payload via RPC: <name>`, then the entry is
 //   readable through the logger (GET /logs) and stored in MongoDB; `POST /log-grpc` -> 202 `logged`.
-// TODO(mailer): `mail` action -> 202 `Message sent to <to>`, then the catcher holds the mail with
-//   an HTML and a plain-text part.
+#[actix_web::test]
+async fn the_mail_action_delivers_through_the_mailer_process_to_the_smtp_server() {
+    let cluster = Cluster::start().await;
+    let subject = format!("E2E {}", uuid::Uuid::new_v4().simple());
+    let mail = json!({"from": "me@example.com", "to": "you@there.com", "subject": subject, "message": "Hello world!"});
+    let (status, body) = parts(cluster.handle(&json!({"action": "mail", "mail": mail})).await).await;
+    assert_eq!(
+        (status, &body["error"], &body["message"]),
+        (202, &json!(false), &json!("Message sent to you@there.com"))
+    );
+
+    // Side effect: the SMTP server received it, with both parts rendered from `message`.
+    let maildir = maildir();
+    let raw = eventually(Duration::from_secs(20), "the mail in the SMTP server's Maildir", || async {
+        delivered(&maildir, &subject)
+    })
+    .await;
+    let m = mail_parser::MessageParser::default().parse(&raw[..]).expect("a parseable mail");
+    assert_eq!(m.to().and_then(|a| a.first()).and_then(|a| a.address()), Some("you@there.com"));
+    let from = m.from().and_then(|a| a.first()).expect("a From header");
+    assert_eq!(
+        (from.address(), from.name()),
+        (Some("me@example.com"), Some("Troupe E2E")),
+        "FROM_NAME from the env"
+    );
+    assert_eq!((m.text_body_count(), m.html_body_count()), (1, 1), "a plain-text and an HTML part");
+    assert_eq!(m.body_text(0).as_deref().map(str::trim_end), Some("Hello world!"));
+}
+
 // TODO(events): an event published through the broker is consumed by the listener process and
 //   stored through the logger.
 

@@ -48,6 +48,42 @@ async fn a_killed_auth_process_is_503_while_down_and_the_broker_recovers_when_it
     assert_eq!(cluster.pid("broker"), broker_pid, "the broker was not restarted");
 }
 
+#[actix_web::test]
+async fn a_killed_mailer_process_is_503_for_mail_only_and_mail_flows_again_when_it_returns() {
+    let mut cluster = Cluster::start().await;
+    let mail = |subject: &str| {
+        json!({"action": "mail", "mail": {"from": "me@example.com", "to": "you@there.com", "subject": subject,
+                                          "message": "Hello world!"}})
+    };
+
+    cluster.kill("mailer");
+
+    let (status, body) = parts(cluster.handle(&mail("while down")).await).await;
+    assert_eq!(
+        (status, &body["error"], &body["message"]),
+        (503, &json!(true), &json!("mailer unavailable")),
+        "{body}"
+    );
+    assert_eq!(
+        cluster.handle(&admin_login()).await.status(),
+        202,
+        "auth keeps working while the mailer is down"
+    );
+
+    cluster.spawn("mailer");
+    cluster.wait_ready("mailer").await;
+    let subject = format!("E2E after restart {}", uuid::Uuid::new_v4().simple());
+    eventually(Duration::from_secs(20), "mail through the broker after the mailer returned", || async {
+        (cluster.handle(&mail(&subject)).await.status() == 202).then_some(())
+    })
+    .await;
+    let maildir = crate::cluster::maildir();
+    eventually(Duration::from_secs(20), "the mail sent after the restart arrives", || async {
+        crate::cluster::delivered(&maildir, &subject).map(drop)
+    })
+    .await;
+}
+
 // TODO(logger): kill the logger mid-run: `log` is 503 within REQUEST_TIMEOUT, logins still
 //   succeed (an audit-log outage must not fail a login), and logging recovers on restart.
 // TODO(events): kill one of two listeners: the other drains the shared queue.
