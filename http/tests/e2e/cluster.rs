@@ -4,7 +4,7 @@
 //! here). Processes run with a cleared environment, so nothing leaks in from the shell.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -126,17 +126,7 @@ impl Cluster {
 
     /// Start (or start again) `troupe serve <name>` with the cluster's environment.
     pub fn spawn(&mut self, name: &'static str) {
-        let log = self.log_file(name);
-        let stderr = log.try_clone().expect("clone log handle");
-        let child = Command::new(env!("CARGO_BIN_EXE_troupe"))
-            .args(["serve", name])
-            .env_clear()
-            .envs(&self.env)
-            .stdin(Stdio::null())
-            .stdout(log)
-            .stderr(stderr)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start `troupe serve {name}`: {e}"));
+        let child = troupe_serve(name, &self.env, &self.log_path(name));
         self.procs.insert(name, child);
     }
 
@@ -208,10 +198,6 @@ impl Cluster {
     fn log_path(&self, name: &str) -> PathBuf {
         self.logs.path().join(format!("{name}.log"))
     }
-
-    fn log_file(&self, name: &str) -> File {
-        OpenOptions::new().create(true).append(true).open(self.log_path(name)).expect("open process log")
-    }
 }
 
 impl Drop for Cluster {
@@ -223,13 +209,57 @@ impl Drop for Cluster {
     }
 }
 
+/// Start `troupe serve <name>` with exactly `env` (nothing inherited), its output appended
+/// to `log`.
+pub fn troupe_serve(name: &str, env: &BTreeMap<String, String>, log: &Path) -> Child {
+    let out = OpenOptions::new().create(true).append(true).open(log).expect("open process log");
+    let err = out.try_clone().expect("clone log handle");
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(["serve", name])
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `troupe serve {name}`: {e}"))
+}
+
+/// Processes started outside a [`Cluster`]; killed when dropped.
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The environment of a lone auth process on `port` with the users database `dsn`.
+pub fn auth_env(port: u16, dsn: &str) -> BTreeMap<String, String> {
+    [
+        ("BIND_ADDRESS", "127.0.0.1"),
+        ("RUST_LOG", "info"),
+        ("BACKOFF_MIN", "50ms"),
+        ("BACKOFF_MAX", "500ms"),
+        ("JWT_SECRET", TEST_SECRET),
+        ("DSN", dsn),
+        ("AUTH_PORT", &port.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
 /// A port that was free a moment ago on loopback.
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
 }
 
 /// A fresh, empty PostgreSQL database; returns its URL. Fails loudly if PostgreSQL is missing.
-async fn fresh_pg_database() -> String {
+pub async fn fresh_pg_database() -> String {
     let admin =
         std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {

@@ -1,11 +1,15 @@
 //! Killing service processes mid-run: the rest keep serving, and the platform recovers when
-//! the process comes back. Also: SIGTERM stops every process cleanly.
+//! the process comes back. Also: SIGTERM stops every process cleanly, and auth replicas
+//! starting together migrate the database once.
 
 use std::time::Duration;
 
 use serde_json::json;
+use sqlx::{Connection, PgConnection};
 
-use crate::cluster::{Cluster, SERVICES, eventually, parts};
+use crate::cluster::{
+    Cluster, Processes, SERVICES, auth_env, eventually, free_port, fresh_pg_database, parts, troupe_serve,
+};
 
 fn admin_login() -> serde_json::Value {
     json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}})
@@ -99,5 +103,63 @@ async fn sigterm_stops_every_process_cleanly() {
             service.name,
             cluster.log(service.name)
         );
+    }
+}
+
+#[actix_web::test]
+async fn auth_replicas_starting_together_on_a_fresh_database_migrate_it_once() {
+    // As when a Deployment with several auth replicas first starts: every process runs the
+    // migrations at once; sqlx's advisory lock must serialise them.
+    let dsn = fresh_pg_database().await;
+    let logs = tempfile::tempdir().expect("temp dir for process logs");
+    let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mut replicas = Processes(
+        ports
+            .iter()
+            .map(|&p| troupe_serve("auth", &auth_env(p, &dsn), &logs.path().join(format!("auth-{p}.log"))))
+            .collect(),
+    );
+
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
+    for (n, port) in ports.iter().enumerate() {
+        let log = logs.path().join(format!("auth-{port}.log"));
+        eventually(Duration::from_secs(30), &format!("auth replica on {port} ready"), || {
+            let exited = replicas.0[n].try_wait().expect("poll child");
+            let (http, log) = (&http, &log);
+            async move {
+                if let Some(exit) = exited {
+                    panic!(
+                        "auth replica exited ({exit}):\n{}",
+                        std::fs::read_to_string(log).unwrap_or_default()
+                    );
+                }
+                let res = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.ok()?;
+                (res.status() == 200).then_some(())
+            }
+        })
+        .await;
+    }
+
+    let mut db = PgConnection::connect(&dsn).await.expect("users database");
+    let twice: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM (SELECT version FROM _sqlx_migrations GROUP BY version HAVING count(*) > 1) d",
+    )
+    .fetch_one(&mut db)
+    .await
+    .expect("migrations table");
+    assert_eq!(twice, 0, "a migration was applied twice");
+    let admins: i64 = sqlx::query_scalar("SELECT count(*) FROM users WHERE email = 'admin@example.com'")
+        .fetch_one(&mut db)
+        .await
+        .expect("users table");
+    assert_eq!(admins, 1, "the seeded user exists once");
+    for port in &ports {
+        let res = http
+            .post(format!("http://127.0.0.1:{port}/authenticate"))
+            .json(&json!({"email": "admin@example.com", "password": "verysecret"}))
+            .send()
+            .await
+            .expect("replica answers");
+        assert_eq!(res.status(), 202, "login on the replica at {port}");
     }
 }
