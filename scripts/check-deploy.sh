@@ -26,7 +26,15 @@ install_tools() {
     return
   fi
   log "installing ${requirements[*]} into $venv"
-  python3 -m venv "$venv"
+  if ! command -v python3 >/dev/null; then
+    [ "$(id -u)" -eq 0 ] || { log "python3 is required"; exit 1; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
+  fi
+  if ! python3 -m venv --clear "$venv" 2>/dev/null; then
+    [ "$(id -u)" -eq 0 ] || { log "python3 -m venv failed: install python3-venv"; exit 1; }
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    python3 -m venv --clear "$venv"
+  fi
   "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
 }
 
