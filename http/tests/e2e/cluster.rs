@@ -1,0 +1,324 @@
+//! A split-mode cluster for tests: one `troupe serve <service>` process per service, each on
+//! a free loopback port, wired through environment variables exactly as compose wires the
+//! containers (`AUTH_URL=http://authentication-service:8082` there, `http://127.0.0.1:<port>`
+//! here). Processes run with a cleared environment, so nothing leaks in from the shell.
+
+use std::collections::BTreeMap;
+use std::fs::OpenOptions;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use reqwest::{Client, Response};
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection};
+use tempfile::TempDir;
+use url::Url;
+
+/// A signing key good enough for tests (never used outside them).
+const TEST_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e!";
+
+/// One service of the platform, as `troupe serve <name>` runs it.
+pub struct Service {
+    /// The argument of `troupe serve`.
+    pub name: &'static str,
+    /// The variable that sets its HTTP port (health, and its API if it has one).
+    pub port_var: &'static str,
+    /// The variable other services find its HTTP address by, if any.
+    pub url_var: Option<&'static str>,
+    /// Further ports it listens on (gRPC, JSON-RPC), each set by its variable.
+    pub extra_ports: &'static [&'static str],
+}
+
+/// Every service in the split-mode test, in start order. Add a row when a service lands.
+pub const SERVICES: &[Service] = &[
+    Service { name: "auth", port_var: "AUTH_PORT", url_var: Some("AUTH_URL"), extra_ports: &[] },
+    // TODO(logger): Service { name: "logger", port_var: "LOGGER_PORT", url_var: Some("LOGGER_URL"),
+    //     extra_ports: &["LOGGER_GRPC_PORT", "LOGGER_RPC_PORT"] },
+    Service { name: "mailer", port_var: "MAILER_PORT", url_var: Some("MAILER_URL"), extra_ports: &[] },
+    // TODO(events): Service { name: "listener", port_var: "LISTENER_PORT", url_var: None, extra_ports: &[] },
+    Service { name: "broker", port_var: "BROKER_PORT", url_var: Some("BROKER_URL"), extra_ports: &[] },
+    Service { name: "frontend", port_var: "FRONTEND_PORT", url_var: None, extra_ports: &[] },
+];
+
+/// The running processes of one test, and what they were started with.
+pub struct Cluster {
+    /// The environment every process gets (compose's `.env`).
+    pub env: BTreeMap<String, String>,
+    /// The HTTP port of each service.
+    pub ports: BTreeMap<&'static str, u16>,
+    /// The users database (a fresh one per cluster).
+    pub dsn: String,
+    /// A client with a generous overall timeout (a hang fails, it does not stall the run).
+    pub http: Client,
+    procs: BTreeMap<&'static str, Child>,
+    logs: TempDir,
+}
+
+impl Cluster {
+    /// Start every service in [`SERVICES`] and wait until each reports ready.
+    pub async fn start() -> Cluster {
+        let dsn = fresh_pg_database().await;
+        let mut env = BTreeMap::new();
+        let mut ports = BTreeMap::new();
+        for (k, v) in [
+            ("BIND_ADDRESS", "127.0.0.1"),
+            ("RUST_LOG", "info"),
+            ("LOG_FORMAT", "json"),
+            ("SHUTDOWN_TIMEOUT", "2s"),
+            ("BACKOFF_MIN", "50ms"),
+            ("BACKOFF_MAX", "500ms"),
+            ("REQUEST_TIMEOUT", "3s"),
+            ("DB_TIMEOUT", "1s"),
+            ("JWT_SECRET", TEST_SECRET),
+        ] {
+            env.insert(k.to_owned(), v.to_owned());
+        }
+        env.insert("DSN".into(), dsn.clone());
+        // TODO(logger): MONGO_URL (+ MONGO_USERNAME / MONGO_PASSWORD) of a fresh database.
+        // TODO(events): RABBIT_URL of a fresh vhost or uniquely named exchange/queue.
+        let smtp = external_smtp();
+        env.insert("MAIL_HOST".into(), smtp.ip().to_string());
+        env.insert("MAIL_PORT".into(), smtp.port().to_string());
+        env.insert("MAIL_ENCRYPTION".into(), "none".into());
+        env.insert("FROM_NAME".into(), "Troupe E2E".into());
+        for service in SERVICES {
+            let port = free_port();
+            ports.insert(service.name, port);
+            env.insert(service.port_var.into(), port.to_string());
+            if let Some(var) = service.url_var {
+                env.insert(var.into(), format!("http://127.0.0.1:{port}"));
+            }
+            for var in service.extra_ports {
+                env.insert((*var).into(), free_port().to_string());
+            }
+        }
+        if let Some(port) = ports.get("frontend") {
+            env.insert("CORS_ALLOWED_ORIGINS".into(), format!("http://127.0.0.1:{port}"));
+        }
+        let mut cluster = Cluster {
+            env,
+            ports,
+            dsn,
+            http: Client::builder().timeout(Duration::from_secs(20)).build().expect("http client"),
+            procs: BTreeMap::new(),
+            logs: tempfile::tempdir().expect("temp dir for process logs"),
+        };
+        for service in SERVICES {
+            cluster.spawn(service.name);
+        }
+        for service in SERVICES {
+            cluster.wait_ready(service.name).await;
+        }
+        cluster
+    }
+
+    /// `http://127.0.0.1:<port>` of a service.
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}", self.ports[name])
+    }
+
+    /// The OS process id of a running service.
+    pub fn pid(&self, name: &str) -> u32 {
+        self.procs[name].id()
+    }
+
+    /// Start (or start again) `troupe serve <name>` with the cluster's environment.
+    pub fn spawn(&mut self, name: &'static str) {
+        let child = troupe_serve(name, &self.env, &self.log_path(name));
+        self.procs.insert(name, child);
+    }
+
+    /// SIGKILL a service: no shutdown, no draining, as when a node dies.
+    pub fn kill(&mut self, name: &str) {
+        let mut child = self.procs.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap killed process");
+    }
+
+    /// SIGTERM a service and wait for it to exit; returns its exit status.
+    pub async fn terminate(&mut self, name: &str) -> ExitStatus {
+        let mut child = self.procs.remove(name).unwrap_or_else(|| panic!("{name} is not running"));
+        let status =
+            Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("run kill(1)");
+        assert!(status.success(), "kill -TERM {name} failed");
+        eventually(Duration::from_secs(15), &format!("{name} exits after SIGTERM"), || {
+            let exit = child.try_wait().expect("poll child");
+            async move { exit }
+        })
+        .await
+    }
+
+    /// True while the process of `name` is alive.
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.procs.get_mut(name).is_some_and(|c| c.try_wait().expect("poll child").is_none())
+    }
+
+    /// Wait until a service answers `/readyz` with 200, as a load balancer would. Fails at
+    /// once, with the process's log, if it exits instead.
+    pub async fn wait_ready(&mut self, name: &'static str) {
+        let url = format!("{}/readyz", self.url(name));
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(exit) = self.procs.get_mut(name).and_then(|c| c.try_wait().expect("poll child")) {
+                panic!("`troupe serve {name}` exited ({exit}) before it was ready:\n{}", self.log(name));
+            }
+            if let Ok(res) = self.http.get(&url).send().await
+                && res.status() == 200
+            {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "`troupe serve {name}` not ready at {url}:\n{}",
+                self.log(name)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// What a service printed so far (for failure messages).
+    pub fn log(&self, name: &str) -> String {
+        let text = std::fs::read_to_string(self.log_path(name)).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(40).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// `POST /handle` on the broker with a JSON body.
+    pub async fn handle(&self, body: &Value) -> Response {
+        self.http
+            .post(format!("{}/handle", self.url("broker")))
+            .json(body)
+            .send()
+            .await
+            .expect("the broker answers")
+    }
+
+    fn log_path(&self, name: &str) -> PathBuf {
+        self.logs.path().join(format!("{name}.log"))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.procs.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Start `troupe serve <name>` with exactly `env` (nothing inherited), its output appended
+/// to `log`.
+pub fn troupe_serve(name: &str, env: &BTreeMap<String, String>, log: &Path) -> Child {
+    let out = OpenOptions::new().create(true).append(true).open(log).expect("open process log");
+    let err = out.try_clone().expect("clone log handle");
+    Command::new(env!("CARGO_BIN_EXE_troupe"))
+        .args(["serve", name])
+        .env_clear()
+        .envs(env)
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start `troupe serve {name}`: {e}"))
+}
+
+/// Processes started outside a [`Cluster`]; killed when dropped.
+pub struct Processes(pub Vec<Child>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The environment of a lone auth process on `port` with the users database `dsn`.
+pub fn auth_env(port: u16, dsn: &str) -> BTreeMap<String, String> {
+    [
+        ("BIND_ADDRESS", "127.0.0.1"),
+        ("RUST_LOG", "info"),
+        ("BACKOFF_MIN", "50ms"),
+        ("BACKOFF_MAX", "500ms"),
+        ("JWT_SECRET", TEST_SECRET),
+        ("DSN", dsn),
+        ("AUTH_PORT", &port.to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// A port that was free a moment ago on loopback.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+}
+
+/// A fresh, empty PostgreSQL database; returns its URL. Fails loudly if PostgreSQL is missing.
+pub async fn fresh_pg_database() -> String {
+    let admin =
+        std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for this test (TEST_PG_URL={admin}): {e}. Run `make services`.")
+    });
+    let name = format!("troupe_test_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).await.expect("create database");
+    let mut url = Url::parse(&admin).expect("TEST_PG_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// The external SMTP server the mailer process sends to (aiosmtpd from `make services`,
+/// `TEST_SMTP_ADDR`). Fails loudly if it is not there.
+fn external_smtp() -> SocketAddr {
+    let addr = std::env::var("TEST_SMTP_ADDR").unwrap_or_else(|_| "127.0.0.1:2525".into());
+    let addr: SocketAddr = addr.parse().expect("TEST_SMTP_ADDR is host:port");
+    if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        panic!("an SMTP server is required for this test (TEST_SMTP_ADDR={addr}). Run `make services`.");
+    }
+    addr
+}
+
+/// The Maildir that SMTP server writes every received mail into (`TEST_SMTP_MAILDIR`).
+pub fn maildir() -> PathBuf {
+    PathBuf::from(
+        std::env::var("TEST_SMTP_MAILDIR").unwrap_or_else(|_| "/tmp/troupe-aiosmtpd/Maildir".into()),
+    )
+}
+
+/// The raw mail with this subject in the Maildir, once it has arrived.
+pub fn delivered(maildir: &Path, subject: &str) -> Option<Vec<u8>> {
+    let entries = std::fs::read_dir(maildir.join("new")).ok()?;
+    entries.filter_map(Result::ok).find_map(|e| {
+        let raw = std::fs::read(e.path()).ok()?;
+        let parsed = mail_parser::MessageParser::default().parse_headers(&raw)?;
+        (parsed.subject() == Some(subject)).then_some(raw)
+    })
+}
+
+/// Status and JSON body of a reply.
+pub async fn parts(res: Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let body = res.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Retry `probe` until it returns `Some`, or panic after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
