@@ -4,6 +4,7 @@
 //! - [`broker`]: the API gateway's routes.
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
+//! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
 //!
@@ -15,3 +16,4 @@ pub mod broker;
 pub mod cli;
 pub mod platform;
 pub mod proxy;
+pub mod status;

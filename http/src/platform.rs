@@ -17,6 +17,7 @@ use crate::api::{RunningServer, ServerOptions, serve};
 use crate::auth::AuthState;
 use crate::broker::BrokerState;
 use crate::proxy::AuthProxy;
+use crate::status::StatusSource;
 
 /// The servers running in this process.
 pub struct Platform {
@@ -74,21 +75,29 @@ pub fn start_broker(
     settings: &BrokerSettings,
     auth: Recipient<Authenticate>,
     readiness: &Readiness,
+    status: StatusSource,
 ) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
     let state = BrokerState { auth, timeout: settings.request_timeout };
+    let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
     Ok(serve(
         "broker",
         listener,
         options(common, readiness, &settings.cors_allowed_origins),
-        crate::broker::routes(state),
+        move |cfg: &mut actix_web::web::ServiceConfig| {
+            broker(cfg);
+            status(cfg);
+        },
     )?)
 }
 
 /// Start the web console.
 pub fn start_frontend(common: &CommonSettings, settings: &FrontendSettings) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.frontend_port, "FRONTEND_PORT")?;
-    let routes = troupe_frontend::routes(settings.broker_url.to_string());
+    let routes = troupe_frontend::routes(troupe_frontend::ConsoleUrls {
+        broker: settings.broker_url.to_string(),
+        catcher: settings.catcher_url.to_string(),
+    });
     Ok(serve("frontend", listener, options(common, &Readiness::default(), &[]), routes)?)
 }
 
@@ -101,7 +110,9 @@ pub fn up(
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
     let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true)?;
-    let broker_server = start_broker(common, broker, auth_actor.recipient(), &readiness)?;
+    let services = ["broker", "auth", "frontend"].map(String::from).to_vec();
+    let status = StatusSource::Local { readiness: readiness.clone(), services };
+    let broker_server = start_broker(common, broker, auth_actor.recipient(), &readiness, status)?;
     let frontend_server = start_frontend(common, frontend)?;
     Ok(Platform { servers: vec![broker_server, frontend_server, auth_server], readiness })
 }
@@ -114,7 +125,8 @@ pub fn serve_broker(
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
     let auth = AuthProxy::new(&upstream.auth_url, broker.request_timeout).context("AUTH_URL")?.start();
-    let server = start_broker(common, broker, auth.recipient(), &readiness)?;
+    let status = StatusSource::remote(vec![("auth".into(), upstream.auth_url.clone())]);
+    let server = start_broker(common, broker, auth.recipient(), &readiness, status)?;
     Ok(Platform { servers: vec![server], readiness })
 }
 

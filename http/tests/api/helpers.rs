@@ -56,8 +56,11 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
         auth.db_timeout = Duration::from_secs(1);
-        let frontend =
-            FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
+        let frontend = FrontendSettings {
+            frontend_port: 0,
+            broker_url: Url::parse("http://b.test").expect("url"),
+            catcher_url: Url::parse("http://c.test").expect("url"),
+        };
         let p = platform::up(&common(), &broker_settings(), &auth, &frontend).expect("platform starts");
         let app = Self::new(p.port("broker"), p.port("auth"), Some(dir));
         actix_web::rt::spawn(p.run_until_stopped());

@@ -1,0 +1,89 @@
+//! The console against `troupe up`: each button sends the Go page's payload and the Received
+//! pane shows the broker's reply; the token from Test Auth rides along as a bearer; the
+//! health view reads the broker's `/status`.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Browser, Platform};
+
+/// The JSON shown in a pane.
+async fn pane_json(b: &Browser, css: &str) -> Value {
+    let text = b.text(css).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{css} is not pretty JSON ({e}): {text}"))
+}
+
+/// Click `button` and wait until the Received pane shows `message`; check what was sent.
+async fn press(b: &Browser, button: &str, sent: Option<Value>, message: &str) -> Value {
+    // Clear the pane first, so an earlier reply with the same message cannot satisfy the wait.
+    b.js("document.getElementById('received').textContent = ''; return null").await;
+    b.click(button).await;
+    b.wait_text("#received", message).await;
+    let received = pane_json(b, "#received").await;
+    assert_eq!(received["message"], json!(message), "{button}: {received}");
+    match sent {
+        Some(payload) => assert_eq!(pane_json(b, "#payload").await, payload, "{button} sent"),
+        None => assert_eq!(b.text("#payload").await, "(empty post request)"),
+    }
+    assert!(b.text("#received").await.contains("\n    \""), "the reply is pretty-printed");
+    received
+}
+
+/// Record the Authorization header of every request the page makes from now on.
+async fn record_requests(b: &Browser) {
+    b.js(r#"
+        window.__requests = [];
+        const original = window.fetch;
+        window.fetch = (url, options) => {
+            const headers = (options && options.headers) || {};
+            window.__requests.push({ url: String(url), authorization: headers.Authorization || null });
+            return original(url, options);
+        };
+        return null;
+    "#)
+        .await;
+}
+
+#[actix_web::test]
+async fn test_broker_and_test_auth_show_the_brokers_replies_and_keep_the_token() {
+    let app = Platform::up().await;
+    Browser::with(|b| async move {
+        b.open(&app.frontend).await;
+        record_requests(&b).await;
+
+        press(&b, "#brokerBtn", None, "Hit the broker").await;
+        let auth =
+            json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}});
+        let reply = press(&b, "#authBrokerBtn", Some(auth), "Authenticated!").await;
+        assert_eq!(reply["data"]["email"], json!("admin@example.com"));
+        assert!(reply["data"].get("password").is_none(), "no password in the reply");
+        b.wait_text("#token-state", "signed in as admin@example.com").await;
+        b.wait_text("#output", "Response from broker service: Authenticated!").await;
+
+        press(&b, "#brokerBtn", None, "Hit the broker").await;
+        let requests = b.js("return window.__requests").await;
+        let requests = requests.as_array().cloned().unwrap_or_default();
+        assert_eq!(requests.len(), 3, "{requests:?}");
+        assert!(requests.iter().all(|r| r["url"].as_str().is_some_and(|u| u.starts_with(&app.broker))));
+        assert_eq!(requests[0]["authorization"], Value::Null, "no token before Test Auth");
+        let bearer = requests[2]["authorization"].as_str().unwrap_or_default();
+        assert!(bearer.starts_with("Bearer ey"), "the token is sent as a bearer: {bearer:?}");
+        b.screenshot("console").await;
+        b
+    })
+    .await;
+}
+
+#[actix_web::test]
+async fn the_health_view_shows_the_platforms_services_from_the_brokers_status() {
+    let app = Platform::up().await;
+    Browser::with(|b| async move {
+        b.open(&format!("{}/#health", app.frontend)).await;
+        let cards = b.wait_text("#healthCards", "auth.database").await;
+        for part in ["auth", "broker", "frontend", "ready"] {
+            assert!(cards.contains(part), "{part} missing from {cards}");
+        }
+        assert!(!cards.contains("not ready"), "{cards}");
+        b
+    })
+    .await;
+}
