@@ -3,9 +3,13 @@
 //! - [`supervision`]: the reusable connect-with-backoff / report-readiness / restart-on-loss
 //!   piece every backend-owning actor is built on.
 //! - [`auth`]: the authentication actor (users in PostgreSQL or SQLite, bcrypt, JWT).
+//! - [`mailer`]: the mailer actor (templates, lettre over SMTP).
+//! - [`catcher`]: the built-in mail catcher (SMTP server and store).
 //!
 //! Actors are started under an actix `Supervisor`; adapters (HTTP, RPC) only send them the
 //! messages defined in `troupe_core::messages`.
 
 pub mod auth;
+pub mod catcher;
+pub mod mailer;
 pub mod supervision;

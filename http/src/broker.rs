@@ -13,7 +13,7 @@ use actix_web::web::{self, ServiceConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
-use troupe_core::messages::Authenticate;
+use troupe_core::messages::{Authenticate, MailRequest, SendMail};
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, JsonBody, member, reply, unavailable};
@@ -23,6 +23,8 @@ use crate::api::{ApiError, JsonBody, member, reply, unavailable};
 pub struct BrokerState {
     /// The authentication service.
     pub auth: Recipient<Authenticate>,
+    /// The mailer.
+    pub mail: Recipient<SendMail>,
     /// Deadline for each call.
     pub timeout: Duration,
 }
@@ -52,6 +54,7 @@ async fn handle(
 ) -> Result<HttpResponse, ApiError> {
     match body.get("action").and_then(Value::as_str) {
         Some("auth") => authenticate(&state, member(&body, "auth")?).await,
+        Some("mail") => mail(&state, member(&body, "mail")?).await,
         _ => Err(ApiError(ServiceError::BadRequest("unknown action".into()))),
     }
 }
@@ -61,4 +64,10 @@ async fn authenticate(state: &BrokerState, payload: AuthPayload) -> Result<HttpR
     let msg = Authenticate { email: payload.email, password: payload.password };
     let done = state.auth.send(msg).timeout(state.timeout).await.map_err(unavailable("auth"))??;
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("Authenticated!", done.user).with_token(done.token)))
+}
+
+#[tracing::instrument(name = "broker.mail", skip_all)]
+async fn mail(state: &BrokerState, payload: MailRequest) -> Result<HttpResponse, ApiError> {
+    let to = crate::mailer::send_mail(&state.mail, payload, state.timeout).await?;
+    Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Message sent to {to}"))))
 }

@@ -4,7 +4,10 @@
 //! command lists them with their defaults.
 
 use clap::{Args, Parser, Subcommand};
-use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, UpstreamSettings};
+use troupe_core::config::{
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, MailerSettings,
+    UpstreamSettings,
+};
 
 const VARIABLES: &str = "\
 Configuration comes from environment variables (each also accepted as a --flag).
@@ -13,8 +16,14 @@ Run `troupe up --help` or `troupe serve <service> --help` for the variables of a
   TROUPE_DATA_DIR   embedded stores (SQLite users database)        [./data]
   DSN               PostgreSQL for users (libpq key=value or URL)  [unset: SQLite]
   JWT_SECRET        token signing key, >= 32 bytes (or JWT_SECRET_FILE)
-  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, BIND_ADDRESS 0.0.0.0
+  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, MAILER_PORT 8084, BIND_ADDRESS 0.0.0.0
+  MAIL_HOST         SMTP server (MAIL_PORT, MAIL_ENCRYPTION tls|ssl|none, MAIL_USERNAME,
+                    MAIL_PASSWORD, FROM_NAME, FROM_ADDRESS, MAIL_DOMAIN)
+                    [unset under `up`: built-in catcher, SMTP 127.0.0.1:1025, API :8025]
+  MAIL_TEMPLATES_DIR, MAIL_TLS_CA_FILE, MAIL_TLS_INSECURE, MAIL_TIMEOUT
+  CATCHER_SMTP_PORT 1025, CATCHER_HTTP_PORT 8025, CATCHER_CORS_ALLOWED_ORIGINS
   AUTH_URL          where `serve broker` finds auth                [http://localhost:8082]
+  MAILER_URL        where `serve broker` finds the mailer          [http://localhost:8084]
   BROKER_URL        where the console's page sends requests        [http://localhost:8080]
   CORS_ALLOWED_ORIGINS, REQUEST_TIMEOUT, DB_TIMEOUT, BACKOFF_MIN, BACKOFF_MAX, SHUTDOWN_TIMEOUT
   RUST_LOG          log filter, as env_logger                      [info]
@@ -55,6 +64,12 @@ pub struct UpArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub frontend: FrontendSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mailer: MailerSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub catcher: CatcherSettings,
 }
 
 /// The services `troupe serve` can run.
@@ -90,6 +105,24 @@ pub enum ServeCommand {
         #[allow(missing_docs)]
         frontend: FrontendSettings,
     },
+    /// The mailer on MAILER_PORT, sending over SMTP to MAIL_HOST.
+    Mailer {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        mailer: MailerSettings,
+    },
+    /// The built-in mail catcher: SMTP on 127.0.0.1:CATCHER_SMTP_PORT, API on CATCHER_HTTP_PORT.
+    Catcher {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        catcher: CatcherSettings,
+    },
 }
 
 impl Command {
@@ -99,7 +132,9 @@ impl Command {
             Self::Up(a) => &a.common,
             Self::Serve(ServeCommand::Broker { common, .. })
             | Self::Serve(ServeCommand::Auth { common, .. })
-            | Self::Serve(ServeCommand::Frontend { common, .. }) => common,
+            | Self::Serve(ServeCommand::Frontend { common, .. })
+            | Self::Serve(ServeCommand::Mailer { common, .. })
+            | Self::Serve(ServeCommand::Catcher { common, .. }) => common,
         }
     }
 }

@@ -3,6 +3,8 @@
 //! - [`api`]: envelope errors, the JSON body extractor, health routes, CORS, the server builder.
 //! - [`broker`]: the API gateway's routes.
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
+//! - [`mailer`]: the mailer's routes (`POST /send`).
+//! - [`catcher`]: the built-in mail catcher's JSON API.
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
 //! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
@@ -13,7 +15,9 @@
 pub mod api;
 pub mod auth;
 pub mod broker;
+pub mod catcher;
 pub mod cli;
+pub mod mailer;
 pub mod platform;
 pub mod proxy;
 pub mod status;

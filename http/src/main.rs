@@ -35,13 +35,17 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let platform = match &command {
-        Command::Up(a) => platform::up(&a.common, &a.broker, &a.auth, &a.frontend)?,
+        Command::Up(a) => platform::up(&a.common, &a.broker, &a.auth, &a.frontend, &a.mailer, &a.catcher)?,
         Command::Serve(ServeCommand::Broker { common, broker, upstream }) => {
             platform::serve_broker(common, broker, upstream)?
         }
         Command::Serve(ServeCommand::Auth { common, auth }) => platform::serve_auth(common, auth)?,
         Command::Serve(ServeCommand::Frontend { common, frontend }) => {
             platform::serve_frontend(common, frontend)?
+        }
+        Command::Serve(ServeCommand::Mailer { common, mailer }) => platform::serve_mailer(common, mailer)?,
+        Command::Serve(ServeCommand::Catcher { common, catcher }) => {
+            platform::serve_catcher(common, catcher)?
         }
     };
     platform.run_until_stopped().await?;

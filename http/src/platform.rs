@@ -9,14 +9,21 @@ use actix::{Actor, Addr, Recipient};
 use anyhow::Context as _;
 use futures_util::future::try_join_all;
 use troupe_actors::auth::{AuthActor, AuthConfig};
-use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, UpstreamSettings};
+use troupe_actors::catcher::{self, CatcherStore};
+use troupe_actors::mailer::{Mailer, MailerConfig};
+use troupe_core::config::{
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, MailerSettings,
+    UpstreamSettings,
+};
 use troupe_core::health::Readiness;
-use troupe_core::messages::Authenticate;
+use troupe_core::messages::{Authenticate, SendMail};
 
 use crate::api::{RunningServer, ServerOptions, serve};
 use crate::auth::AuthState;
 use crate::broker::BrokerState;
-use crate::proxy::AuthProxy;
+use crate::catcher::CatcherState;
+use crate::mailer::MailerState;
+use crate::proxy::{AuthProxy, MailerProxy};
 use crate::status::StatusSource;
 
 /// The servers running in this process.
@@ -69,16 +76,50 @@ pub fn start_auth(
     Ok((actor, server))
 }
 
-/// Start the broker, sending `auth` actions to `auth`.
+/// Start the mailer actor and its HTTP server (`MAIL_HOST` must be set).
+pub fn start_mailer(
+    common: &CommonSettings,
+    settings: &MailerSettings,
+    readiness: &Readiness,
+) -> anyhow::Result<(Addr<Mailer>, RunningServer)> {
+    let config = MailerConfig::from_settings(settings, common.backoff()).map_err(anyhow::Error::msg)?;
+    let listener = bind(common.bind_address, settings.mailer_port, "MAILER_PORT")?;
+    // Up to three attempts, each bounded by two command deadlines, plus backoff.
+    let timeout = settings.mail_timeout * 7;
+    let actor = Mailer::start(config, readiness);
+    let state = MailerState { mailer: actor.clone().recipient(), timeout };
+    let server = serve("mailer", listener, options(common, readiness, &[]), crate::mailer::routes(state))?;
+    Ok((actor, server))
+}
+
+/// Start the built-in catcher: its store, its SMTP server on 127.0.0.1 and its JSON API.
+/// Returns the SMTP port and the API server.
+pub fn start_catcher(
+    common: &CommonSettings,
+    settings: &CatcherSettings,
+) -> anyhow::Result<(u16, RunningServer)> {
+    let store = CatcherStore::start(settings.catcher_data_dir.join("catcher")).map_err(anyhow::Error::msg)?;
+    let smtp = bind([127, 0, 0, 1].into(), settings.catcher_smtp_port, "CATCHER_SMTP_PORT")?;
+    let smtp_port = smtp.local_addr()?.port();
+    catcher::start_smtp(smtp, store.clone(), None).map_err(anyhow::Error::msg)?;
+    let listener = bind(common.bind_address, settings.catcher_http_port, "CATCHER_HTTP_PORT")?;
+    let opts = options(common, &Readiness::default(), &settings.catcher_cors_allowed_origins);
+    let server = serve("catcher", listener, opts, crate::catcher::routes(CatcherState { store }))?;
+    tracing::info!(smtp_port, "mail catcher listening for SMTP");
+    Ok((smtp_port, server))
+}
+
+/// Start the broker, sending `auth` actions to `auth` and `mail` actions to `mail`.
 pub fn start_broker(
     common: &CommonSettings,
     settings: &BrokerSettings,
     auth: Recipient<Authenticate>,
+    mail: Recipient<SendMail>,
     readiness: &Readiness,
     status: StatusSource,
 ) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
-    let state = BrokerState { auth, timeout: settings.request_timeout };
+    let state = BrokerState { auth, mail, timeout: settings.request_timeout };
     let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
     Ok(serve(
         "broker",
@@ -101,20 +142,36 @@ pub fn start_frontend(common: &CommonSettings, settings: &FrontendSettings) -> a
     Ok(serve("frontend", listener, options(common, &Readiness::default(), &[]), routes)?)
 }
 
-/// `troupe up`: every service in this process, actors addressed directly.
+/// `troupe up`: every service in this process, actors addressed directly. With no
+/// `MAIL_HOST` the built-in catcher is started and the mailer sends to it over SMTP.
 pub fn up(
     common: &CommonSettings,
     broker: &BrokerSettings,
     auth: &AuthSettings,
     frontend: &FrontendSettings,
+    mail: &MailerSettings,
+    catcher: &CatcherSettings,
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
+    let mut servers = Vec::new();
     let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true)?;
-    let services = ["broker", "auth", "frontend"].map(String::from).to_vec();
+    let mut services = ["broker", "auth", "mailer", "frontend"].map(String::from).to_vec();
+    let mut mail = mail.clone();
+    if mail.mail_host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+        let (smtp_port, catcher_server) = start_catcher(common, catcher)?;
+        mail.mail_host = Some("127.0.0.1".into());
+        mail.mail_port = smtp_port;
+        mail.mail_encryption = troupe_core::config::MailEncryption::None;
+        servers.push(catcher_server);
+        services.push("catcher".into());
+    }
+    let (mailer, mailer_server) = start_mailer(common, &mail, &readiness)?;
     let status = StatusSource::Local { readiness: readiness.clone(), services };
-    let broker_server = start_broker(common, broker, auth_actor.recipient(), &readiness, status)?;
+    let broker_server =
+        start_broker(common, broker, auth_actor.recipient(), mailer.recipient(), &readiness, status)?;
     let frontend_server = start_frontend(common, frontend)?;
-    Ok(Platform { servers: vec![broker_server, frontend_server, auth_server], readiness })
+    servers.extend([broker_server, frontend_server, auth_server, mailer_server]);
+    Ok(Platform { servers, readiness })
 }
 
 /// `troupe serve broker`: the broker alone, reaching the services over HTTP.
@@ -125,8 +182,12 @@ pub fn serve_broker(
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
     let auth = AuthProxy::new(&upstream.auth_url, broker.request_timeout).context("AUTH_URL")?.start();
-    let status = StatusSource::remote(vec![("auth".into(), upstream.auth_url.clone())]);
-    let server = start_broker(common, broker, auth.recipient(), &readiness, status)?;
+    let mail = MailerProxy::new(&upstream.mailer_url, broker.request_timeout).context("MAILER_URL")?.start();
+    let status = StatusSource::remote(vec![
+        ("auth".into(), upstream.auth_url.clone()),
+        ("mailer".into(), upstream.mailer_url.clone()),
+    ]);
+    let server = start_broker(common, broker, auth.recipient(), mail.recipient(), &readiness, status)?;
     Ok(Platform { servers: vec![server], readiness })
 }
 
@@ -140,5 +201,18 @@ pub fn serve_auth(common: &CommonSettings, auth: &AuthSettings) -> anyhow::Resul
 /// `troupe serve frontend`: the console alone.
 pub fn serve_frontend(common: &CommonSettings, frontend: &FrontendSettings) -> anyhow::Result<Platform> {
     let server = start_frontend(common, frontend)?;
+    Ok(Platform { servers: vec![server], readiness: Readiness::default() })
+}
+
+/// `troupe serve mailer`: the mailer alone, sending to `MAIL_HOST`.
+pub fn serve_mailer(common: &CommonSettings, mail: &MailerSettings) -> anyhow::Result<Platform> {
+    let readiness = Readiness::default();
+    let (_, server) = start_mailer(common, mail, &readiness)?;
+    Ok(Platform { servers: vec![server], readiness })
+}
+
+/// `troupe serve catcher`: the built-in mail catcher alone.
+pub fn serve_catcher(common: &CommonSettings, catcher: &CatcherSettings) -> anyhow::Result<Platform> {
+    let (_, server) = start_catcher(common, catcher)?;
     Ok(Platform { servers: vec![server], readiness: Readiness::default() })
 }

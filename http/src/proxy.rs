@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use troupe_core::domain::{Authenticated, User};
-use troupe_core::messages::Authenticate;
+use troupe_core::messages::{Authenticate, SendMail};
 use troupe_core::{Envelope, ServiceError};
 use url::Url;
 
@@ -88,5 +88,40 @@ pub fn remote_error(status: StatusCode, envelope: Option<Envelope>, service: &st
             tracing::error!(service, %status, "unexpected reply from service");
             ServiceError::Internal
         }
+    }
+}
+
+/// Forwards [`SendMail`] to a remote mailer (`MAILER_URL`) as `POST /send`.
+pub struct MailerProxy {
+    http: reqwest::Client,
+    send: Url,
+}
+
+impl MailerProxy {
+    /// A proxy to the mailer at `base`, with a per-call deadline.
+    pub fn new(base: &Url, timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self { http: client(timeout)?, send: base.join("send")? })
+    }
+}
+
+impl Actor for MailerProxy {
+    type Context = Context<Self>;
+}
+
+impl Handler<SendMail> for MailerProxy {
+    type Result = ResponseFuture<Result<(), ServiceError>>;
+
+    fn handle(&mut self, msg: SendMail, _: &mut Context<Self>) -> Self::Result {
+        let request = self.http.post(self.send.clone()).json(&msg.to_request()).send();
+        Box::pin(async move {
+            let res = request.await.map_err(|e| {
+                tracing::warn!(error = %e, "mailer unreachable");
+                ServiceError::unavailable("mailer")
+            })?;
+            match res.status() {
+                StatusCode::ACCEPTED => Ok(()),
+                status => Err(remote_error(status, res.json().await.ok(), "mailer")),
+            }
+        })
     }
 }

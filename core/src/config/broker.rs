@@ -43,6 +43,9 @@ pub struct UpstreamSettings {
     /// Base URL of the authentication service.
     #[arg(long, env = "AUTH_URL", default_value = "http://localhost:8082", value_parser = parse_http_url)]
     pub auth_url: Url,
+    /// Base URL of the mailer.
+    #[arg(long, env = "MAILER_URL", default_value = "http://localhost:8084", value_parser = parse_http_url)]
+    pub mailer_url: Url,
 }
 
 /// The web console.

@@ -8,9 +8,11 @@
 
 mod auth;
 mod broker;
+mod mailer;
 
 pub use auth::AuthSettings;
 pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
+pub use mailer::{CatcherSettings, MailEncryption, MailerSettings};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -12,7 +12,10 @@ use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, UpstreamSettings};
+use troupe_core::config::{
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, MailerSettings,
+    UpstreamSettings,
+};
 use troupe_http::platform;
 use url::Url;
 
@@ -61,7 +64,10 @@ impl TestApp {
             broker_url: Url::parse("http://b.test").expect("url"),
             catcher_url: Url::parse("http://c.test").expect("url"),
         };
-        let p = platform::up(&common(), &broker_settings(), &auth, &frontend).expect("platform starts");
+        let mailer = MailerSettings { mail_host: None, ..MailerSettings::local(0) };
+        let catcher = CatcherSettings::ephemeral(dir.path());
+        let p = platform::up(&common(), &broker_settings(), &auth, &frontend, &mailer, &catcher)
+            .expect("platform starts");
         let app = Self::new(p.port("broker"), p.port("auth"), Some(dir));
         actix_web::rt::spawn(p.run_until_stopped());
         app.wait_ready(&app.auth).await;
@@ -100,8 +106,13 @@ impl TestApp {
 
     /// `troupe serve broker` reaching auth at `auth_url`; returns its port.
     pub fn spawn_broker(auth_url: Url) -> u16 {
-        let p = platform::serve_broker(&common(), &broker_settings(), &UpstreamSettings { auth_url })
-            .expect("broker starts");
+        let mailer_url = Url::parse("http://127.0.0.1:9").expect("url");
+        Self::spawn_broker_with(UpstreamSettings { auth_url, mailer_url })
+    }
+
+    /// `troupe serve broker` reaching the services at `upstream`; returns its port.
+    pub fn spawn_broker_with(upstream: UpstreamSettings) -> u16 {
+        let p = platform::serve_broker(&common(), &broker_settings(), &upstream).expect("broker starts");
         let port = p.port("broker").expect("broker port");
         actix_web::rt::spawn(p.run_until_stopped());
         port

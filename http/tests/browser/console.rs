@@ -87,3 +87,80 @@ async fn the_health_view_shows_the_platforms_services_from_the_brokers_status() 
     })
     .await;
 }
+
+#[actix_web::test]
+async fn a_mail_sent_through_the_page_arrives_in_the_inbox() {
+    let app = Platform::up().await;
+    Browser::with(|b| async move {
+        b.open(&app.frontend).await;
+        let mail = json!({"action": "mail", "mail": {
+            "from": "me@example.com", "to": "you@there.com", "subject": "Test email", "message": "Hello world!",
+        }});
+        press(&b, "#mailBtn", Some(mail), "Message sent to you@there.com").await;
+
+        b.click("#nav a[data-view=mail]").await;
+        b.wait_text("#mailList", "Test email").await;
+        assert!(b.text("#mailList").await.contains("you@there.com"));
+        b.click("#mailList li:first-child a").await;
+        b.wait_text("#mailSubject", "Test email").await;
+        b.wait_text("#mailFrom", "me@example.com").await;
+        let frame = b.client.find(fantoccini::Locator::Id("mailHtml")).await.expect("the HTML frame");
+        let src = frame.attr("src").await.expect("attr").unwrap_or_default();
+        assert!(src.starts_with(&app.catcher) && src.ends_with("/html"), "{src}");
+        frame.enter_frame().await.expect("enter the frame");
+        b.wait_text("body", "Hello world!").await;
+        b.client.enter_parent_frame().await.expect("leave the frame");
+        b.click(".tabs [data-part=text]").await;
+        b.wait_text("#mailText", "Hello world!").await;
+        b.click(".tabs [data-part=headers]").await;
+        b.wait_text("#mailHeaders", "Subject").await;
+        b.click(".tabs [data-part=html]").await;
+        b.screenshot("mail").await;
+
+        b.click("#mailDeleteAll").await;
+        b.wait_text("#mailStatus", "The inbox is empty.").await;
+        b
+    })
+    .await;
+}
+
+#[actix_web::test]
+#[ignore = "needs the logger and events services behind the broker (branches logger, events)"]
+async fn logs_written_through_the_page_show_in_the_logs_view_and_a_script_stays_text() {
+    let app = Platform::up().await;
+    Browser::with(|b| async move {
+        b.open(&app.frontend).await;
+        press(&b, "#authBrokerBtn", Some(json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}})), "Authenticated!").await;
+        let log = json!({"action": "log", "log": {"name": "event", "data": "Some kind of data"}});
+        press(&b, "#logBtn", Some(log), "Processed payload via RPC: event").await;
+        let grpc = json!({"action": "log", "log": {"name": "event", "data": "Some kind of gRPC data"}});
+        press(&b, "#logGBtn", Some(grpc), "logged").await;
+
+        b.js("document.getElementById('received').textContent = ''; return null").await;
+        b.fill("#eventData", crate::fake::SCRIPT_DATA).await;
+        b.click("#eventBtn").await;
+        b.wait_text("#received", "\"error\": false").await;
+        let event = json!({"action": "event", "event": {"name": "event", "data": crate::fake::SCRIPT_DATA, "level": "INFO"}});
+        assert_eq!(pane_json(&b, "#payload").await, event);
+
+        b.click("#nav a[data-view=logs]").await;
+        for data in ["Some kind of data", "Some kind of gRPC data", crate::fake::SCRIPT_DATA] {
+            // The listener stores events asynchronously: search again until the entry is there.
+            crate::helpers::eventually(data, || async {
+                b.click("#logSearch").await;
+                b.wait_text("#logStatus", "entries").await;
+                b.text("#logRows").await.contains(data).then_some(())
+            })
+            .await;
+        }
+        let clean = b.js("return window.__pwned === undefined && document.querySelector('main script') === null").await;
+        assert_eq!(clean, json!(true), "the <script> entry ran");
+
+        b.click("#nav a[data-view=console]").await;
+        b.click("#output div:first-child a").await;
+        b.wait_text("#logStatus", "entries").await;
+        assert!(b.text("#logRows").await.contains(crate::fake::SCRIPT_DATA), "the request's own entry");
+        b
+    })
+    .await;
+}

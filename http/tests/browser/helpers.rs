@@ -11,7 +11,9 @@ use futures_util::FutureExt as _;
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings};
+use troupe_core::config::{
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, MailerSettings,
+};
 use troupe_http::platform;
 use url::Url;
 
@@ -50,13 +52,15 @@ pub fn common() -> CommonSettings {
     }
 }
 
-/// `troupe up` with the console's page pointed at its broker, and the broker's CORS allowing
-/// the console's origin.
+/// `troupe up` with the console's page pointed at its broker and mail catcher, both of which
+/// allow the console's origin (CORS).
 pub struct Platform {
     /// The console's base URL.
     pub frontend: String,
     /// The broker's base URL.
     pub broker: String,
+    /// The mail catcher's base URL.
+    pub catcher: String,
     _data: TempDir,
 }
 
@@ -73,13 +77,21 @@ impl Platform {
             cors_allowed_origins: vec![frontend.clone()],
             request_timeout: Duration::from_secs(5),
         };
+        let catcher = format!("http://127.0.0.1:{catcher_port}");
         let frontend_settings = FrontendSettings {
             frontend_port,
             broker_url: Url::parse(&broker).expect("url"),
-            catcher_url: Url::parse(&format!("http://127.0.0.1:{catcher_port}")).expect("url"),
+            catcher_url: Url::parse(&catcher).expect("url"),
+        };
+        let mailer = MailerSettings { mail_host: None, ..MailerSettings::local(0) };
+        let catcher_settings = CatcherSettings {
+            catcher_http_port: catcher_port,
+            catcher_cors_allowed_origins: vec![frontend.clone()],
+            ..CatcherSettings::ephemeral(data.path())
         };
         let p =
-            platform::up(&common(), &broker_settings, &auth, &frontend_settings).expect("platform starts");
+            platform::up(&common(), &broker_settings, &auth, &frontend_settings, &mailer, &catcher_settings)
+                .expect("platform starts");
         actix_web::rt::spawn(p.run_until_stopped());
         let http = reqwest::Client::new();
         eventually("the platform to report ready", || async {
@@ -87,7 +99,7 @@ impl Platform {
             (res.status() == 200).then_some(())
         })
         .await;
-        Platform { frontend, broker, _data: data }
+        Platform { frontend, broker, catcher, _data: data }
     }
 }
 

@@ -101,7 +101,7 @@ async fn the_mail_view_lists_opens_in_a_sandbox_and_deletes_messages() {
         assert_eq!(ran, Value::Null, "a script in the mail ran");
         b.client.enter_parent_frame().await.expect("leave the frame");
         nothing_ran(&b).await;
-        b.screenshot("mail").await;
+        b.screenshot("mail-escaped").await;
 
         b.click(".tabs [data-part=text]").await;
         b.wait_text("#mailText", "Hello world! <script>").await;

@@ -1,0 +1,314 @@
+//! The mailer actor: renders [`SendMail`] with the templates and sends it over SMTP (lettre).
+//!
+//! It is a supervised [`Backend`]: `started()` checks that the SMTP server answers
+//! (connect, EHLO, STARTTLS when asked, NOOP), with backoff while it does not; meanwhile
+//! callers get `Unavailable` (503) at once. Each mail opens its own SMTP session, so a server
+//! restart never leaves a stale pooled connection behind.
+//!
+//! Delivery: a 4xx reply or a dropped connection is retried a few times with backoff — the
+//! server did not accept the mail, so a retry cannot send it twice; a 5xx reply is reported
+//! (422) and never retried. When the last attempt fails on the connection the actor
+//! reconnects, as the supervision module describes.
+
+pub mod templates;
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor};
+use futures_util::future::LocalBoxFuture;
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use secrecy::{ExposeSecret, SecretString};
+use troupe_core::ServiceError;
+use troupe_core::backoff::BackoffPolicy;
+use troupe_core::config::{MailEncryption, MailerSettings};
+use troupe_core::domain::Email;
+use troupe_core::health::Readiness;
+use troupe_core::messages::SendMail;
+
+use self::templates::Templates;
+use crate::supervision::{self, Backend, BackendError, Link};
+
+/// The SMTP transport the mailer uses.
+pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
+
+/// How many times one mail is tried on transient failures.
+const ATTEMPTS: u32 = 3;
+
+/// Everything the mailer needs, checked at start-up.
+#[derive(Clone)]
+pub struct MailerConfig {
+    /// SMTP host.
+    pub host: String,
+    /// SMTP port.
+    pub port: u16,
+    /// Connection security.
+    pub encryption: MailEncryption,
+    /// User name and password, when the server wants them.
+    pub credentials: Option<(String, SecretString)>,
+    /// Name in the From header.
+    pub from_name: String,
+    /// Sender when the request has none.
+    pub from_address: Email,
+    /// EHLO name.
+    pub hello: String,
+    /// The templates.
+    pub templates: Templates,
+    /// Extra trusted certificate (PEM).
+    pub tls_ca: Option<Vec<u8>>,
+    /// Accept any certificate.
+    pub tls_insecure: bool,
+    /// Deadline for connecting and for each SMTP command.
+    pub timeout: Duration,
+    /// Reconnect and retry policy.
+    pub backoff: BackoffPolicy,
+}
+
+impl MailerConfig {
+    /// Build from settings; errors name the variable. `MAIL_HOST` must be set.
+    pub fn from_settings(s: &MailerSettings, backoff: BackoffPolicy) -> Result<Self, String> {
+        let host = s.mail_host.clone().filter(|h| !h.trim().is_empty()).ok_or("MAIL_HOST is not set")?;
+        let from_address = Email::parse(&s.from_address)
+            .map_err(|_| format!("FROM_ADDRESS: invalid address {:?}", s.from_address))?;
+        if s.from_name.chars().any(char::is_control) {
+            return Err("FROM_NAME must not contain control characters".into());
+        }
+        let credentials = match (&s.mail_username, &s.mail_password) {
+            (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p.clone())),
+            (Some(u), None) if !u.is_empty() => Some((u.clone(), SecretString::from(String::new()))),
+            _ => None,
+        };
+        let tls_ca = match &s.mail_tls_ca_file {
+            Some(path) => Some(read_file(path, "MAIL_TLS_CA_FILE")?),
+            None => None,
+        };
+        let templates = Templates::load(s.mail_templates_dir.as_deref()).map_err(|e| format!("{e:#}"))?;
+        Ok(Self {
+            host,
+            port: s.mail_port,
+            encryption: s.mail_encryption,
+            credentials,
+            from_name: s.from_name.clone(),
+            from_address,
+            hello: s.mail_domain.clone(),
+            templates,
+            tls_ca,
+            tls_insecure: s.mail_tls_insecure,
+            timeout: s.mail_timeout,
+            backoff,
+        })
+    }
+
+    /// The lettre transport these settings describe.
+    pub fn transport(&self) -> anyhow::Result<Transport> {
+        let mut builder = Transport::builder_dangerous(&self.host)
+            .port(self.port)
+            .timeout(Some(self.timeout))
+            .hello_name(ClientId::Domain(self.hello.clone()));
+        if let Some((user, password)) = &self.credentials {
+            builder =
+                builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
+        }
+        let tls = || -> anyhow::Result<TlsParameters> {
+            let mut params = TlsParameters::builder(self.host.clone());
+            if let Some(pem) = &self.tls_ca {
+                params = params.add_root_certificate(Certificate::from_pem(pem)?);
+            }
+            if self.tls_insecure {
+                params = params.dangerous_accept_invalid_certs(true).dangerous_accept_invalid_hostnames(true);
+            }
+            Ok(params.build_native()?)
+        };
+        builder = match self.encryption {
+            MailEncryption::None => builder.tls(Tls::None),
+            MailEncryption::Tls => builder.tls(Tls::Required(tls()?)),
+            MailEncryption::Ssl => builder.tls(Tls::Wrapper(tls()?)),
+        };
+        Ok(builder.build())
+    }
+
+    /// Render `msg` into a complete mail.
+    pub fn compose(&self, msg: &SendMail) -> Result<Message, ServiceError> {
+        let invalid = |what: &str| ServiceError::Invalid(format!("invalid {what} address"));
+        let from = msg.from.as_ref().unwrap_or(&self.from_address);
+        let from: Address = from.as_str().parse().map_err(|_| invalid("from"))?;
+        let to: Address = msg.to.as_str().parse().map_err(|_| invalid("to"))?;
+        let parts = self
+            .templates
+            .render(msg.message.as_str(), msg.subject.as_str(), &self.from_name)
+            .map_err(|e| {
+                tracing::error!(error = %format!("{e:#}"), "rendering a mail failed");
+                ServiceError::Internal
+            })?;
+        Message::builder()
+            .from(Mailbox::new(Some(self.from_name.clone()), from))
+            .to(Mailbox::new(None, to))
+            .subject(msg.subject.as_str())
+            .multipart(MultiPart::alternative_plain_html(parts.text, parts.html))
+            .map_err(|e| {
+                tracing::warn!(error = %e, "composing a mail failed");
+                ServiceError::Invalid("the mail could not be composed".into())
+            })
+    }
+}
+
+fn read_file(path: &Path, variable: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("{variable}: cannot read {}: {e}", path.display()))
+}
+
+/// The mailer actor.
+pub struct Mailer {
+    config: MailerConfig,
+    link: Link<Transport>,
+}
+
+impl Mailer {
+    /// Start the actor under a supervisor, on its own arbiter.
+    pub fn start(config: MailerConfig, readiness: &Readiness) -> Addr<Self> {
+        let probe = readiness.probe("mailer.smtp");
+        let link = Link::new("mailer", probe, config.backoff).with_check_every(Duration::from_secs(5));
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link })
+    }
+}
+
+impl Actor for Mailer {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        supervision::connect(self, ctx);
+    }
+}
+
+impl Supervised for Mailer {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.link.reset();
+    }
+}
+
+impl Backend for Mailer {
+    type Conn = Transport;
+
+    fn link(&mut self) -> &mut Link<Transport> {
+        &mut self.link
+    }
+
+    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<Transport>> {
+        let transport = self.config.transport();
+        let deadline = self.config.timeout * 2;
+        Box::pin(async move {
+            let transport = transport?;
+            probe(&transport, deadline).await?;
+            Ok(transport)
+        })
+    }
+
+    fn check(transport: Transport) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { probe(&transport, Duration::from_secs(10)).await })
+    }
+}
+
+async fn probe(transport: &Transport, deadline: Duration) -> anyhow::Result<()> {
+    match tokio::time::timeout(deadline, transport.test_connection()).await {
+        Ok(Ok(true)) => Ok(()),
+        Ok(Ok(false)) => anyhow::bail!("the SMTP server did not answer NOOP"),
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context("SMTP connection test failed")),
+        Err(_) => anyhow::bail!("SMTP connection test timed out after {deadline:?}"),
+    }
+}
+
+/// Why a delivery failed.
+#[derive(Debug)]
+pub enum DeliveryError {
+    /// No session could be held with the server (refused, dropped, timed out, TLS).
+    Connection(String),
+    /// The server answered 4xx on every attempt.
+    Transient(String),
+    /// The server refused the mail for good (5xx).
+    Permanent {
+        /// The reply code.
+        code: String,
+        /// The reply.
+        detail: String,
+    },
+}
+
+impl fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Connection(e) => write!(f, "SMTP connection failed: {e}"),
+            Self::Transient(e) => write!(f, "SMTP server deferred the mail: {e}"),
+            Self::Permanent { detail, .. } => write!(f, "SMTP server refused the mail: {detail}"),
+        }
+    }
+}
+
+impl BackendError for DeliveryError {
+    fn is_connection_lost(&self) -> bool {
+        matches!(self, Self::Connection(_))
+    }
+
+    fn into_service_error(self, service: &str) -> ServiceError {
+        tracing::warn!(error = %self, "mail not delivered");
+        match self {
+            Self::Connection(_) | Self::Transient(_) => ServiceError::unavailable(service),
+            Self::Permanent { code, .. } if code.starts_with("53") => {
+                tracing::error!("SMTP authentication failed: check MAIL_USERNAME and MAIL_PASSWORD");
+                ServiceError::unavailable(service)
+            }
+            Self::Permanent { code, .. } => {
+                ServiceError::Invalid(format!("the mail server refused the mail ({code})"))
+            }
+        }
+    }
+}
+
+/// Send `mail`, retrying 4xx replies and connection failures (never 5xx) with backoff.
+pub async fn deliver(
+    transport: &Transport,
+    mail: &Message,
+    backoff: BackoffPolicy,
+    deadline: Duration,
+) -> Result<(), DeliveryError> {
+    let mut delays = backoff.delays();
+    let mut attempt = 1;
+    loop {
+        let failure = match tokio::time::timeout(deadline, transport.send(mail.clone())).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) if e.is_permanent() => {
+                let code = e.status().map(|c| c.to_string()).unwrap_or_default();
+                return Err(DeliveryError::Permanent { code, detail: e.to_string() });
+            }
+            Ok(Err(e)) if e.is_transient() => DeliveryError::Transient(e.to_string()),
+            Ok(Err(e)) => DeliveryError::Connection(e.to_string()),
+            Err(_) => DeliveryError::Connection(format!("no reply within {deadline:?}")),
+        };
+        if attempt >= ATTEMPTS {
+            return Err(failure);
+        }
+        let delay = delays.next_delay();
+        tracing::info!(attempt, retry_in = ?delay, error = %failure, "retrying mail");
+        tokio::time::sleep(delay).await;
+        attempt += 1;
+    }
+}
+
+impl Handler<SendMail> for Mailer {
+    type Result = ResponseActFuture<Self, Result<(), ServiceError>>;
+
+    #[tracing::instrument(name = "send_mail", skip_all, fields(to = %msg.to))]
+    fn handle(&mut self, msg: SendMail, _: &mut Context<Self>) -> Self::Result {
+        let mail = match self.config.compose(&msg) {
+            Ok(mail) => mail,
+            Err(e) => return Box::pin(actix::fut::ready(Err(e))),
+        };
+        let (backoff, deadline) = (self.config.backoff, self.config.timeout * 2);
+        supervision::call(self, move |transport: Transport| async move {
+            deliver(&transport, &mail, backoff, deadline).await
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! Settings of the mailer and of the built-in mail catcher.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use secrecy::SecretString;
+
+use super::{parse_duration, parse_secret};
+
+/// How the mailer secures its SMTP connection (`MAIL_ENCRYPTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MailEncryption {
+    /// STARTTLS, required.
+    Tls,
+    /// Implicit TLS from the first byte (usually port 465).
+    Ssl,
+    /// Plain SMTP (local catchers).
+    None,
+}
+
+/// The mailer: where to send and as whom.
+#[derive(Debug, Clone, Args)]
+pub struct MailerSettings {
+    /// Port of the mailer's HTTP API.
+    #[arg(long, env = "MAILER_PORT", default_value_t = 8084)]
+    pub mailer_port: u16,
+    /// SMTP server. Unset under `troupe up`: the built-in catcher is started and used.
+    #[arg(long, env = "MAIL_HOST")]
+    pub mail_host: Option<String>,
+    /// SMTP port.
+    #[arg(long, env = "MAIL_PORT", default_value_t = 1025)]
+    pub mail_port: u16,
+    /// `tls` (STARTTLS), `ssl` (implicit TLS) or `none`.
+    #[arg(long, env = "MAIL_ENCRYPTION", value_enum, default_value = "none", ignore_case = true)]
+    pub mail_encryption: MailEncryption,
+    /// SMTP user name (no authentication when unset).
+    #[arg(long, env = "MAIL_USERNAME")]
+    pub mail_username: Option<String>,
+    /// SMTP password.
+    #[arg(long, env = "MAIL_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
+    pub mail_password: Option<SecretString>,
+    /// Name in the From header.
+    #[arg(long, env = "FROM_NAME", default_value = "Troupe")]
+    pub from_name: String,
+    /// Sender address used when a request gives no `from`.
+    #[arg(long, env = "FROM_ADDRESS", default_value = "noreply@example.com")]
+    pub from_address: String,
+    /// Domain the mailer greets the SMTP server with (EHLO).
+    #[arg(long, env = "MAIL_DOMAIN", default_value = "localhost")]
+    pub mail_domain: String,
+    /// Directory with `mail.html` and/or `mail.txt` tera templates replacing the built-in ones.
+    #[arg(long, env = "MAIL_TEMPLATES_DIR")]
+    pub mail_templates_dir: Option<PathBuf>,
+    /// PEM file of a CA (or self-signed certificate) to trust for TLS, besides the system's.
+    #[arg(long, env = "MAIL_TLS_CA_FILE")]
+    pub mail_tls_ca_file: Option<PathBuf>,
+    /// Accept any TLS certificate (development only).
+    #[arg(long, env = "MAIL_TLS_INSECURE", default_value_t = false)]
+    pub mail_tls_insecure: bool,
+    /// Deadline for connecting and for each SMTP command.
+    #[arg(long, env = "MAIL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub mail_timeout: Duration,
+}
+
+impl MailerSettings {
+    /// Settings for a plain SMTP server on `127.0.0.1:port`; for tests and examples.
+    pub fn local(port: u16) -> Self {
+        Self {
+            mailer_port: 0,
+            mail_host: Some("127.0.0.1".into()),
+            mail_port: port,
+            mail_encryption: MailEncryption::None,
+            mail_username: None,
+            mail_password: None,
+            from_name: "Troupe".into(),
+            from_address: "noreply@example.com".into(),
+            mail_domain: "localhost".into(),
+            mail_templates_dir: None,
+            mail_tls_ca_file: None,
+            mail_tls_insecure: false,
+            mail_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The built-in mail catcher: an SMTP server and a JSON API over what it caught.
+#[derive(Debug, Clone, Args)]
+pub struct CatcherSettings {
+    /// Port of the catcher's SMTP server (always on 127.0.0.1).
+    #[arg(long, env = "CATCHER_SMTP_PORT", default_value_t = 1025)]
+    pub catcher_smtp_port: u16,
+    /// Port of the catcher's JSON API.
+    #[arg(long, env = "CATCHER_HTTP_PORT", default_value_t = 8025)]
+    pub catcher_http_port: u16,
+    /// Data directory; caught mail is kept in its `catcher/` folder.
+    #[arg(long = "catcher-data-dir", env = "TROUPE_DATA_DIR", default_value = "./data")]
+    pub catcher_data_dir: PathBuf,
+    /// Origins allowed to call the catcher's API from a browser (the console).
+    #[arg(
+        long,
+        env = "CATCHER_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ',',
+        default_value = "http://localhost:8081,http://127.0.0.1:8081"
+    )]
+    pub catcher_cors_allowed_origins: Vec<String>,
+}
+
+impl CatcherSettings {
+    /// Settings storing in `data_dir`, on ports chosen by the system; for tests.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            catcher_smtp_port: 0,
+            catcher_http_port: 0,
+            catcher_data_dir: data_dir.into(),
+            catcher_cors_allowed_origins: vec!["http://localhost:8081".into()],
+        }
+    }
+}

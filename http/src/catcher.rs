@@ -1,0 +1,99 @@
+//! The catcher's JSON API (:8025, like MailHog), read by the web console:
+//!
+//! - `GET /api/messages` -> summaries, newest first
+//! - `GET /api/messages/{id}` -> headers, text and HTML parts
+//! - `GET /api/messages/{id}/raw` -> the message as received (`text/plain`)
+//! - `GET /api/messages/{id}/html` -> the HTML part (`text/html`, `Content-Security-Policy:
+//!   sandbox`, so a page showing it in an iframe runs none of its scripts)
+//! - `DELETE /api/messages/{id}`, `DELETE /api/messages`
+
+use std::time::Duration;
+
+use actix::Addr;
+use actix_web::HttpResponse;
+use actix_web::http::{StatusCode, header};
+use actix_web::web::{self, ServiceConfig};
+use troupe_actors::catcher::CatcherStore;
+use troupe_core::messages::{DeleteCaught, GetCaught, GetCaughtRaw, ListCaught};
+use troupe_core::{Envelope, ServiceError};
+
+use crate::api::{ApiError, reply, unavailable};
+
+/// Deadline for each call to the store.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The catcher routes' state.
+#[derive(Clone)]
+pub struct CatcherState {
+    /// The store actor.
+    pub store: Addr<CatcherStore>,
+}
+
+/// The catcher's routes.
+pub fn routes(state: CatcherState) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut ServiceConfig| {
+        cfg.app_data(web::Data::new(state.clone()))
+            .route("/api/messages", web::get().to(list))
+            .route("/api/messages", web::delete().to(delete_all))
+            .route("/api/messages/{id}", web::get().to(get))
+            .route("/api/messages/{id}", web::delete().to(delete))
+            .route("/api/messages/{id}/raw", web::get().to(raw))
+            .route("/api/messages/{id}/html", web::get().to(html));
+    }
+}
+
+async fn list(state: web::Data<CatcherState>) -> Result<HttpResponse, ApiError> {
+    let all = state.store.send(ListCaught).timeout(TIMEOUT).await.map_err(unavailable("catcher"))??;
+    Ok(reply(StatusCode::OK, Envelope::with_data(format!("{} messages", all.len()), all)))
+}
+
+async fn get(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let mail = state
+        .store
+        .send(GetCaught { id: id.into_inner() })
+        .timeout(TIMEOUT)
+        .await
+        .map_err(unavailable("catcher"))??;
+    Ok(reply(StatusCode::OK, Envelope::with_data("message", mail)))
+}
+
+async fn raw(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let bytes = state
+        .store
+        .send(GetCaughtRaw { id: id.into_inner() })
+        .timeout(TIMEOUT)
+        .await
+        .map_err(unavailable("catcher"))??;
+    Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
+}
+
+async fn html(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let mail = state
+        .store
+        .send(GetCaught { id: id.into_inner() })
+        .timeout(TIMEOUT)
+        .await
+        .map_err(unavailable("catcher"))??;
+    let html =
+        mail.html.ok_or_else(|| ApiError(ServiceError::NotFound("message has no HTML part".into())))?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/html; charset=utf-8")
+        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"))
+        .insert_header((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .body(html))
+}
+
+async fn delete(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    state
+        .store
+        .send(DeleteCaught { id: Some(id.into_inner()) })
+        .timeout(TIMEOUT)
+        .await
+        .map_err(unavailable("catcher"))??;
+    Ok(reply(StatusCode::OK, Envelope::ok("deleted")))
+}
+
+async fn delete_all(state: web::Data<CatcherState>) -> Result<HttpResponse, ApiError> {
+    state.store.send(DeleteCaught { id: None }).timeout(TIMEOUT).await.map_err(unavailable("catcher"))??;
+    Ok(reply(StatusCode::OK, Envelope::ok("deleted all messages")))
+}

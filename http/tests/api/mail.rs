@@ -1,0 +1,430 @@
+//! The mailer and the built-in catcher, against real SMTP servers: the catcher (in process,
+//! also with STARTTLS and a self-signed certificate) and an external catcher installed by
+//! `scripts/services.sh` (aiosmtpd writing a Maildir).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix::Addr;
+use mail_parser::MessageParser;
+use reqwest::Client;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use troupe_actors::catcher::{self, CatcherStore};
+use troupe_core::config::{
+    AuthSettings, CatcherSettings, FrontendSettings, MailEncryption, MailerSettings, UpstreamSettings,
+};
+use troupe_core::messages::ListCaught;
+use troupe_http::platform;
+use url::Url;
+
+use crate::helpers::{TEST_SECRET, TcpProxy, TestApp, broker_settings, common, eventually, parts};
+
+const WITHIN: Duration = Duration::from_secs(15);
+
+/// `troupe up` with no MAIL_HOST: the mailer sends to the built-in catcher.
+struct MailApp {
+    broker: String,
+    mailer: String,
+    catcher: String,
+    http: Client,
+    _dir: TempDir,
+}
+
+impl MailApp {
+    async fn up() -> MailApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
+        let frontend =
+            FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
+        let mailer =
+            MailerSettings { mail_host: None, from_name: "Troupe Mailer".into(), ..MailerSettings::local(0) };
+        let catcher = CatcherSettings::ephemeral(dir.path());
+        let p = platform::up(&common(), &broker_settings(), &auth, &frontend, &mailer, &catcher)
+            .expect("platform starts");
+        let url = |name: &str| format!("http://127.0.0.1:{}", p.port(name).expect("port"));
+        let app = MailApp {
+            broker: url("broker"),
+            mailer: url("mailer"),
+            catcher: url("catcher"),
+            http: Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
+            _dir: dir,
+        };
+        actix_web::rt::spawn(p.run_until_stopped());
+        wait_ready(&app.http, &app.mailer).await;
+        app
+    }
+
+    async fn mail(&self, mail: Value) -> (u16, Value) {
+        let res =
+            self.http.post(format!("{}/handle", self.broker)).json(&json!({"action": "mail", "mail": mail}));
+        parts(res.send().await.expect("broker answers")).await
+    }
+
+    async fn caught(&self) -> Vec<Value> {
+        let res =
+            self.http.get(format!("{}/api/messages", self.catcher)).send().await.expect("catcher answers");
+        assert_eq!(res.status(), 200);
+        let body: Value = res.json().await.expect("json");
+        body["data"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+async fn wait_ready(http: &Client, base: &str) {
+    eventually(WITHIN, &format!("{base}/readyz"), || async {
+        let res = http.get(format!("{base}/readyz")).send().await.ok()?;
+        (res.status() == 200).then_some(())
+    })
+    .await;
+}
+
+fn test_mail(subject: &str) -> Value {
+    json!({"from": "me@example.com", "to": "you@there.com", "subject": subject,
+           "message": "Tom & Jerry's <b>show</b>\nsecond line"})
+}
+
+/// The checks every delivered test mail must pass, on the raw message.
+fn assert_delivered(raw: &[u8], subject: &str) {
+    let m = MessageParser::default().parse(raw).expect("a parseable mail");
+    let from = m.from().and_then(|a| a.first()).expect("a From header");
+    assert_eq!(from.address(), Some("me@example.com"));
+    assert!(from.name().is_some_and(|n| n.starts_with("Troupe")), "FROM_NAME in From: {from:?}");
+    assert_eq!(m.to().and_then(|a| a.first()).and_then(|a| a.address()), Some("you@there.com"));
+    assert_eq!(m.subject(), Some(subject));
+    assert_eq!(m.text_body_count(), 1, "a plain-text part");
+    assert_eq!(m.html_body_count(), 1, "an HTML part");
+    let text = m.body_text(0).expect("text");
+    assert_eq!(text.trim_end(), "Tom & Jerry's <b>show</b>\nsecond line", "plain part as written");
+    let html = m.body_html(0).expect("html");
+    assert!(html.contains("Tom &amp; Jerry&#x27;s &lt;b&gt;show&lt;/b&gt;<br>"), "escaped HTML: {html}");
+    assert!(html.contains("style=\"") && !html.contains("<style"), "CSS inlined: {html}");
+}
+
+#[actix_rt::test]
+async fn mail_through_the_broker_arrives_in_the_built_in_catcher_with_both_parts() {
+    let app = MailApp::up().await;
+
+    let (status, body) = app.mail(test_mail("Test email")).await;
+    assert_eq!((status, body["message"].as_str()), (202, Some("Message sent to you@there.com")), "{body}");
+
+    let list = app.caught().await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let summary = &list[0];
+    assert_eq!(summary["from"], "me@example.com");
+    assert_eq!(summary["to"], json!(["you@there.com"]));
+    assert_eq!(summary["subject"], "Test email");
+    assert!(summary["size"].as_u64().unwrap_or(0) > 0 && summary["received_at"].is_string());
+    let id = summary["id"].as_str().expect("id");
+
+    let raw = app.http.get(format!("{}/api/messages/{id}/raw", app.catcher)).send().await.expect("raw");
+    assert_eq!(raw.status(), 200);
+    assert!(raw.headers()["content-type"].to_str().unwrap_or("").starts_with("text/plain"));
+    assert_delivered(&raw.bytes().await.expect("bytes"), "Test email");
+
+    let (status, detail) =
+        parts(app.http.get(format!("{}/api/messages/{id}", app.catcher)).send().await.expect("detail")).await;
+    assert_eq!(status, 200);
+    let d = &detail["data"];
+    assert_eq!(d["text"].as_str().map(str::trim_end), Some("Tom & Jerry's <b>show</b>\nsecond line"));
+    assert!(d["html"].as_str().is_some_and(|h| h.contains("Tom &amp; Jerry")));
+    let headers = d["headers"].as_array().expect("headers");
+    let header = |name: &str| {
+        headers
+            .iter()
+            .find(|h| h[0].as_str().is_some_and(|n| n.eq_ignore_ascii_case(name)))
+            .map(|h| h[1].clone())
+    };
+    assert_eq!(header("Subject"), Some(json!("Test email")));
+    assert!(header("From").and_then(|f| f.as_str().map(|f| f.contains("Troupe Mailer"))).unwrap_or(false));
+
+    let html = app.http.get(format!("{}/api/messages/{id}/html", app.catcher)).send().await.expect("html");
+    assert_eq!(html.status(), 200);
+    assert_eq!(html.headers()["content-security-policy"], "sandbox");
+    assert!(html.headers()["content-type"].to_str().unwrap_or("").starts_with("text/html"));
+
+    let res = app.http.delete(format!("{}/api/messages/{id}", app.catcher)).send().await.expect("delete");
+    assert_eq!(res.status(), 200);
+    assert!(app.caught().await.is_empty());
+    let res = app.http.get(format!("{}/api/messages/{id}", app.catcher)).send().await.expect("gone");
+    assert_eq!(res.status(), 404);
+}
+
+#[actix_rt::test]
+async fn the_catcher_lists_newest_first_deletes_all_and_allows_the_console_origin() {
+    let app = MailApp::up().await;
+    for subject in ["first", "second"] {
+        assert_eq!(app.mail(test_mail(subject)).await.0, 202);
+    }
+    let subjects: Vec<Value> = app.caught().await.iter().map(|m| m["subject"].clone()).collect();
+    assert_eq!(subjects, vec![json!("second"), json!("first")]);
+
+    let res = app
+        .http
+        .get(format!("{}/api/messages", app.catcher))
+        .header("origin", "http://localhost:8081")
+        .send()
+        .await
+        .expect("cors");
+    assert_eq!(
+        res.headers().get("access-control-allow-origin").map(|v| v.as_bytes()),
+        Some(&b"http://localhost:8081"[..])
+    );
+
+    let res = app.http.delete(format!("{}/api/messages", app.catcher)).send().await.expect("delete all");
+    assert_eq!(res.status(), 200);
+    assert!(app.caught().await.is_empty());
+    let res = app.http.get(format!("{}/api/messages/..%2Fsecret", app.catcher)).send().await.expect("bad id");
+    assert_eq!(res.status(), 404);
+}
+
+#[actix_rt::test]
+async fn post_send_on_the_mailer_answers_sent_to_and_from_defaults_to_from_address() {
+    let app = MailApp::up().await;
+    let body = json!({"to": "you@there.com", "subject": "Hi", "message": "Hello world!"});
+    let (status, reply) =
+        parts(app.http.post(format!("{}/send", app.mailer)).json(&body).send().await.expect("send")).await;
+    assert_eq!((status, reply["message"].as_str()), (202, Some("sent to you@there.com")), "{reply}");
+    let list = app.caught().await;
+    assert_eq!(list[0]["from"], "noreply@example.com");
+}
+
+#[actix_rt::test]
+async fn bad_input_is_a_clear_4xx_and_nothing_is_sent() {
+    let app = MailApp::up().await;
+    let base = test_mail("ok");
+    let with = |key: &str, value: Value| {
+        let mut m = base.clone();
+        m[key] = value;
+        m
+    };
+    let cases = [
+        (with("to", json!("not-an-address")), 422, "invalid to address"),
+        (with("to", json!("")), 422, "invalid to address"),
+        (with("from", json!("me@@example.com")), 422, "invalid from address"),
+        (with("to", json!("you@there.com\r\nBcc: all@evil.test")), 422, "invalid to address"),
+        (with("from", json!("me@example.com\nBcc: all@evil.test")), 422, "invalid from address"),
+        (with("subject", json!("Hi\r\nBcc: all@evil.test")), 422, "subject must be one line"),
+        (with("message", json!("x".repeat(600 * 1024))), 422, "message must be at most"),
+    ];
+    for (mail, status, text) in cases {
+        let (got, body) = app.mail(mail.clone()).await;
+        assert_eq!(got, status, "{mail:.80}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| m.starts_with(text)), "{body}");
+        assert_eq!(body["error"], true);
+    }
+    let huge = with("message", json!("x".repeat(1_100_000)));
+    assert_eq!(app.mail(huge).await.0, 413, "over the body limit");
+    assert!(app.caught().await.is_empty(), "nothing was sent");
+}
+
+/// A catcher store and SMTP server without the HTTP API, optionally with STARTTLS.
+fn bare_catcher(dir: &Path, tls: Option<(&Path, &Path)>) -> (Addr<CatcherStore>, SocketAddr) {
+    let store = CatcherStore::start(dir.join("catcher")).expect("store");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    catcher::start_smtp(listener, store.clone(), tls).expect("smtp");
+    (store, addr)
+}
+
+async fn count(store: &Addr<CatcherStore>) -> usize {
+    store.send(ListCaught).await.expect("store answers").expect("list").len()
+}
+
+/// `troupe serve mailer` with `settings`; returns its base URL.
+fn spawn_mailer(settings: &MailerSettings) -> String {
+    let p = platform::serve_mailer(&common(), settings).expect("mailer starts");
+    let url = format!("http://127.0.0.1:{}", p.port("mailer").expect("port"));
+    actix_web::rt::spawn(p.run_until_stopped());
+    url
+}
+
+async fn send(http: &Client, mailer: &str, subject: &str) -> (u16, Value) {
+    parts(http.post(format!("{mailer}/send")).json(&test_mail(subject)).send().await.expect("mailer answers"))
+        .await
+}
+
+#[actix_rt::test]
+async fn smtp_down_is_503_and_the_same_process_sends_again_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, smtp) = bare_catcher(dir.path(), None);
+    let proxy = TcpProxy::start(smtp).await;
+    let mailer = spawn_mailer(&MailerSettings::local(proxy.port));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+    assert_eq!(send(&http, &mailer, "before").await.0, 202);
+
+    proxy.cut();
+    let (status, body) = send(&http, &mailer, "during").await;
+    assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");
+    let (status, _) = send(&http, &mailer, "still down").await;
+    assert_eq!(status, 503);
+
+    proxy.restore();
+    eventually(WITHIN, "mail accepted again", || async {
+        (send(&http, &mailer, "after").await.0 == 202).then_some(())
+    })
+    .await;
+    assert_eq!(count(&store).await, 2, "exactly the mails accepted were caught");
+}
+
+#[actix_rt::test]
+async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_is_down() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, smtp) = bare_catcher(dir.path(), None);
+    let mailer = spawn_mailer(&MailerSettings::local(smtp.port()));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+    let auth_url = Url::parse("http://127.0.0.1:9").expect("url");
+    let broker = TestApp::spawn_broker_with(UpstreamSettings {
+        auth_url: auth_url.clone(),
+        mailer_url: Url::parse(&mailer).expect("url"),
+    });
+    let handle = |port: u16, subject: &str| {
+        http.post(format!("http://127.0.0.1:{port}/handle"))
+            .json(&json!({"action": "mail", "mail": test_mail(subject)}))
+            .send()
+    };
+    let (status, body) = parts(handle(broker, "split").await.expect("broker")).await;
+    assert_eq!((status, body["message"].as_str()), (202, Some("Message sent to you@there.com")), "{body}");
+    assert_eq!(count(&store).await, 1);
+
+    let mut bad = test_mail("x");
+    bad["to"] = json!("nope");
+    let res = http
+        .post(format!("http://127.0.0.1:{broker}/handle"))
+        .json(&json!({"action": "mail", "mail": bad}))
+        .send()
+        .await
+        .expect("broker");
+    assert_eq!(res.status(), 422);
+
+    let down = TestApp::spawn_broker_with(UpstreamSettings {
+        auth_url,
+        mailer_url: Url::parse("http://127.0.0.1:9").expect("url"),
+    });
+    let (status, body) = parts(handle(down, "down").await.expect("broker")).await;
+    assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");
+}
+
+/// A self-signed certificate for `localhost` and its key, as PEM files in `dir`.
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let key = PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("key");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "localhost").expect("cn");
+    let name = name.build();
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("v3");
+    b.set_serial_number(&BigNum::from_u32(1).and_then(|n| n.to_asn1_integer()).expect("serial"))
+        .expect("serial");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(&name).expect("issuer");
+    b.set_pubkey(&key).expect("pubkey");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("t")).expect("nb");
+    b.set_not_after(&Asn1Time::days_from_now(2).expect("t")).expect("na");
+    let san =
+        SubjectAlternativeName::new().dns("localhost").build(&b.x509v3_context(None, None)).expect("san");
+    b.append_extension(san).expect("ext");
+    b.sign(&key, MessageDigest::sha256()).expect("sign");
+    let (cert, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, b.build().to_pem().expect("pem")).expect("write cert");
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().expect("pem")).expect("write key");
+    (cert, key_path)
+}
+
+#[actix_rt::test]
+async fn starttls_with_a_self_signed_certificate_works_once_it_is_trusted() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (cert, key) = self_signed(dir.path());
+    let (store, smtp) = bare_catcher(dir.path(), Some((&cert, &key)));
+    let http = Client::new();
+    let tls = MailerSettings {
+        mail_host: Some("localhost".into()),
+        mail_encryption: MailEncryption::Tls,
+        ..MailerSettings::local(smtp.port())
+    };
+
+    // Untrusted: the STARTTLS handshake fails, so the mailer never becomes ready.
+    let untrusted = spawn_mailer(&tls);
+    assert_eq!(send(&http, &untrusted, "untrusted").await.0, 503);
+
+    let trusted = spawn_mailer(&MailerSettings { mail_tls_ca_file: Some(cert.clone()), ..tls.clone() });
+    wait_ready(&http, &trusted).await;
+    let (status, body) = send(&http, &trusted, "over TLS").await;
+    assert_eq!(status, 202, "{body}");
+
+    let insecure = spawn_mailer(&MailerSettings { mail_tls_insecure: true, ..tls });
+    wait_ready(&http, &insecure).await;
+    assert_eq!(send(&http, &insecure, "insecure").await.0, 202);
+    assert_eq!(count(&store).await, 2);
+}
+
+/// The external catcher from `scripts/services.d/40-smtp.sh`.
+fn external_smtp() -> (SocketAddr, PathBuf) {
+    let addr = std::env::var("TEST_SMTP_ADDR").unwrap_or_else(|_| "127.0.0.1:2525".into());
+    let maildir =
+        std::env::var("TEST_SMTP_MAILDIR").unwrap_or_else(|_| "/tmp/troupe-aiosmtpd/Maildir".into());
+    let addr: SocketAddr = addr.parse().expect("TEST_SMTP_ADDR is host:port");
+    if std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err() {
+        panic!(
+            "the external SMTP catcher is required for this test (TEST_SMTP_ADDR={addr}). Run `make services`."
+        );
+    }
+    (addr, PathBuf::from(maildir))
+}
+
+#[actix_rt::test]
+async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
+    let (smtp, maildir) = external_smtp();
+    let dir = tempfile::tempdir().expect("dir");
+    let auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
+    let frontend =
+        FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
+    let mailer =
+        MailerSettings { mail_host: Some(smtp.ip().to_string()), ..MailerSettings::local(smtp.port()) };
+    let p = platform::up(
+        &common(),
+        &broker_settings(),
+        &auth,
+        &frontend,
+        &mailer,
+        &CatcherSettings::ephemeral(dir.path()),
+    )
+    .expect("platform starts");
+    assert!(p.port("catcher").is_none(), "no built-in catcher when MAIL_HOST is set");
+    let (broker, mailer_url) = (
+        p.port("broker").expect("broker"),
+        format!("http://127.0.0.1:{}", p.port("mailer").expect("mailer")),
+    );
+    actix_web::rt::spawn(p.run_until_stopped());
+    let http = Client::new();
+    wait_ready(&http, &mailer_url).await;
+
+    let subject = format!("External {}", uuid::Uuid::new_v4().simple());
+    let res = http
+        .post(format!("http://127.0.0.1:{broker}/handle"))
+        .json(&json!({"action": "mail", "mail": test_mail(&subject)}))
+        .send()
+        .await
+        .expect("broker");
+    assert_eq!(res.status(), 202);
+
+    let raw = eventually(WITHIN, "the mail in the external catcher's Maildir", || async {
+        let entries = std::fs::read_dir(maildir.join("new")).ok()?;
+        entries.filter_map(Result::ok).find_map(|e| {
+            let raw = std::fs::read(e.path()).ok()?;
+            let parsed = MessageParser::default().parse_headers(&raw)?;
+            (parsed.subject() == Some(subject.as_str())).then(|| raw.clone())
+        })
+    })
+    .await;
+    assert_delivered(&raw, &subject);
+}
