@@ -275,7 +275,7 @@
         li.appendChild(a);
         list.appendChild(li);
       }
-      status.textContent = messages.length ? messages.length + " messages" : "The inbox is empty.";
+      status.textContent = messages.length ? messages.length + (messages.length === 1 ? " message" : " messages") : "The inbox is empty.";
     } catch (err) {
       status.textContent = "Error: " + err.message + " (mail catcher at " + catcher + ")";
     }

@@ -39,6 +39,8 @@ pub struct Cli {
 }
 
 /// The commands.
+// Parsed once at start-up; boxing the settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run every service in one process. With no configuration it needs no server at all:
