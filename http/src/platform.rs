@@ -204,10 +204,19 @@ pub fn serve_frontend(common: &CommonSettings, frontend: &FrontendSettings) -> a
     Ok(Platform { servers: vec![server], readiness: Readiness::default() })
 }
 
-/// `troupe serve mailer`: the mailer alone, sending to `MAIL_HOST`.
+/// `troupe serve mailer`: the mailer alone, sending to `MAIL_HOST` (unset: 127.0.0.1, where
+/// `troupe serve catcher` listens).
 pub fn serve_mailer(common: &CommonSettings, mail: &MailerSettings) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
-    let (_, server) = start_mailer(common, mail, &readiness)?;
+    let mut mail = mail.clone();
+    if mail.mail_host.as_deref().is_none_or(|h| h.trim().is_empty()) {
+        tracing::info!(
+            port = mail.mail_port,
+            "MAIL_HOST is not set: sending to 127.0.0.1 (troupe serve catcher)"
+        );
+        mail.mail_host = Some("127.0.0.1".into());
+    }
+    let (_, server) = start_mailer(common, &mail, &readiness)?;
     Ok(Platform { servers: vec![server], readiness })
 }
 

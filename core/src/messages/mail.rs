@@ -198,3 +198,35 @@ pub struct DeleteCaught {
     /// Which; `None` for all.
     pub id: Option<String>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(from: &str, to: &str, subject: &str) -> MailRequest {
+        MailRequest { from: from.into(), to: to.into(), subject: subject.into(), message: "Hi".into() }
+    }
+
+    #[test]
+    fn a_valid_request_parses_and_an_empty_from_means_the_default() {
+        let msg = request("", "You@There.com", " Hello ").parse().expect("valid");
+        assert_eq!((msg.from, msg.to.as_str(), msg.subject.as_str()), (None, "you@there.com", "Hello"));
+        assert_eq!(msg.message.as_str(), "Hi");
+    }
+
+    #[test]
+    fn bad_addresses_injections_and_oversize_bodies_are_invalid() {
+        let cases = [
+            request("", "nope", "s"),
+            request("a@@b.c", "you@there.com", "s"),
+            request("", "you@there.com\r\nBcc: x@y.z", "s"),
+            request("", "you@there.com", "s\r\nBcc: x@y.z"),
+            request("", "you@there.com", &"s".repeat(MAX_SUBJECT_LEN + 1)),
+            MailRequest { message: "x".repeat(MAX_MESSAGE_LEN + 1), ..request("", "you@there.com", "s") },
+        ];
+        for case in cases {
+            let err = case.clone().parse().expect_err("rejected");
+            assert_eq!(err.status(), 422, "{case:?}: {err}");
+        }
+    }
+}

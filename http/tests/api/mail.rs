@@ -98,9 +98,14 @@ fn assert_delivered(raw: &[u8], subject: &str) {
     assert_eq!(m.text_body_count(), 1, "a plain-text part");
     assert_eq!(m.html_body_count(), 1, "an HTML part");
     let text = m.body_text(0).expect("text");
-    assert_eq!(text.trim_end(), "Tom & Jerry's <b>show</b>\nsecond line", "plain part as written");
+    // SMTP carries lines ending in CRLF.
+    assert_eq!(
+        text.replace("\r\n", "\n").trim_end(),
+        "Tom & Jerry's <b>show</b>\nsecond line",
+        "plain part as written"
+    );
     let html = m.body_html(0).expect("html");
-    assert!(html.contains("Tom &amp; Jerry&#x27;s &lt;b&gt;show&lt;/b&gt;<br>"), "escaped HTML: {html}");
+    assert!(html.contains("Tom &amp; Jerry's &lt;b&gt;show&lt;/b&gt;<br>"), "escaped HTML: {html}");
     assert!(html.contains("style=\"") && !html.contains("<style"), "CSS inlined: {html}");
 }
 
@@ -129,7 +134,8 @@ async fn mail_through_the_broker_arrives_in_the_built_in_catcher_with_both_parts
         parts(app.http.get(format!("{}/api/messages/{id}", app.catcher)).send().await.expect("detail")).await;
     assert_eq!(status, 200);
     let d = &detail["data"];
-    assert_eq!(d["text"].as_str().map(str::trim_end), Some("Tom & Jerry's <b>show</b>\nsecond line"));
+    let text = d["text"].as_str().map(|t| t.replace("\r\n", "\n"));
+    assert_eq!(text.as_deref().map(str::trim_end), Some("Tom & Jerry's <b>show</b>\nsecond line"));
     assert!(d["html"].as_str().is_some_and(|h| h.contains("Tom &amp; Jerry")));
     let headers = d["headers"].as_array().expect("headers");
     let header = |name: &str| {
@@ -433,4 +439,99 @@ async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
     })
     .await;
     assert_delivered(&raw, &subject);
+}
+
+/// An SMTP server whose replies are scripted: `rcpt` answers `rcpt_reply`, and the end of
+/// DATA answers the next reply of `data_replies` (then 250). Counts what it was asked.
+#[derive(Clone)]
+struct Scripted {
+    rcpt_reply: mailin_embedded::Response,
+    data_replies: std::sync::Arc<std::sync::Mutex<Vec<mailin_embedded::Response>>>,
+    rcpts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl mailin_embedded::Handler for Scripted {
+    fn rcpt(&mut self, _to: &str) -> mailin_embedded::Response {
+        self.rcpts.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.rcpt_reply.clone()
+    }
+
+    fn data_end(&mut self) -> mailin_embedded::Response {
+        let next = self.data_replies.lock().expect("lock").pop();
+        match next {
+            Some(reply) => reply,
+            None => {
+                self.accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                mailin_embedded::response::OK
+            }
+        }
+    }
+}
+
+fn scripted(
+    rcpt_reply: mailin_embedded::Response,
+    data_replies: Vec<mailin_embedded::Response>,
+) -> (Scripted, u16) {
+    let handler = Scripted {
+        rcpt_reply,
+        data_replies: std::sync::Arc::new(std::sync::Mutex::new(data_replies)),
+        rcpts: Default::default(),
+        accepted: Default::default(),
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut server = mailin_embedded::Server::new(handler.clone());
+    server.with_tcp_listener(listener);
+    std::thread::spawn(move || {
+        let _ = server.serve();
+    });
+    (handler, port)
+}
+
+#[actix_rt::test]
+async fn a_4xx_reply_is_retried_and_the_mail_is_accepted_once() {
+    use mailin_embedded::response::{INTERNAL_ERROR, OK};
+    let (server, port) = scripted(OK, vec![INTERNAL_ERROR]);
+    let mailer = spawn_mailer(&MailerSettings::local(port));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+
+    let (status, body) = send(&http, &mailer, "deferred once").await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(server.rcpts.load(std::sync::atomic::Ordering::SeqCst), 2, "tried twice");
+    assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 1, "accepted once");
+}
+
+#[actix_rt::test]
+async fn a_5xx_reply_is_reported_as_422_and_not_retried() {
+    use mailin_embedded::response::NO_MAILBOX;
+    let (server, port) = scripted(NO_MAILBOX, Vec::new());
+    let mailer = spawn_mailer(&MailerSettings::local(port));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+
+    let (status, body) = send(&http, &mailer, "refused").await;
+    assert_eq!(
+        (status, body["message"].as_str()),
+        (422, Some("the mail server refused the mail (550)")),
+        "{body}"
+    );
+    assert_eq!(server.rcpts.load(std::sync::atomic::Ordering::SeqCst), 1, "not retried");
+    assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+#[actix_rt::test]
+async fn caught_mail_survives_a_restart_of_the_catcher() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, smtp) = bare_catcher(dir.path(), None);
+    let mailer = spawn_mailer(&MailerSettings::local(smtp.port()));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+    assert_eq!(send(&http, &mailer, "kept").await.0, 202);
+    assert_eq!(count(&store).await, 1);
+
+    let again = CatcherStore::start(dir.path().join("catcher")).expect("store on the same folder");
+    let list = again.send(ListCaught).await.expect("answers").expect("list");
+    assert_eq!(list.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(), ["kept"]);
 }
