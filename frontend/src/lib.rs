@@ -1,7 +1,13 @@
 //! Troupe's web console (:8081): a page to try every service through the broker.
 //!
 //! Templates (tera) and static assets are compiled into the binary, so the console makes no
-//! request to any outside host. `BROKER_URL` tells the page where the broker is.
+//! request to any outside host. `BROKER_URL` tells the page where the broker is, `CATCHER_URL`
+//! where the built-in mail catcher is; the page's script does the rest in the browser.
+//!
+//! Views (switched by the URL's `#fragment`, no reload): the console (the Go test page's
+//! buttons, publishing an event, Sent / Received panes), logs (filters, paging, following a
+//! request id), the mail inbox, and the health of every service (the broker's `GET /status`).
+//! Every piece of data the page shows is inserted as text, never as markup.
 
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpResponse, http::header};
@@ -11,10 +17,19 @@ const INDEX: &str = include_str!("../templates/index.html");
 const SCRIPT: &str = include_str!("../static/console.js");
 const STYLE: &str = include_str!("../static/console.css");
 
-/// The console's routes; `broker_url` is where the page sends requests.
-pub fn routes(broker_url: String) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+/// Where the page's requests go, as the browser sees them.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleUrls {
+    /// The broker (`BROKER_URL`).
+    pub broker: String,
+    /// The built-in mail catcher's API (`CATCHER_URL`).
+    pub catcher: String,
+}
+
+/// The console's routes.
+pub fn routes(urls: ConsoleUrls) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
     move |cfg: &mut ServiceConfig| {
-        let page = render_index(&broker_url).ok();
+        let page = render_index(&urls).ok();
         cfg.route(
             "/",
             web::get().to(move || {
@@ -39,9 +54,10 @@ async fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
         .body(body)
 }
 
-fn render_index(broker_url: &str) -> Result<String, tera::Error> {
+fn render_index(urls: &ConsoleUrls) -> Result<String, tera::Error> {
     let mut ctx = Context::new();
-    ctx.insert("broker_url", broker_url.trim_end_matches('/'));
+    ctx.insert("broker_url", urls.broker.trim_end_matches('/'));
+    ctx.insert("catcher_url", urls.catcher.trim_end_matches('/'));
     Tera::one_off(INDEX, &ctx, true)
 }
 
@@ -51,7 +67,8 @@ mod tests {
 
     #[test]
     fn the_broker_url_is_escaped_into_the_page() {
-        let html = render_index("http://x/\"><script>").unwrap_or_default();
+        let urls = ConsoleUrls { broker: "http://x/\"><script>".into(), catcher: "http://c".into() };
+        let html = render_index(&urls).unwrap_or_default();
         assert!(html.contains("data-broker=\"http:&#x2F;&#x2F;x&#x2F;&quot;&gt;&lt;script&gt;\""), "{html}");
     }
 }

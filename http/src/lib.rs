@@ -6,6 +6,7 @@
 //! - [`mailer`]: the mailer's routes (`POST /send`).
 //! - [`catcher`]: the built-in mail catcher's JSON API.
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
+//! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
 //!
@@ -19,3 +20,4 @@ pub mod cli;
 pub mod mailer;
 pub mod platform;
 pub mod proxy;
+pub mod status;

@@ -24,6 +24,7 @@ use crate::broker::BrokerState;
 use crate::catcher::CatcherState;
 use crate::mailer::MailerState;
 use crate::proxy::{AuthProxy, MailerProxy};
+use crate::status::StatusSource;
 
 /// The servers running in this process.
 pub struct Platform {
@@ -115,21 +116,29 @@ pub fn start_broker(
     auth: Recipient<Authenticate>,
     mail: Recipient<SendMail>,
     readiness: &Readiness,
+    status: StatusSource,
 ) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
     let state = BrokerState { auth, mail, timeout: settings.request_timeout };
+    let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
     Ok(serve(
         "broker",
         listener,
         options(common, readiness, &settings.cors_allowed_origins),
-        crate::broker::routes(state),
+        move |cfg: &mut actix_web::web::ServiceConfig| {
+            broker(cfg);
+            status(cfg);
+        },
     )?)
 }
 
 /// Start the web console.
 pub fn start_frontend(common: &CommonSettings, settings: &FrontendSettings) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.frontend_port, "FRONTEND_PORT")?;
-    let routes = troupe_frontend::routes(settings.broker_url.to_string());
+    let routes = troupe_frontend::routes(troupe_frontend::ConsoleUrls {
+        broker: settings.broker_url.to_string(),
+        catcher: settings.catcher_url.to_string(),
+    });
     Ok(serve("frontend", listener, options(common, &Readiness::default(), &[]), routes)?)
 }
 
@@ -146,6 +155,7 @@ pub fn up(
     let readiness = Readiness::default();
     let mut servers = Vec::new();
     let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true)?;
+    let mut services = ["broker", "auth", "mailer", "frontend"].map(String::from).to_vec();
     let mut mail = mail.clone();
     if mail.mail_host.as_deref().is_none_or(|h| h.trim().is_empty()) {
         let (smtp_port, catcher_server) = start_catcher(common, catcher)?;
@@ -153,9 +163,12 @@ pub fn up(
         mail.mail_port = smtp_port;
         mail.mail_encryption = troupe_core::config::MailEncryption::None;
         servers.push(catcher_server);
+        services.push("catcher".into());
     }
     let (mailer, mailer_server) = start_mailer(common, &mail, &readiness)?;
-    let broker_server = start_broker(common, broker, auth_actor.recipient(), mailer.recipient(), &readiness)?;
+    let status = StatusSource::Local { readiness: readiness.clone(), services };
+    let broker_server =
+        start_broker(common, broker, auth_actor.recipient(), mailer.recipient(), &readiness, status)?;
     let frontend_server = start_frontend(common, frontend)?;
     servers.extend([broker_server, frontend_server, auth_server, mailer_server]);
     Ok(Platform { servers, readiness })
@@ -170,7 +183,11 @@ pub fn serve_broker(
     let readiness = Readiness::default();
     let auth = AuthProxy::new(&upstream.auth_url, broker.request_timeout).context("AUTH_URL")?.start();
     let mail = MailerProxy::new(&upstream.mailer_url, broker.request_timeout).context("MAILER_URL")?.start();
-    let server = start_broker(common, broker, auth.recipient(), mail.recipient(), &readiness)?;
+    let status = StatusSource::remote(vec![
+        ("auth".into(), upstream.auth_url.clone()),
+        ("mailer".into(), upstream.mailer_url.clone()),
+    ]);
+    let server = start_broker(common, broker, auth.recipient(), mail.recipient(), &readiness, status)?;
     Ok(Platform { servers: vec![server], readiness })
 }
 

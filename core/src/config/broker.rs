@@ -57,4 +57,7 @@ pub struct FrontendSettings {
     /// Where the console's page sends its requests (the broker, as the browser sees it).
     #[arg(long, env = "BROKER_URL", default_value = "http://localhost:8080", value_parser = parse_http_url)]
     pub broker_url: Url,
+    /// Where the console's mail inbox reads the built-in mail catcher (as the browser sees it).
+    #[arg(long, env = "CATCHER_URL", default_value = "http://localhost:8025", value_parser = parse_http_url)]
+    pub catcher_url: Url,
 }

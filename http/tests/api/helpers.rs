@@ -59,8 +59,11 @@ impl TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
         auth.db_timeout = Duration::from_secs(1);
-        let frontend =
-            FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
+        let frontend = FrontendSettings {
+            frontend_port: 0,
+            broker_url: Url::parse("http://b.test").expect("url"),
+            catcher_url: Url::parse("http://c.test").expect("url"),
+        };
         let mailer = MailerSettings { mail_host: None, ..MailerSettings::local(0) };
         let catcher = CatcherSettings::ephemeral(dir.path());
         let p = platform::up(&common(), &broker_settings(), &auth, &frontend, &mailer, &catcher)

@@ -36,8 +36,11 @@ impl MailApp {
     async fn up() -> MailApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
-        let frontend =
-            FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
+        let frontend = FrontendSettings {
+            frontend_port: 0,
+            broker_url: Url::parse("http://b.test").expect("url"),
+            catcher_url: Url::parse("http://c.test").expect("url"),
+        };
         let mailer =
             MailerSettings { mail_host: None, from_name: "Troupe Mailer".into(), ..MailerSettings::local(0) };
         let catcher = CatcherSettings::ephemeral(dir.path());
@@ -392,8 +395,11 @@ async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
     let (smtp, maildir) = external_smtp();
     let dir = tempfile::tempdir().expect("dir");
     let auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
-    let frontend =
-        FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
+    let frontend = FrontendSettings {
+        frontend_port: 0,
+        broker_url: Url::parse("http://b.test").expect("url"),
+        catcher_url: Url::parse("http://c.test").expect("url"),
+    };
     let mailer =
         MailerSettings { mail_host: Some(smtp.ip().to_string()), ..MailerSettings::local(smtp.port()) };
     let p = platform::up(

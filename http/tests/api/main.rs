@@ -8,3 +8,4 @@ mod broker;
 mod helpers;
 mod mail;
 mod outage;
+mod status;
