@@ -4,17 +4,24 @@
 //! command lists them with their defaults.
 
 use clap::{Args, Parser, Subcommand};
-use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, UpstreamSettings};
+use troupe_core::config::{
+    AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, LoggerSettings, UpstreamSettings,
+};
+use url::Url;
 
 const VARIABLES: &str = "\
 Configuration comes from environment variables (each also accepted as a --flag).
 Run `troupe up --help` or `troupe serve <service> --help` for the variables of a command.
 
-  TROUPE_DATA_DIR   embedded stores (SQLite users database)        [./data]
+  TROUPE_DATA_DIR   embedded stores (SQLite users and logs)        [./data]
   DSN               PostgreSQL for users (libpq key=value or URL)  [unset: SQLite]
+  MONGO_URL         MongoDB for logs (+ MONGO_USERNAME/PASSWORD)   [unset: SQLite logs.db]
   JWT_SECRET        token signing key, >= 32 bytes (or JWT_SECRET_FILE)
-  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, BIND_ADDRESS 0.0.0.0
+  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, LOGGER_PORT 8083, BIND_ADDRESS 0.0.0.0
+  LOGGER_GRPC_PORT 50001, LOGGER_RPC_PORT 5001, LOG_STORE_TIMEOUT 3s, LOG_BATCH_MAX 500
   AUTH_URL          where `serve broker` finds auth                [http://localhost:8082]
+  LOGGER_URL        where `serve broker|auth` find the logger      [http://localhost:8083]
+  LOGGER_GRPC_URL   the logger's gRPC endpoint for /log-grpc       [http://localhost:50001]
   BROKER_URL        where the console's page sends requests        [http://localhost:8080]
   CORS_ALLOWED_ORIGINS, REQUEST_TIMEOUT, DB_TIMEOUT, BACKOFF_MIN, BACKOFF_MAX, SHUTDOWN_TIMEOUT
   RUST_LOG          log filter, as env_logger                      [info]
@@ -54,6 +61,9 @@ pub struct UpArgs {
     pub auth: AuthSettings,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub logger: LoggerSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub frontend: FrontendSettings,
 }
 
@@ -80,6 +90,19 @@ pub enum ServeCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         auth: AuthSettings,
+        /// The logger that records login attempts (unset: not recorded).
+        #[arg(long, env = "LOGGER_URL")]
+        logger_url: Option<Url>,
+    },
+    /// The logger on LOGGER_PORT (HTTP), LOGGER_GRPC_PORT and LOGGER_RPC_PORT (MongoDB from
+    /// MONGO_URL, else SQLite).
+    Logger {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        logger: LoggerSettings,
     },
     /// The web console on FRONTEND_PORT.
     Frontend {
@@ -99,6 +122,7 @@ impl Command {
             Self::Up(a) => &a.common,
             Self::Serve(ServeCommand::Broker { common, .. })
             | Self::Serve(ServeCommand::Auth { common, .. })
+            | Self::Serve(ServeCommand::Logger { common, .. })
             | Self::Serve(ServeCommand::Frontend { common, .. }) => common,
         }
     }

@@ -3,6 +3,9 @@
 //! - [`api`]: envelope errors, the JSON body extractor, health routes, CORS, the server builder.
 //! - [`broker`]: the API gateway's routes.
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
+//! - [`logger`]: the logger service's HTTP routes (also served by the broker for reads).
+//! - [`grpc`]: the logger's gRPC server (`logs.LogService`, health) and the broker's client.
+//! - [`jsonrpc`]: the logger's JSON-RPC server (`RPCServer.LogInfo`, Go framing).
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
@@ -13,5 +16,8 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod grpc;
+pub mod jsonrpc;
+pub mod logger;
 pub mod platform;
 pub mod proxy;

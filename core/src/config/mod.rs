@@ -8,9 +8,11 @@
 
 mod auth;
 mod broker;
+mod logger;
 
 pub use auth::AuthSettings;
 pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
+pub use logger::{LoggerSettings, LoggerUpstream};
 
 use std::net::IpAddr;
 use std::time::Duration;
