@@ -56,7 +56,8 @@ impl Platform {
     /// Serve until SIGTERM / Ctrl-C; every server drains its in-flight requests, then the
     /// gRPC and JSON-RPC servers are stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let res = try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop);
+        let res =
+            try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop);
         self.shutdown.cancel();
         for (name, _, task) in self.tasks {
             if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
@@ -181,7 +182,11 @@ pub fn start_broker(
     readiness: &Readiness,
 ) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
-    let state = BrokerState { auth, logs: LogClients { timeout: settings.request_timeout, ..logs }, timeout: settings.request_timeout };
+    let state = BrokerState {
+        auth,
+        logs: LogClients { timeout: settings.request_timeout, ..logs },
+        timeout: settings.request_timeout,
+    };
     Ok(serve(
         "broker",
         listener,

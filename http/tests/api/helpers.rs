@@ -13,7 +13,8 @@ use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, LoggerSettings, LoggerUpstream, UpstreamSettings,
+    AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, LoggerSettings, LoggerUpstream,
+    UpstreamSettings,
 };
 use troupe_http::platform;
 use url::Url;
@@ -65,7 +66,8 @@ impl TestApp {
         let frontend =
             FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
         let logger = LoggerSettings::embedded(dir.path());
-        let p = platform::up(&common(), &broker_settings(), &auth, &logger, &frontend).expect("platform starts");
+        let p =
+            platform::up(&common(), &broker_settings(), &auth, &logger, &frontend).expect("platform starts");
         let mut app = Self::new(p.port("broker"), p.port("auth"), Some(dir));
         app.set_logger(&p);
         actix_web::rt::spawn(p.run_until_stopped());
