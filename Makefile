@@ -12,6 +12,7 @@ IMAGE ?= troupe:latest
 # `make start` keeps its pid and log here.
 RUN_DIR := .run
 BENCH_TARGETS = $(shell grep -hoE '^bench-[a-z0-9_-]+:' $(MAKEFILE_LIST) | tr -d :)
+.PHONY: help run test services lint fmt build release bench-logger-fds
 
 help: ## list targets
 	@grep -E '^[a-z_ -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -85,3 +86,5 @@ stop: ## stop what `make start` started (SIGTERM, waits for a graceful exit)
 		echo "not running"; \
 	fi
 	@rm -f $(RUN_DIR)/troupe.pid
+bench-logger-fds: ## 100,000 broker `log` actions in split mode; open fds of broker and logger
+	scripts/bench-logger-fds.sh

@@ -5,6 +5,7 @@
 //! - [`auth`]: the authentication actor (users in PostgreSQL or SQLite, bcrypt, JWT).
 //! - [`mailer`]: the mailer actor (templates, lettre over SMTP).
 //! - [`catcher`]: the built-in mail catcher (SMTP server and store).
+//! - [`logger`]: the logger actor (entries in MongoDB or SQLite, batched writes).
 //!
 //! Actors are started under an actix `Supervisor`; adapters (HTTP, RPC) only send them the
 //! messages defined in `troupe_core::messages`.
@@ -12,4 +13,5 @@
 pub mod auth;
 pub mod catcher;
 pub mod mailer;
+pub mod logger;
 pub mod supervision;

@@ -5,24 +5,31 @@
 
 use clap::{Args, Parser, Subcommand};
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, MailerSettings,
-    UpstreamSettings,
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, LoggerSettings,
+    MailerSettings, UpstreamSettings,
 };
+use url::Url;
 
 const VARIABLES: &str = "\
 Configuration comes from environment variables (each also accepted as a --flag).
 Run `troupe up --help` or `troupe serve <service> --help` for the variables of a command.
 
-  TROUPE_DATA_DIR   embedded stores (SQLite users database)        [./data]
+  TROUPE_DATA_DIR   embedded stores (SQLite users and logs)        [./data]
   DSN               PostgreSQL for users (libpq key=value or URL)  [unset: SQLite]
+  MONGO_URL         MongoDB for logs (+ MONGO_USERNAME/PASSWORD)   [unset: SQLite logs.db]
   JWT_SECRET        token signing key, >= 32 bytes (or JWT_SECRET_FILE)
-  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, MAILER_PORT 8084, BIND_ADDRESS 0.0.0.0
+  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, LOGGER_PORT 8083, MAILER_PORT 8084
+  BIND_ADDRESS 0.0.0.0
+  LOGGER_GRPC_PORT 50001, LOGGER_RPC_PORT 5001, LOG_STORE_TIMEOUT 3s, LOG_BATCH_MAX 500
+  MONGO_URL         MongoDB for logs (MONGO_USERNAME, MONGO_PASSWORD) [unset: SQLite]
   MAIL_HOST         SMTP server (MAIL_PORT, MAIL_ENCRYPTION tls|ssl|none, MAIL_USERNAME,
                     MAIL_PASSWORD, FROM_NAME, FROM_ADDRESS, MAIL_DOMAIN)
                     [unset under `up`: built-in catcher, SMTP 127.0.0.1:1025, API :8025]
   MAIL_TEMPLATES_DIR, MAIL_TLS_CA_FILE, MAIL_TLS_INSECURE, MAIL_TIMEOUT
   CATCHER_SMTP_PORT 1025, CATCHER_HTTP_PORT 8025, CATCHER_CORS_ALLOWED_ORIGINS
   AUTH_URL          where `serve broker` finds auth                [http://localhost:8082]
+  LOGGER_URL        where `serve broker|auth` find the logger      [http://localhost:8083]
+  LOGGER_GRPC_URL   the logger's gRPC endpoint for /log-grpc       [http://localhost:50001]
   MAILER_URL        where `serve broker` finds the mailer          [http://localhost:8084]
   BROKER_URL        where the console's page sends requests        [http://localhost:8080]
   CORS_ALLOWED_ORIGINS, REQUEST_TIMEOUT, DB_TIMEOUT, BACKOFF_MIN, BACKOFF_MAX, SHUTDOWN_TIMEOUT
@@ -70,6 +77,9 @@ pub struct UpArgs {
     pub auth: AuthSettings,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub logger: LoggerSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub frontend: FrontendSettings,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -102,6 +112,19 @@ pub enum ServeCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         auth: AuthSettings,
+        /// The logger that records login attempts (unset: not recorded).
+        #[arg(long, env = "LOGGER_URL")]
+        logger_url: Option<Url>,
+    },
+    /// The logger on LOGGER_PORT (HTTP), LOGGER_GRPC_PORT and LOGGER_RPC_PORT (MongoDB from
+    /// MONGO_URL, else SQLite).
+    Logger {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        logger: LoggerSettings,
     },
     /// The web console on FRONTEND_PORT.
     Frontend {
@@ -139,6 +162,7 @@ impl Command {
             Self::Up(a) => &a.common,
             Self::Serve(ServeCommand::Broker { common, .. })
             | Self::Serve(ServeCommand::Auth { common, .. })
+            | Self::Serve(ServeCommand::Logger { common, .. })
             | Self::Serve(ServeCommand::Frontend { common, .. })
             | Self::Serve(ServeCommand::Mailer { common, .. })
             | Self::Serve(ServeCommand::Catcher { common, .. }) => common,

@@ -5,6 +5,9 @@
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
 //! - [`mailer`]: the mailer's routes (`POST /send`).
 //! - [`catcher`]: the built-in mail catcher's JSON API.
+//! - [`logger`]: the logger service's HTTP routes (also served by the broker for reads).
+//! - [`grpc`]: the logger's gRPC server (`logs.LogService`, health) and the broker's client.
+//! - [`jsonrpc`]: the logger's JSON-RPC server (`RPCServer.LogInfo`, Go framing).
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
 //! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
@@ -18,6 +21,9 @@ pub mod broker;
 pub mod catcher;
 pub mod cli;
 pub mod mailer;
+pub mod grpc;
+pub mod jsonrpc;
+pub mod logger;
 pub mod platform;
 pub mod proxy;
 pub mod status;

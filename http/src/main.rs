@@ -35,11 +35,16 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let platform = match &command {
-        Command::Up(a) => platform::up(&a.common, &a.broker, &a.auth, &a.frontend, &a.mailer, &a.catcher)?,
+        Command::Up(a) => {
+            platform::up(&a.common, &a.broker, &a.auth, &a.logger, &a.frontend, &a.mailer, &a.catcher)?
+        }
         Command::Serve(ServeCommand::Broker { common, broker, upstream }) => {
             platform::serve_broker(common, broker, upstream)?
         }
-        Command::Serve(ServeCommand::Auth { common, auth }) => platform::serve_auth(common, auth)?,
+        Command::Serve(ServeCommand::Auth { common, auth, logger_url }) => {
+            platform::serve_auth(common, auth, logger_url.as_ref())?
+        }
+        Command::Serve(ServeCommand::Logger { common, logger }) => platform::serve_logger(common, logger)?,
         Command::Serve(ServeCommand::Frontend { common, frontend }) => {
             platform::serve_frontend(common, frontend)?
         }

@@ -4,26 +4,33 @@
 //! Every function binds its own listener, so tests pass port 0 and read the bound port back.
 
 use std::net::{IpAddr, TcpListener};
+use std::time::Duration;
 
 use actix::{Actor, Addr, Recipient};
 use anyhow::Context as _;
 use futures_util::future::try_join_all;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use troupe_actors::auth::{AuthActor, AuthConfig};
 use troupe_actors::catcher::{self, CatcherStore};
+use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use troupe_actors::mailer::{Mailer, MailerConfig};
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, MailerSettings,
-    UpstreamSettings,
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, LoggerSettings,
+    MailerSettings, UpstreamSettings,
 };
 use troupe_core::health::Readiness;
-use troupe_core::messages::{Authenticate, SendMail};
+use troupe_core::messages::{Authenticate, SendMail, WriteLog};
+use url::Url;
 
 use crate::api::{RunningServer, ServerOptions, serve};
 use crate::auth::AuthState;
 use crate::broker::BrokerState;
 use crate::catcher::CatcherState;
+use crate::grpc::GrpcLogProxy;
+use crate::logger::LogClients;
 use crate::mailer::MailerState;
-use crate::proxy::{AuthProxy, MailerProxy};
+use crate::proxy::{AuthProxy, LoggerProxy, MailerProxy};
 use crate::status::StatusSource;
 
 /// The servers running in this process.
@@ -32,17 +39,38 @@ pub struct Platform {
     pub servers: Vec<RunningServer>,
     /// Backend states of this process.
     pub readiness: Readiness,
+    /// Non-HTTP servers (gRPC, JSON-RPC): name, port, task.
+    pub tasks: Vec<(&'static str, u16, JoinHandle<()>)>,
+    /// Stops the non-HTTP servers once the HTTP servers have stopped.
+    pub shutdown: CancellationToken,
 }
 
 impl Platform {
-    /// The port a service got.
-    pub fn port(&self, name: &str) -> Option<u16> {
-        self.servers.iter().find(|s| s.name == name).map(|s| s.port)
+    fn new(servers: Vec<RunningServer>, readiness: Readiness) -> Self {
+        Self { servers, readiness, tasks: Vec::new(), shutdown: CancellationToken::new() }
     }
 
-    /// Serve until SIGTERM / Ctrl-C; every server drains its in-flight requests.
+    /// The port a service got (`broker`, `logger`, `logger-grpc`, `logger-rpc`, ...).
+    pub fn port(&self, name: &str) -> Option<u16> {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.port)
+            .or_else(|| self.tasks.iter().find(|t| t.0 == name).map(|t| t.1))
+    }
+
+    /// Serve until SIGTERM / Ctrl-C; every server drains its in-flight requests, then the
+    /// gRPC and JSON-RPC servers are stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop)
+        let res =
+            try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop);
+        self.shutdown.cancel();
+        for (name, _, task) in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+                tracing::warn!(server = name, "did not stop in time");
+            }
+        }
+        res
     }
 }
 
@@ -65,11 +93,13 @@ pub fn start_auth(
     settings: &AuthSettings,
     readiness: &Readiness,
     ephemeral_key: bool,
+    audit: Option<Recipient<WriteLog>>,
 ) -> anyhow::Result<(Addr<AuthActor>, RunningServer)> {
     let config =
         AuthConfig::from_settings(settings, common.backoff(), ephemeral_key).map_err(anyhow::Error::msg)?;
     let listener = bind(common.bind_address, settings.auth_port, "AUTH_PORT")?;
     let keys = config.keys.clone();
+    let config = AuthConfig { audit, ..config };
     let actor = AuthActor::start(config, readiness);
     let state = AuthState { actor: actor.clone(), keys, timeout: settings.db_timeout * 3 };
     let server = serve("auth", listener, options(common, readiness, &[]), crate::auth::routes(state))?;
@@ -109,17 +139,98 @@ pub fn start_catcher(
     Ok((smtp_port, server))
 }
 
-/// Start the broker, sending `auth` actions to `auth` and `mail` actions to `mail`.
+
+/// The logger actor and its HTTP, gRPC and JSON-RPC servers.
+pub struct LoggerService {
+    /// The actor.
+    pub actor: Addr<LoggerActor>,
+    /// Its HTTP server.
+    pub server: RunningServer,
+    /// gRPC and JSON-RPC servers: name, port, task.
+    pub tasks: Vec<(&'static str, u16, JoinHandle<()>)>,
+}
+
+fn tokio_listener(listener: TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(listener)?)
+}
+
+/// Start the logger actor and its servers (HTTP, gRPC, JSON-RPC); the RPC servers stop when
+/// `shutdown` is cancelled.
+pub fn start_logger(
+    common: &CommonSettings,
+    settings: &LoggerSettings,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<LoggerService> {
+    let config = LoggerConfig::from_settings(settings, common.backoff()).map_err(anyhow::Error::msg)?;
+    let http = bind(common.bind_address, settings.logger_port, "LOGGER_PORT")?;
+    let grpc = bind(common.bind_address, settings.logger_grpc_port, "LOGGER_GRPC_PORT")?;
+    let rpc = bind(common.bind_address, settings.logger_rpc_port, "LOGGER_RPC_PORT")?;
+    let (grpc_port, rpc_port) = (grpc.local_addr()?.port(), rpc.local_addr()?.port());
+    let actor = LoggerActor::start(config, readiness);
+    // A write waits for its batch; allow a store deadline for the batch ahead and its own.
+    let timeout = settings.log_store_timeout * 2 + Duration::from_millis(500);
+    let write: Recipient<WriteLog> = actor.clone().recipient();
+    let clients = LogClients {
+        write: write.clone(),
+        write_grpc: write.clone(),
+        query: actor.clone().recipient(),
+        get: actor.clone().recipient(),
+        timeout,
+    };
+    let server = serve("logger", http, options(common, readiness, &[]), crate::logger::routes(clients))?;
+
+    let (grpc, rpc) = (tokio_listener(grpc)?, tokio_listener(rpc)?);
+    let stop = shutdown.clone();
+    let grpc_write = write.clone();
+    let grpc_task = tokio::spawn(async move {
+        let shutdown = async move { stop.cancelled().await };
+        if let Err(err) = crate::grpc::serve(grpc, grpc_write, timeout, shutdown).await {
+            tracing::error!(error = %err, "gRPC server failed");
+        }
+    });
+    let stop = shutdown.clone();
+    let rpc_task = tokio::spawn(async move {
+        crate::jsonrpc::serve(rpc, write, timeout, async move { stop.cancelled().await }).await;
+    });
+    tracing::info!(grpc_port, rpc_port, "logger RPC servers listening");
+    let tasks = vec![("logger-grpc", grpc_port, grpc_task), ("logger-rpc", rpc_port, rpc_task)];
+    Ok(LoggerService { actor, server, tasks })
+}
+
+/// Log clients reaching a remote logger: HTTP at `logger_url`, gRPC at `grpc_url`. Each is
+/// one long-lived client (keep-alive pool / HTTP/2 channel) with a deadline per call.
+pub fn remote_logger(logger_url: &Url, grpc_url: &Url, timeout: Duration) -> anyhow::Result<LogClients> {
+    let http = LoggerProxy::new(logger_url, timeout).context("LOGGER_URL")?.start();
+    let grpc = GrpcLogProxy::new(grpc_url, timeout).context("LOGGER_GRPC_URL")?.start();
+    Ok(LogClients {
+        write: http.clone().recipient(),
+        write_grpc: grpc.recipient(),
+        query: http.clone().recipient(),
+        get: http.recipient(),
+        timeout,
+    })
+}
+
+/// Start the broker, sending `auth` actions to `auth`, `mail` actions to `mail` and log
+/// requests to `logs`.
 pub fn start_broker(
     common: &CommonSettings,
     settings: &BrokerSettings,
     auth: Recipient<Authenticate>,
     mail: Recipient<SendMail>,
+    logs: LogClients,
     readiness: &Readiness,
     status: StatusSource,
 ) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
-    let state = BrokerState { auth, mail, timeout: settings.request_timeout };
+    let state = BrokerState {
+        auth,
+        mail,
+        logs: LogClients { timeout: settings.request_timeout, ..logs },
+        timeout: settings.request_timeout,
+    };
     let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
     Ok(serve(
         "broker",
@@ -142,20 +253,27 @@ pub fn start_frontend(common: &CommonSettings, settings: &FrontendSettings) -> a
     Ok(serve("frontend", listener, options(common, &Readiness::default(), &[]), routes)?)
 }
 
+/// How long auth waits for the logger to take an audit entry (in the background).
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// `troupe up`: every service in this process, actors addressed directly. With no
 /// `MAIL_HOST` the built-in catcher is started and the mailer sends to it over SMTP.
 pub fn up(
     common: &CommonSettings,
     broker: &BrokerSettings,
     auth: &AuthSettings,
+    logger: &LoggerSettings,
     frontend: &FrontendSettings,
     mail: &MailerSettings,
     catcher: &CatcherSettings,
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
+    let shutdown = CancellationToken::new();
+    let logs = start_logger(common, logger, &readiness, &shutdown)?;
+    let write: Recipient<WriteLog> = logs.actor.clone().recipient();
     let mut servers = Vec::new();
-    let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true)?;
-    let mut services = ["broker", "auth", "mailer", "frontend"].map(String::from).to_vec();
+    let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true, Some(write.clone()))?;
+    let mut services = ["broker", "auth", "logger", "mailer", "frontend"].map(String::from).to_vec();
     let mut mail = mail.clone();
     if mail.mail_host.as_deref().is_none_or(|h| h.trim().is_empty()) {
         let (smtp_port, catcher_server) = start_catcher(common, catcher)?;
@@ -166,12 +284,26 @@ pub fn up(
         services.push("catcher".into());
     }
     let (mailer, mailer_server) = start_mailer(common, &mail, &readiness)?;
+    let clients = LogClients {
+        write: write.clone(),
+        write_grpc: write,
+        query: logs.actor.clone().recipient(),
+        get: logs.actor.clone().recipient(),
+        timeout: broker.request_timeout,
+    };
     let status = StatusSource::Local { readiness: readiness.clone(), services };
-    let broker_server =
-        start_broker(common, broker, auth_actor.recipient(), mailer.recipient(), &readiness, status)?;
+    let broker_server = start_broker(
+        common,
+        broker,
+        auth_actor.recipient(),
+        mailer.recipient(),
+        clients,
+        &readiness,
+        status,
+    )?;
     let frontend_server = start_frontend(common, frontend)?;
-    servers.extend([broker_server, frontend_server, auth_server, mailer_server]);
-    Ok(Platform { servers, readiness })
+    servers.extend([broker_server, frontend_server, auth_server, mailer_server, logs.server]);
+    Ok(Platform { servers, readiness, tasks: logs.tasks, shutdown })
 }
 
 /// `troupe serve broker`: the broker alone, reaching the services over HTTP.
@@ -183,25 +315,46 @@ pub fn serve_broker(
     let readiness = Readiness::default();
     let auth = AuthProxy::new(&upstream.auth_url, broker.request_timeout).context("AUTH_URL")?.start();
     let mail = MailerProxy::new(&upstream.mailer_url, broker.request_timeout).context("MAILER_URL")?.start();
+    let l = &upstream.logger;
+    let logs = remote_logger(&l.logger_url, &l.logger_grpc_url, broker.request_timeout)?;
     let status = StatusSource::remote(vec![
         ("auth".into(), upstream.auth_url.clone()),
+        ("logger".into(), l.logger_url.clone()),
         ("mailer".into(), upstream.mailer_url.clone()),
     ]);
-    let server = start_broker(common, broker, auth.recipient(), mail.recipient(), &readiness, status)?;
-    Ok(Platform { servers: vec![server], readiness })
+    let server =
+        start_broker(common, broker, auth.recipient(), mail.recipient(), logs, &readiness, status)?;
+    Ok(Platform::new(vec![server], readiness))
 }
 
-/// `troupe serve auth`: the authentication service alone.
-pub fn serve_auth(common: &CommonSettings, auth: &AuthSettings) -> anyhow::Result<Platform> {
+/// `troupe serve auth`: the authentication service alone; login attempts are audited to the
+/// logger at `logger_url` when given.
+pub fn serve_auth(
+    common: &CommonSettings,
+    auth: &AuthSettings,
+    logger_url: Option<&Url>,
+) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
-    let (_, server) = start_auth(common, auth, &readiness, false)?;
-    Ok(Platform { servers: vec![server], readiness })
+    let audit = match logger_url {
+        Some(url) => Some(LoggerProxy::new(url, AUDIT_TIMEOUT).context("LOGGER_URL")?.start().recipient()),
+        None => None,
+    };
+    let (_, server) = start_auth(common, auth, &readiness, false, audit)?;
+    Ok(Platform::new(vec![server], readiness))
+}
+
+/// `troupe serve logger`: the logger alone (HTTP, gRPC, JSON-RPC).
+pub fn serve_logger(common: &CommonSettings, logger: &LoggerSettings) -> anyhow::Result<Platform> {
+    let readiness = Readiness::default();
+    let shutdown = CancellationToken::new();
+    let logs = start_logger(common, logger, &readiness, &shutdown)?;
+    Ok(Platform { servers: vec![logs.server], readiness, tasks: logs.tasks, shutdown })
 }
 
 /// `troupe serve frontend`: the console alone.
 pub fn serve_frontend(common: &CommonSettings, frontend: &FrontendSettings) -> anyhow::Result<Platform> {
     let server = start_frontend(common, frontend)?;
-    Ok(Platform { servers: vec![server], readiness: Readiness::default() })
+    Ok(Platform::new(vec![server], Readiness::default()))
 }
 
 /// `troupe serve mailer`: the mailer alone, sending to `MAIL_HOST` (unset: 127.0.0.1, where
@@ -217,11 +370,11 @@ pub fn serve_mailer(common: &CommonSettings, mail: &MailerSettings) -> anyhow::R
         mail.mail_host = Some("127.0.0.1".into());
     }
     let (_, server) = start_mailer(common, &mail, &readiness)?;
-    Ok(Platform { servers: vec![server], readiness })
+    Ok(Platform::new(vec![server], readiness))
 }
 
 /// `troupe serve catcher`: the built-in mail catcher alone.
 pub fn serve_catcher(common: &CommonSettings, catcher: &CatcherSettings) -> anyhow::Result<Platform> {
     let (_, server) = start_catcher(common, catcher)?;
-    Ok(Platform { servers: vec![server], readiness: Readiness::default() })
+    Ok(Platform::new(vec![server], Readiness::default()))
 }

@@ -46,6 +46,9 @@ pub struct UpstreamSettings {
     /// Base URL of the mailer.
     #[arg(long, env = "MAILER_URL", default_value = "http://localhost:8084", value_parser = parse_http_url)]
     pub mailer_url: Url,
+    /// Where the broker finds the logger (HTTP and gRPC).
+    #[command(flatten)]
+    pub logger: super::LoggerUpstream,
 }
 
 /// The web console.

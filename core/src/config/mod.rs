@@ -13,6 +13,8 @@ mod mailer;
 pub use auth::AuthSettings;
 pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
 pub use mailer::{CatcherSettings, MailEncryption, MailerSettings};
+mod logger;
+pub use logger::{LoggerSettings, LoggerUpstream};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -7,5 +7,6 @@ mod auth_users;
 mod broker;
 mod helpers;
 mod mail;
+mod logger;
 mod outage;
 mod status;
