@@ -3,9 +3,11 @@
 //! - [`supervision`]: the reusable connect-with-backoff / report-readiness / restart-on-loss
 //!   piece every backend-owning actor is built on.
 //! - [`auth`]: the authentication actor (users in PostgreSQL or SQLite, bcrypt, JWT).
+//! - [`events`]: the event pipeline (RabbitMQ publisher, listener stream actor, in-process bus).
 //!
 //! Actors are started under an actix `Supervisor`; adapters (HTTP, RPC) only send them the
 //! messages defined in `troupe_core::messages`.
 
 pub mod auth;
+pub mod events;
 pub mod supervision;

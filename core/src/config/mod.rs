@@ -8,9 +8,11 @@
 
 mod auth;
 mod broker;
+mod events;
 
 pub use auth::AuthSettings;
 pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
+pub use events::{EventSettings, ListenerSettings};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -4,10 +4,12 @@
 //! actors, in split mode proxy actors that forward them over the network. Every reply is a
 //! `Result<_, ServiceError>` so callers see the same errors either way.
 //!
-//! One module per service: [`auth`], [`logs`].
+//! One module per service: [`auth`], [`logs`], [`events`].
 
 pub mod auth;
+pub mod events;
 pub mod logs;
 
 pub use auth::*;
+pub use events::*;
 pub use logs::*;
