@@ -30,9 +30,20 @@ pub struct EventBus {
 
 impl EventBus {
     /// Start the bus on its own arbiter, delivering into `sink`.
-    pub fn start(sink: Sink, stats: Arc<ListenerStats>, backoff: BackoffPolicy, capacity: usize) -> Addr<Self> {
+    pub fn start(
+        sink: Sink,
+        stats: Arc<ListenerStats>,
+        backoff: BackoffPolicy,
+        capacity: usize,
+    ) -> Addr<Self> {
         let pending = Arc::default();
-        Self::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { sink, stats, backoff, capacity, pending })
+        Self::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
+            sink,
+            stats,
+            backoff,
+            capacity,
+            pending,
+        })
     }
 
     /// Fresh stats for the bus (`GET /status`).

@@ -86,8 +86,14 @@ pub struct ListenerActor {
 
 impl ListenerActor {
     /// Start under a supervisor on its own arbiter; reports as `events.listener` in
-    /// readiness. `stats` is what `GET /status` shows.
-    pub fn start(config: ListenerConfig, sink: Sink, stats: Arc<ListenerStats>, readiness: &Readiness) -> Addr<Self> {
+    /// readiness. `stats` is what `GET /status` shows. Keep the address: the supervisor
+    /// restarts the actor only while an address to it exists.
+    pub fn start(
+        config: ListenerConfig,
+        sink: Sink,
+        stats: Arc<ListenerStats>,
+        readiness: &Readiness,
+    ) -> Addr<Self> {
         let probe = readiness.probe("events.listener");
         let link = Link::new("listener", probe, config.backoff).with_check_every(Duration::from_millis(500));
         Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link, sink, stats })
@@ -105,8 +111,13 @@ async fn declare_and_consume(amqp: &AmqpChannel, c: &ListenerConfig) -> lapin::R
     let ch = &amqp.channel;
     declare_exchange(ch, &c.exchange).await?;
     let durable_ex = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
-    ch.exchange_declare(c.dead_letter_exchange().as_str().into(), ExchangeKind::Fanout, durable_ex, FieldTable::default())
-        .await?;
+    ch.exchange_declare(
+        c.dead_letter_exchange().as_str().into(),
+        ExchangeKind::Fanout,
+        durable_ex,
+        FieldTable::default(),
+    )
+    .await?;
     let durable_q = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
     ch.queue_declare(c.dead_letter_queue().as_str().into(), durable_q, FieldTable::default()).await?;
     ch.queue_bind(
@@ -118,16 +129,30 @@ async fn declare_and_consume(amqp: &AmqpChannel, c: &ListenerConfig) -> lapin::R
     )
     .await?;
     let mut args = FieldTable::default();
-    args.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(c.dead_letter_exchange().as_str().into()));
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(c.dead_letter_exchange().as_str().into()),
+    );
     ch.queue_declare(c.queue.as_str().into(), durable_q, args).await?;
     for key in BINDINGS {
-        ch.queue_bind(c.queue.as_str().into(), c.exchange.as_str().into(), key.into(), QueueBindOptions::default(), FieldTable::default())
-            .await?;
+        ch.queue_bind(
+            c.queue.as_str().into(),
+            c.exchange.as_str().into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
     }
     ch.basic_qos(c.prefetch.max(1), BasicQosOptions::default()).await?;
     let tag = format!("{}-{}", c.connection_name, uuid::Uuid::new_v4().simple());
-    ch.basic_consume(c.queue.as_str().into(), tag.as_str().into(), BasicConsumeOptions::default(), FieldTable::default())
-        .await
+    ch.basic_consume(
+        c.queue.as_str().into(),
+        tag.as_str().into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
 }
 
 impl Actor for ListenerActor {

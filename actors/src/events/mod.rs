@@ -252,7 +252,10 @@ mod tests {
         let b = decode(body, None, "log.INFO", "ts=1").expect("decodes");
         assert_eq!(a.id, b.id, "a redelivery gets the same id");
         assert!(a.id.as_deref().is_some_and(|id| id.starts_with("sha256-")));
-        assert_eq!((a.name.as_str(), a.data.as_str(), a.level), ("event", "Some kind of data", LogLevel::Info));
+        assert_eq!(
+            (a.name.as_str(), a.data.as_str(), a.level),
+            ("event", "Some kind of data", LogLevel::Info)
+        );
         let c = decode(body, None, "log.INFO", "ts=2").expect("decodes");
         assert_ne!(a.id, c.id, "a different publish gets a different id");
     }
@@ -277,7 +280,8 @@ mod tests {
 
     #[test]
     fn auth_events_are_stored_as_audit_entries() {
-        let ev = Event { id: Some("x".into()), name: "auth".into(), data: "login".into(), level: LogLevel::Info };
+        let ev =
+            Event { id: Some("x".into()), name: "auth".into(), data: "login".into(), level: LogLevel::Info };
         let entry = log_entry(&ev);
         assert_eq!((entry.name.as_str(), entry.service.as_str()), ("authentication", "auth"));
         assert_eq!(entry.event_id.as_deref(), Some("x"));

@@ -25,7 +25,11 @@ pub struct EventSettings {
 
 impl Default for EventSettings {
     fn default() -> Self {
-        Self { rabbit_url: None, events_exchange: "logs_topic".into(), publish_timeout: Duration::from_secs(5) }
+        Self {
+            rabbit_url: None,
+            events_exchange: "logs_topic".into(),
+            publish_timeout: Duration::from_secs(5),
+        }
     }
 }
 
