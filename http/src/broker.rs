@@ -13,7 +13,7 @@ use actix_web::web::{self, ServiceConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
-use troupe_core::messages::Authenticate;
+use troupe_core::messages::{Authenticate, LogLevel, PublishEvent};
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, JsonBody, member, reply, unavailable};
@@ -23,6 +23,8 @@ use crate::api::{ApiError, JsonBody, member, reply, unavailable};
 pub struct BrokerState {
     /// The authentication service.
     pub auth: Recipient<Authenticate>,
+    /// The event publisher (RabbitMQ or the in-process bus); `None`: `event` answers 503.
+    pub events: Option<Recipient<PublishEvent>>,
     /// Deadline for each call.
     pub timeout: Duration,
 }
@@ -52,6 +54,7 @@ async fn handle(
 ) -> Result<HttpResponse, ApiError> {
     match body.get("action").and_then(Value::as_str) {
         Some("auth") => authenticate(&state, member(&body, "auth")?).await,
+        Some("event") => publish_event(&state, member(&body, "event")?).await,
         _ => Err(ApiError(ServiceError::BadRequest("unknown action".into()))),
     }
 }
@@ -61,4 +64,40 @@ async fn authenticate(state: &BrokerState, payload: AuthPayload) -> Result<HttpR
     let msg = Authenticate { email: payload.email, password: payload.password };
     let done = state.auth.send(msg).timeout(state.timeout).await.map_err(unavailable("auth"))??;
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("Authenticated!", done.user).with_token(done.token)))
+}
+
+#[derive(Deserialize)]
+struct EventPayload {
+    name: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    level: Option<String>,
+}
+
+/// `{"action":"event","event":{"name","data","level"}}`: 202 once the publisher got the
+/// broker's confirm, with the event id in `data`.
+#[tracing::instrument(name = "broker.event", skip_all)]
+async fn publish_event(state: &BrokerState, payload: EventPayload) -> Result<HttpResponse, ApiError> {
+    let name = payload.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(ApiError(ServiceError::Invalid("event name must not be empty".into())));
+    }
+    let level = match payload.level.as_deref() {
+        None => LogLevel::Info,
+        Some(raw) => LogLevel::parse(raw)
+            .ok_or_else(|| ApiError(ServiceError::Invalid(format!("unknown level \"{raw}\""))))?,
+    };
+    let data = match payload.data {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let events = state.events.as_ref().ok_or_else(|| ApiError(ServiceError::unavailable("events")))?;
+    let msg = PublishEvent { id: None, name: name.clone(), data, level };
+    let id = events.send(msg).timeout(state.timeout).await.map_err(unavailable("events"))??;
+    Ok(reply(
+        StatusCode::ACCEPTED,
+        Envelope::with_data(format!("Event published: {name}"), serde_json::json!({ "id": id })),
+    ))
 }

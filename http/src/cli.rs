@@ -4,7 +4,10 @@
 //! command lists them with their defaults.
 
 use clap::{Args, Parser, Subcommand};
-use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, UpstreamSettings};
+use troupe_core::config::{
+    AuthSettings, BrokerSettings, CommonSettings, EventSettings, FrontendSettings, ListenerSettings,
+    UpstreamSettings,
+};
 
 const VARIABLES: &str = "\
 Configuration comes from environment variables (each also accepted as a --flag).
@@ -15,6 +18,8 @@ Run `troupe up --help` or `troupe serve <service> --help` for the variables of a
   JWT_SECRET        token signing key, >= 32 bytes (or JWT_SECRET_FILE)
   BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, BIND_ADDRESS 0.0.0.0
   AUTH_URL          where `serve broker` finds auth                [http://localhost:8082]
+  RABBIT_URL        RabbitMQ (amqp://...) for events               [unset: in-process bus]
+  EVENTS_EXCHANGE logs_topic, LISTENER_QUEUE troupe.logs, LISTENER_PORT 8084, LISTENER_PREFETCH 64
   BROKER_URL        where the console's page sends requests        [http://localhost:8080]
   CORS_ALLOWED_ORIGINS, REQUEST_TIMEOUT, DB_TIMEOUT, BACKOFF_MIN, BACKOFF_MAX, SHUTDOWN_TIMEOUT
   RUST_LOG          log filter, as env_logger                      [info]
@@ -55,6 +60,12 @@ pub struct UpArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub frontend: FrontendSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub events: EventSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub listener: ListenerSettings,
 }
 
 /// The services `troupe serve` can run.
@@ -71,6 +82,9 @@ pub enum ServeCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         upstream: UpstreamSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        events: EventSettings,
     },
     /// The authentication service on AUTH_PORT (PostgreSQL from DSN, else SQLite).
     Auth {

@@ -3,6 +3,7 @@
 //! - [`api`]: envelope errors, the JSON body extractor, health routes, CORS, the server builder.
 //! - [`broker`]: the API gateway's routes.
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
+//! - [`events`]: the listener service's status route.
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
@@ -13,5 +14,6 @@ pub mod api;
 pub mod auth;
 pub mod broker;
 pub mod cli;
+pub mod events;
 pub mod platform;
 pub mod proxy;

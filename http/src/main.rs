@@ -36,8 +36,8 @@ fn main() -> ExitCode {
 async fn run(command: Command) -> anyhow::Result<()> {
     let platform = match &command {
         Command::Up(a) => platform::up(&a.common, &a.broker, &a.auth, &a.frontend)?,
-        Command::Serve(ServeCommand::Broker { common, broker, upstream }) => {
-            platform::serve_broker(common, broker, upstream)?
+        Command::Serve(ServeCommand::Broker { common, broker, upstream, events }) => {
+            platform::serve_broker(common, broker, upstream, events)?
         }
         Command::Serve(ServeCommand::Auth { common, auth }) => platform::serve_auth(common, auth)?,
         Command::Serve(ServeCommand::Frontend { common, frontend }) => {

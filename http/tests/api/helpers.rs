@@ -97,8 +97,13 @@ impl TestApp {
 
     /// `troupe serve broker` reaching auth at `auth_url`; returns its port.
     pub fn spawn_broker(auth_url: Url) -> u16 {
-        let p = platform::serve_broker(&common(), &broker_settings(), &UpstreamSettings { auth_url })
-            .expect("broker starts");
+        let p = platform::serve_broker(
+            &common(),
+            &broker_settings(),
+            &UpstreamSettings { auth_url },
+            &Default::default(),
+        )
+        .expect("broker starts");
         let port = p.port("broker").expect("broker port");
         actix_web::rt::spawn(p.run_until_stopped());
         port
