@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test services lint fmt build release
+.PHONY: help run test services lint fmt build release bench-logger-fds
 
 help: ## list targets
 	@grep -E '^[a-z_]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -33,3 +33,6 @@ build: ## debug build of the troupe binary
 
 release: ## optimised build of the troupe binary
 	$(CARGO) build --release --bin troupe
+
+bench-logger-fds: ## 100,000 broker `log` actions in split mode; open fds of broker and logger
+	scripts/bench-logger-fds.sh

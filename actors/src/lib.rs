@@ -4,10 +4,12 @@
 //!   piece every backend-owning actor is built on.
 //! - [`auth`]: the authentication actor (users in PostgreSQL or SQLite, bcrypt, JWT).
 //! - [`events`]: the event pipeline (RabbitMQ publisher, listener stream actor, in-process bus).
+//! - [`logger`]: the logger actor (entries in MongoDB or SQLite, batched writes).
 //!
 //! Actors are started under an actix `Supervisor`; adapters (HTTP, RPC) only send them the
 //! messages defined in `troupe_core::messages`.
 
 pub mod auth;
 pub mod events;
+pub mod logger;
 pub mod supervision;

@@ -1,8 +1,11 @@
-//! The broker (API gateway, :8080): `POST /`, `POST /handle`, plus health.
+//! The broker (API gateway, :8080): `POST /`, `POST /handle`, `POST /log-grpc`,
+//! `GET /logs`, `GET /logs/{id}`, plus health.
 //!
 //! `POST /handle` reads `{"action": ..., <action>: {...}}` and sends one message to the
 //! recipient for that action — the service actor itself in `troupe up`, a proxy actor that
-//! forwards over HTTP in split mode. Every send has a deadline (`REQUEST_TIMEOUT`).
+//! forwards over HTTP (or gRPC for `/log-grpc`) in split mode. Every send has a deadline
+//! (`REQUEST_TIMEOUT`). Entries written through the broker carry service `broker` and the
+//! request id. The log reads are the logger's own routes, so the console needs only this URL.
 
 use std::time::Duration;
 
@@ -13,10 +16,12 @@ use actix_web::web::{self, ServiceConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
-use troupe_core::messages::{Authenticate, LogLevel, PublishEvent};
+use tracing_actix_web::RequestId;
+use troupe_core::messages::{Authenticate, LogLevel, PublishEvent, WriteLog};
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, JsonBody, member, reply, unavailable};
+use crate::logger::{LogClients, LogPayload, read_routes};
 
 /// Where the broker sends each action.
 #[derive(Clone)]
@@ -25,6 +30,8 @@ pub struct BrokerState {
     pub auth: Recipient<Authenticate>,
     /// The event publisher (RabbitMQ or the in-process bus); `None`: `event` answers 503.
     pub events: Option<Recipient<PublishEvent>>,
+    /// The logger service (writes and reads).
+    pub logs: LogClients,
     /// Deadline for each call.
     pub timeout: Duration,
 }
@@ -33,8 +40,11 @@ pub struct BrokerState {
 pub fn routes(state: BrokerState) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
     move |cfg: &mut ServiceConfig| {
         cfg.app_data(web::Data::new(state.clone()))
+            .app_data(web::Data::new(state.logs.clone()))
             .route("/", web::post().to(hit))
-            .route("/handle", web::post().to(handle));
+            .route("/handle", web::post().to(handle))
+            .route("/log-grpc", web::post().to(log_grpc));
+        read_routes(cfg);
     }
 }
 
@@ -50,11 +60,18 @@ struct AuthPayload {
 
 async fn handle(
     state: web::Data<BrokerState>,
+    request_id: RequestId,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     match body.get("action").and_then(Value::as_str) {
         Some("auth") => authenticate(&state, member(&body, "auth")?).await,
         Some("event") => publish_event(&state, member(&body, "event")?).await,
+        Some("log") => {
+            let payload: LogPayload = member(&body, "log")?;
+            let name = payload.name.clone();
+            write_log(&state.logs.write, &state, payload, request_id).await?;
+            Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Processed payload via RPC: {name}"))))
+        }
         _ => Err(ApiError(ServiceError::BadRequest("unknown action".into()))),
     }
 }
@@ -100,4 +117,29 @@ async fn publish_event(state: &BrokerState, payload: EventPayload) -> Result<Htt
         StatusCode::ACCEPTED,
         Envelope::with_data(format!("Event published: {name}"), serde_json::json!({ "id": id })),
     ))
+}
+
+/// Store an entry written through the broker (service `broker`, this request's id).
+#[tracing::instrument(name = "broker.log", skip_all)]
+async fn write_log(
+    to: &Recipient<WriteLog>,
+    state: &BrokerState,
+    payload: LogPayload,
+    request_id: RequestId,
+) -> Result<String, ApiError> {
+    let entry = payload.into_entry("broker", &request_id.to_string())?;
+    let entry = troupe_core::messages::NewLogEntry { service: "broker".into(), ..entry };
+    Ok(to.send(WriteLog(entry)).timeout(state.timeout).await.map_err(unavailable("logger"))??)
+}
+
+/// `POST /log-grpc`: the `log` payload, written through the logger's gRPC endpoint in split
+/// mode (directly to the logger actor in `troupe up`).
+async fn log_grpc(
+    state: web::Data<BrokerState>,
+    request_id: RequestId,
+    JsonBody(body): JsonBody<Value>,
+) -> Result<HttpResponse, ApiError> {
+    let payload: LogPayload = member(&body, "log")?;
+    write_log(&state.logs.write_grpc, &state, payload, request_id).await?;
+    Ok(reply(StatusCode::ACCEPTED, Envelope::ok("logged")))
 }

@@ -6,20 +6,25 @@
 use clap::{Args, Parser, Subcommand};
 use troupe_core::config::{
     AuthSettings, BrokerSettings, CommonSettings, EventSettings, FrontendSettings, ListenerSettings,
-    UpstreamSettings,
+    LoggerSettings, UpstreamSettings,
 };
+use url::Url;
 
 const VARIABLES: &str = "\
 Configuration comes from environment variables (each also accepted as a --flag).
 Run `troupe up --help` or `troupe serve <service> --help` for the variables of a command.
 
-  TROUPE_DATA_DIR   embedded stores (SQLite users database)        [./data]
+  TROUPE_DATA_DIR   embedded stores (SQLite users and logs)        [./data]
   DSN               PostgreSQL for users (libpq key=value or URL)  [unset: SQLite]
+  MONGO_URL         MongoDB for logs (+ MONGO_USERNAME/PASSWORD)   [unset: SQLite logs.db]
   JWT_SECRET        token signing key, >= 32 bytes (or JWT_SECRET_FILE)
-  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, BIND_ADDRESS 0.0.0.0
+  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, LOGGER_PORT 8083, BIND_ADDRESS 0.0.0.0
+  LOGGER_GRPC_PORT 50001, LOGGER_RPC_PORT 5001, LOG_STORE_TIMEOUT 3s, LOG_BATCH_MAX 500
   AUTH_URL          where `serve broker` finds auth                [http://localhost:8082]
   RABBIT_URL        RabbitMQ (amqp://...) for events               [unset: in-process bus]
   EVENTS_EXCHANGE logs_topic, LISTENER_QUEUE troupe.logs, LISTENER_PORT 8084, LISTENER_PREFETCH 64
+  LOGGER_URL        where `serve broker|auth` find the logger      [http://localhost:8083]
+  LOGGER_GRPC_URL   the logger's gRPC endpoint for /log-grpc       [http://localhost:50001]
   BROKER_URL        where the console's page sends requests        [http://localhost:8080]
   CORS_ALLOWED_ORIGINS, REQUEST_TIMEOUT, DB_TIMEOUT, BACKOFF_MIN, BACKOFF_MAX, SHUTDOWN_TIMEOUT
   RUST_LOG          log filter, as env_logger                      [info]
@@ -59,6 +64,9 @@ pub struct UpArgs {
     pub auth: AuthSettings,
     #[command(flatten)]
     #[allow(missing_docs)]
+    pub logger: LoggerSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
     pub frontend: FrontendSettings,
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -94,6 +102,36 @@ pub enum ServeCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         auth: AuthSettings,
+        /// The logger that records login attempts (unset: not recorded).
+        #[arg(long, env = "LOGGER_URL")]
+        logger_url: Option<Url>,
+    },
+    /// The logger on LOGGER_PORT (HTTP), LOGGER_GRPC_PORT and LOGGER_RPC_PORT (MongoDB from
+    /// MONGO_URL, else SQLite).
+    Logger {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        logger: LoggerSettings,
+    },
+    /// The event listener: consumes LISTENER_QUEUE on RABBIT_URL (required) and stores each
+    /// event through its own logger actor (MongoDB from MONGO_URL, else SQLite); health and
+    /// consumer status on LISTENER_PORT.
+    Listener {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        events: EventSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        listener: ListenerSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        logger: LoggerSettings,
     },
     /// The web console on FRONTEND_PORT.
     Frontend {
@@ -113,6 +151,8 @@ impl Command {
             Self::Up(a) => &a.common,
             Self::Serve(ServeCommand::Broker { common, .. })
             | Self::Serve(ServeCommand::Auth { common, .. })
+            | Self::Serve(ServeCommand::Logger { common, .. })
+            | Self::Serve(ServeCommand::Listener { common, .. })
             | Self::Serve(ServeCommand::Frontend { common, .. }) => common,
         }
     }

@@ -4,6 +4,9 @@
 //! - [`broker`]: the API gateway's routes.
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
 //! - [`events`]: the listener service's status route.
+//! - [`logger`]: the logger service's HTTP routes (also served by the broker for reads).
+//! - [`grpc`]: the logger's gRPC server (`logs.LogService`, health) and the broker's client.
+//! - [`jsonrpc`]: the logger's JSON-RPC server (`RPCServer.LogInfo`, Go framing).
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
@@ -15,5 +18,8 @@ pub mod auth;
 pub mod broker;
 pub mod cli;
 pub mod events;
+pub mod grpc;
+pub mod jsonrpc;
+pub mod logger;
 pub mod platform;
 pub mod proxy;

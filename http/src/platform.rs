@@ -4,28 +4,35 @@
 //! Every function binds its own listener, so tests pass port 0 and read the bound port back.
 
 use std::net::{IpAddr, TcpListener};
+use std::time::Duration;
 
 use actix::{Actor, Addr, Recipient};
 use anyhow::Context as _;
 use futures_util::future::try_join_all;
 use secrecy::SecretString;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use troupe_actors::auth::{AuthActor, AuthConfig};
 use troupe_actors::events::bus::EventBus;
 use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
 use troupe_actors::events::{ListenerStats, Sink};
+use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CommonSettings, EventSettings, FrontendSettings, ListenerSettings,
+    AuthSettings, BrokerSettings, CommonSettings, EventSettings, FrontendSettings, ListenerSettings, LoggerSettings,
     UpstreamSettings,
 };
 use troupe_core::health::Readiness;
-use troupe_core::messages::{Authenticate, PublishEvent};
+use troupe_core::messages::{Authenticate, PublishEvent, WriteLog};
+use url::Url;
 
 use crate::api::{RunningServer, ServerOptions, serve};
 use crate::auth::AuthState;
 use crate::broker::BrokerState;
 use crate::events::ListenerState;
-use crate::proxy::AuthProxy;
+use crate::grpc::GrpcLogProxy;
+use crate::logger::LogClients;
+use crate::proxy::{AuthProxy, LoggerProxy};
 
 /// The servers running in this process.
 pub struct Platform {
@@ -33,17 +40,37 @@ pub struct Platform {
     pub servers: Vec<RunningServer>,
     /// Backend states of this process.
     pub readiness: Readiness,
+    /// Non-HTTP servers (gRPC, JSON-RPC): name, port, task.
+    pub tasks: Vec<(&'static str, u16, JoinHandle<()>)>,
+    /// Stops the non-HTTP servers once the HTTP servers have stopped.
+    pub shutdown: CancellationToken,
 }
 
 impl Platform {
-    /// The port a service got.
-    pub fn port(&self, name: &str) -> Option<u16> {
-        self.servers.iter().find(|s| s.name == name).map(|s| s.port)
+    fn new(servers: Vec<RunningServer>, readiness: Readiness) -> Self {
+        Self { servers, readiness, tasks: Vec::new(), shutdown: CancellationToken::new() }
     }
 
-    /// Serve until SIGTERM / Ctrl-C; every server drains its in-flight requests.
+    /// The port a service got (`broker`, `logger`, `logger-grpc`, `logger-rpc`, ...).
+    pub fn port(&self, name: &str) -> Option<u16> {
+        self.servers
+            .iter()
+            .find(|s| s.name == name)
+            .map(|s| s.port)
+            .or_else(|| self.tasks.iter().find(|t| t.0 == name).map(|t| t.1))
+    }
+
+    /// Serve until SIGTERM / Ctrl-C; every server drains its in-flight requests, then the
+    /// gRPC and JSON-RPC servers are stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop)
+        let res = try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop);
+        self.shutdown.cancel();
+        for (name, _, task) in self.tasks {
+            if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
+                tracing::warn!(server = name, "did not stop in time");
+            }
+        }
+        res
     }
 }
 
@@ -66,27 +93,108 @@ pub fn start_auth(
     settings: &AuthSettings,
     readiness: &Readiness,
     ephemeral_key: bool,
+    audit: Option<Recipient<WriteLog>>,
 ) -> anyhow::Result<(Addr<AuthActor>, RunningServer)> {
     let config =
         AuthConfig::from_settings(settings, common.backoff(), ephemeral_key).map_err(anyhow::Error::msg)?;
     let listener = bind(common.bind_address, settings.auth_port, "AUTH_PORT")?;
     let keys = config.keys.clone();
+    let config = AuthConfig { audit, ..config };
     let actor = AuthActor::start(config, readiness);
     let state = AuthState { actor: actor.clone(), keys, timeout: settings.db_timeout * 3 };
     let server = serve("auth", listener, options(common, readiness, &[]), crate::auth::routes(state))?;
     Ok((actor, server))
 }
 
-/// Start the broker, sending `auth` actions to `auth`.
+/// The logger actor and its HTTP, gRPC and JSON-RPC servers.
+pub struct LoggerService {
+    /// The actor.
+    pub actor: Addr<LoggerActor>,
+    /// Its HTTP server.
+    pub server: RunningServer,
+    /// gRPC and JSON-RPC servers: name, port, task.
+    pub tasks: Vec<(&'static str, u16, JoinHandle<()>)>,
+}
+
+fn tokio_listener(listener: TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
+    listener.set_nonblocking(true)?;
+    Ok(tokio::net::TcpListener::from_std(listener)?)
+}
+
+/// Start the logger actor and its servers (HTTP, gRPC, JSON-RPC); the RPC servers stop when
+/// `shutdown` is cancelled.
+pub fn start_logger(
+    common: &CommonSettings,
+    settings: &LoggerSettings,
+    readiness: &Readiness,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<LoggerService> {
+    let config = LoggerConfig::from_settings(settings, common.backoff()).map_err(anyhow::Error::msg)?;
+    let http = bind(common.bind_address, settings.logger_port, "LOGGER_PORT")?;
+    let grpc = bind(common.bind_address, settings.logger_grpc_port, "LOGGER_GRPC_PORT")?;
+    let rpc = bind(common.bind_address, settings.logger_rpc_port, "LOGGER_RPC_PORT")?;
+    let (grpc_port, rpc_port) = (grpc.local_addr()?.port(), rpc.local_addr()?.port());
+    let actor = LoggerActor::start(config, readiness);
+    // A write waits for its batch; allow a store deadline for the batch ahead and its own.
+    let timeout = settings.log_store_timeout * 2 + Duration::from_millis(500);
+    let write: Recipient<WriteLog> = actor.clone().recipient();
+    let clients = LogClients {
+        write: write.clone(),
+        write_grpc: write.clone(),
+        query: actor.clone().recipient(),
+        get: actor.clone().recipient(),
+        timeout,
+    };
+    let server = serve("logger", http, options(common, readiness, &[]), crate::logger::routes(clients))?;
+
+    let (grpc, rpc) = (tokio_listener(grpc)?, tokio_listener(rpc)?);
+    let stop = shutdown.clone();
+    let grpc_write = write.clone();
+    let grpc_task = tokio::spawn(async move {
+        let shutdown = async move { stop.cancelled().await };
+        if let Err(err) = crate::grpc::serve(grpc, grpc_write, timeout, shutdown).await {
+            tracing::error!(error = %err, "gRPC server failed");
+        }
+    });
+    let stop = shutdown.clone();
+    let rpc_task = tokio::spawn(async move {
+        crate::jsonrpc::serve(rpc, write, timeout, async move { stop.cancelled().await }).await;
+    });
+    tracing::info!(grpc_port, rpc_port, "logger RPC servers listening");
+    let tasks = vec![("logger-grpc", grpc_port, grpc_task), ("logger-rpc", rpc_port, rpc_task)];
+    Ok(LoggerService { actor, server, tasks })
+}
+
+/// Log clients reaching a remote logger: HTTP at `logger_url`, gRPC at `grpc_url`. Each is
+/// one long-lived client (keep-alive pool / HTTP/2 channel) with a deadline per call.
+pub fn remote_logger(logger_url: &Url, grpc_url: &Url, timeout: Duration) -> anyhow::Result<LogClients> {
+    let http = LoggerProxy::new(logger_url, timeout).context("LOGGER_URL")?.start();
+    let grpc = GrpcLogProxy::new(grpc_url, timeout).context("LOGGER_GRPC_URL")?.start();
+    Ok(LogClients {
+        write: http.clone().recipient(),
+        write_grpc: grpc.recipient(),
+        query: http.clone().recipient(),
+        get: http.recipient(),
+        timeout,
+    })
+}
+
+/// Start the broker, sending `auth` actions to `auth` and log requests to `logs`.
 pub fn start_broker(
     common: &CommonSettings,
     settings: &BrokerSettings,
     auth: Recipient<Authenticate>,
+    logs: LogClients,
     events: Option<Recipient<PublishEvent>>,
     readiness: &Readiness,
 ) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
-    let state = BrokerState { auth, events, timeout: settings.request_timeout };
+    let state = BrokerState {
+        auth,
+        logs: LogClients { timeout: settings.request_timeout, ..logs },
+        events,
+        timeout: settings.request_timeout,
+    };
     Ok(serve(
         "broker",
         listener,
@@ -102,21 +210,42 @@ pub fn start_frontend(common: &CommonSettings, settings: &FrontendSettings) -> a
     Ok(serve("frontend", listener, options(common, &Readiness::default(), &[]), routes)?)
 }
 
+/// How long auth waits for the logger to take an audit entry (in the background).
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// `troupe up`: every service in this process, actors addressed directly.
 pub fn up(
     common: &CommonSettings,
     broker: &BrokerSettings,
     auth: &AuthSettings,
+    logger: &LoggerSettings,
     frontend: &FrontendSettings,
+    events: &EventSettings,
+    listener: &ListenerSettings,
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
-    let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true)?;
-    let broker_server = start_broker(common, broker, auth_actor.recipient(), None, &readiness)?;
+    let shutdown = CancellationToken::new();
+    let logs = start_logger(common, logger, &readiness, &shutdown)?;
+    let write: Recipient<WriteLog> = logs.actor.clone().recipient();
+    let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true, Some(write.clone()))?;
+    let sink = Sink::new(write.clone(), listener.store_timeout.max(store_deadline(logger)));
+    let transport = start_events(common, events, listener, sink, &readiness);
+    let listener_server = start_listener_server(common, listener, transport.listener, &readiness)?;
+    let clients = LogClients {
+        write: write.clone(),
+        write_grpc: write,
+        query: logs.actor.clone().recipient(),
+        get: logs.actor.clone().recipient(),
+        timeout: broker.request_timeout,
+    };
+    let broker_server =
+        start_broker(common, broker, auth_actor.recipient(), clients, Some(transport.publisher), &readiness)?;
     let frontend_server = start_frontend(common, frontend)?;
-    Ok(Platform { servers: vec![broker_server, frontend_server, auth_server], readiness })
+    let servers = vec![broker_server, frontend_server, auth_server, logs.server, listener_server];
+    Ok(Platform { servers, readiness, tasks: logs.tasks, shutdown })
 }
 
-/// `troupe serve broker`: the broker alone, reaching the services over HTTP.
+/// `troupe serve broker`: the broker alone, reaching the services over HTTP;
 /// `events` gives the broker its own RabbitMQ publisher (without `RABBIT_URL` the `event`
 /// action answers 503).
 pub fn serve_broker(
@@ -127,22 +256,41 @@ pub fn serve_broker(
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
     let auth = AuthProxy::new(&upstream.auth_url, broker.request_timeout).context("AUTH_URL")?.start();
+    let l = &upstream.logger;
+    let logs = remote_logger(&l.logger_url, &l.logger_grpc_url, broker.request_timeout)?;
     let publisher = start_publisher(common, events, &readiness, "broker").map(Addr::recipient);
-    let server = start_broker(common, broker, auth.recipient(), publisher, &readiness)?;
-    Ok(Platform { servers: vec![server], readiness })
+    let server = start_broker(common, broker, auth.recipient(), logs, publisher, &readiness)?;
+    Ok(Platform::new(vec![server], readiness))
 }
 
-/// `troupe serve auth`: the authentication service alone.
-pub fn serve_auth(common: &CommonSettings, auth: &AuthSettings) -> anyhow::Result<Platform> {
+/// `troupe serve auth`: the authentication service alone; login attempts are audited to the
+/// logger at `logger_url` when given.
+pub fn serve_auth(
+    common: &CommonSettings,
+    auth: &AuthSettings,
+    logger_url: Option<&Url>,
+) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
-    let (_, server) = start_auth(common, auth, &readiness, false)?;
-    Ok(Platform { servers: vec![server], readiness })
+    let audit = match logger_url {
+        Some(url) => Some(LoggerProxy::new(url, AUDIT_TIMEOUT).context("LOGGER_URL")?.start().recipient()),
+        None => None,
+    };
+    let (_, server) = start_auth(common, auth, &readiness, false, audit)?;
+    Ok(Platform::new(vec![server], readiness))
+}
+
+/// `troupe serve logger`: the logger alone (HTTP, gRPC, JSON-RPC).
+pub fn serve_logger(common: &CommonSettings, logger: &LoggerSettings) -> anyhow::Result<Platform> {
+    let readiness = Readiness::default();
+    let shutdown = CancellationToken::new();
+    let logs = start_logger(common, logger, &readiness, &shutdown)?;
+    Ok(Platform { servers: vec![logs.server], readiness, tasks: logs.tasks, shutdown })
 }
 
 /// `troupe serve frontend`: the console alone.
 pub fn serve_frontend(common: &CommonSettings, frontend: &FrontendSettings) -> anyhow::Result<Platform> {
     let server = start_frontend(common, frontend)?;
-    Ok(Platform { servers: vec![server], readiness: Readiness::default() })
+    Ok(Platform::new(vec![server], Readiness::default()))
 }
 
 /// A RabbitMQ publisher for `service` (its connection is named `troupe-<service>`), or
@@ -226,4 +374,29 @@ pub fn start_listener_server(
 ) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.listener_port, "LISTENER_PORT")?;
     Ok(serve("listener", listener, options(common, readiness, &[]), crate::events::routes(state))?)
+}
+
+/// How long the listener waits for one write: a write waits for its batch, so allow a store
+/// deadline for the batch ahead and its own (as the logger's adapters do).
+fn store_deadline(logger: &LoggerSettings) -> Duration {
+    logger.log_store_timeout * 2 + Duration::from_millis(500)
+}
+
+/// `troupe serve listener`: the RabbitMQ listener alone (`RABBIT_URL` required), storing
+/// through its own logger actor (MongoDB from `MONGO_URL`, else the embedded store), with
+/// `/healthz`, `/readyz` and `/status` on LISTENER_PORT.
+pub fn serve_listener(
+    common: &CommonSettings,
+    events: &EventSettings,
+    listener: &ListenerSettings,
+    logger: &LoggerSettings,
+) -> anyhow::Result<Platform> {
+    let url = events.rabbit_url.clone().context("RABBIT_URL: required by `troupe serve listener`")?;
+    let readiness = Readiness::default();
+    let config = LoggerConfig::from_settings(logger, common.backoff()).map_err(anyhow::Error::msg)?;
+    let store = LoggerActor::start(config, &readiness);
+    let sink = Sink::new(store.recipient(), listener.store_timeout.max(store_deadline(logger)));
+    let state = start_listener(common, url, events, listener, sink, &readiness);
+    let server = start_listener_server(common, listener, state, &readiness)?;
+    Ok(Platform::new(vec![server], readiness))
 }

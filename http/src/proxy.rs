@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use troupe_core::domain::{Authenticated, User};
-use troupe_core::messages::Authenticate;
+use troupe_core::messages::{Authenticate, GetLog, LogEntry, LogPage, QueryLogs, WriteLog};
 use troupe_core::{Envelope, ServiceError};
 use url::Url;
 
@@ -88,5 +88,105 @@ pub fn remote_error(status: StatusCode, envelope: Option<Envelope>, service: &st
             tracing::error!(service, %status, "unexpected reply from service");
             ServiceError::Internal
         }
+    }
+}
+
+/// Forwards the logger's messages to a remote logger over HTTP (`LOGGER_URL`): one pooled
+/// keep-alive client for the life of the process, a deadline per call.
+pub struct LoggerProxy {
+    http: reqwest::Client,
+    log: Url,
+    logs: Url,
+}
+
+impl LoggerProxy {
+    /// A proxy to the logger at `base`, with a per-call deadline.
+    pub fn new(base: &Url, timeout: Duration) -> anyhow::Result<Self> {
+        Ok(Self { http: client(timeout)?, log: base.join("log")?, logs: base.join("logs")? })
+    }
+}
+
+impl Actor for LoggerProxy {
+    type Context = Context<Self>;
+}
+
+/// Send `request` and read the envelope's `data` as `T` when the status is `ok`.
+async fn envelope_data<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+    ok: StatusCode,
+    service: &str,
+) -> Result<T, ServiceError> {
+    let res = request.send().await.map_err(|e| {
+        tracing::warn!(service, error = %e, "service unreachable");
+        ServiceError::unavailable(service)
+    })?;
+    let status = res.status();
+    let envelope: Option<Envelope> = res.json().await.ok();
+    match envelope {
+        Some(Envelope { data: Some(data), error: false, .. }) if status == ok => {
+            serde_json::from_value(data).map_err(|e| {
+                tracing::error!(service, error = %e, "service sent an unexpected reply");
+                ServiceError::Internal
+            })
+        }
+        envelope => Err(remote_error(status, envelope, service)),
+    }
+}
+
+impl Handler<WriteLog> for LoggerProxy {
+    type Result = ResponseFuture<Result<String, ServiceError>>;
+
+    fn handle(&mut self, WriteLog(entry): WriteLog, _: &mut Context<Self>) -> Self::Result {
+        let request = self.http.post(self.log.clone()).json(&entry);
+        Box::pin(async move {
+            #[derive(serde::Deserialize)]
+            struct Stored {
+                id: String,
+            }
+            let stored: Stored = envelope_data(request, StatusCode::ACCEPTED, "logger").await?;
+            Ok(stored.id)
+        })
+    }
+}
+
+impl Handler<QueryLogs> for LoggerProxy {
+    type Result = ResponseFuture<Result<LogPage, ServiceError>>;
+
+    fn handle(&mut self, q: QueryLogs, _: &mut Context<Self>) -> Self::Result {
+        let mut params: Vec<(&str, String)> = vec![("limit", q.limit.to_string())];
+        let f = q.filter;
+        for (key, value) in [("name", f.name), ("service", f.service), ("request_id", f.request_id)] {
+            if let Some(v) = value {
+                params.push((key, v));
+            }
+        }
+        if let Some(level) = f.level {
+            params.push(("level", level.as_str().to_owned()));
+        }
+        for (key, value) in [("since", f.since), ("until", f.until)] {
+            if let Some(t) = value {
+                params.push((key, t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)));
+            }
+        }
+        if let Some(c) = q.cursor {
+            params.push(("cursor", c.encode()));
+        }
+        let mut url = self.logs.clone();
+        url.query_pairs_mut().extend_pairs(params);
+        let request = self.http.get(url);
+        Box::pin(envelope_data(request, StatusCode::OK, "logger"))
+    }
+}
+
+impl Handler<GetLog> for LoggerProxy {
+    type Result = ResponseFuture<Result<LogEntry, ServiceError>>;
+
+    fn handle(&mut self, GetLog(id): GetLog, _: &mut Context<Self>) -> Self::Result {
+        let mut url = self.logs.clone();
+        let pushed = url.path_segments_mut().map(|mut segments| {
+            segments.push(&id);
+        });
+        let request = pushed.map(|()| self.http.get(url)).map_err(|()| ServiceError::Internal);
+        Box::pin(async move { envelope_data(request?, StatusCode::OK, "logger").await })
     }
 }

@@ -6,6 +6,10 @@
 //! email is checked against a dummy hash so it costs as much as a wrong password.
 //! Authorisation (self or admin) is decided here from the database, not from the token alone,
 //! so a deactivated user or a revoked admin loses access at once.
+//!
+//! Every login attempt is recorded as an audit entry (name `authentication`, never the
+//! password) sent to the optional audit recipient in the background with a deadline, so a
+//! logger outage never fails or slows a login.
 
 pub mod dsn;
 pub mod password;
@@ -15,7 +19,7 @@ pub mod token;
 use std::fmt;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor};
+use actix::{Actor, Addr, Arbiter, Context, Handler, Recipient, ResponseActFuture, Supervised, Supervisor};
 use futures_util::future::LocalBoxFuture;
 use secrecy::ExposeSecret;
 use troupe_core::ServiceError;
@@ -24,7 +28,8 @@ use troupe_core::config::AuthSettings;
 use troupe_core::domain::{Authenticated, MAX_EMAIL_LEN, Principal, User};
 use troupe_core::health::Readiness;
 use troupe_core::messages::{
-    Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, RegisterUser, UpdateUser,
+    Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, LogLevel, NewLogEntry, RegisterUser,
+    UpdateUser, WriteLog,
 };
 
 use self::dsn::DbTarget;
@@ -45,6 +50,8 @@ pub struct AuthConfig {
     pub keys: TokenKeys,
     /// Reconnect policy.
     pub backoff: BackoffPolicy,
+    /// Where login attempts are recorded (the logger), if anywhere.
+    pub audit: Option<Recipient<WriteLog>>,
 }
 
 impl AuthConfig {
@@ -66,6 +73,7 @@ impl AuthConfig {
             max_connections: s.db_max_connections.max(1),
             keys: TokenKeys::from_settings(s, ephemeral_key)?,
             backoff,
+            audit: None,
         })
     }
 }
@@ -209,26 +217,67 @@ impl Handler<Authenticate> for AuthActor {
     #[tracing::instrument(name = "authenticate", skip_all)]
     fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
         let keys = self.config.keys.clone();
+        let audit = self.config.audit.clone();
+        let email = msg.email.trim().to_lowercase();
+        if !self.link.is_ready() {
+            record_login(audit.as_ref(), &email, "failed: user store unavailable", LogLevel::Warning);
+        }
         supervision::call(self, move |store: UserStore| async move {
-            let email = msg.email.trim().to_lowercase();
-            let record = if email.is_empty() || email.len() > MAX_EMAIL_LEN {
-                None
-            } else {
-                store.find_by_email(&email).await?
-            };
-            let hash =
-                record.as_ref().map_or_else(|| password::DUMMY_HASH.to_owned(), |r| r.password.clone());
-            let matches = password::verify(msg.password, hash).await;
-            match record {
-                Some(r) if matches && r.is_active() => {
-                    let user = r.user();
-                    let token = keys.issue(&user)?;
-                    Ok(Authenticated { user, token })
+            let outcome = login(&store, &keys, &email, msg.password).await;
+            let (text, level) = match &outcome {
+                Ok(_) => ("succeeded", LogLevel::Info),
+                Err(Failure::Denied(ServiceError::InvalidCredentials)) => {
+                    ("failed: invalid credentials", LogLevel::Warning)
                 }
-                _ => Err(Failure::Denied(ServiceError::InvalidCredentials)),
-            }
+                Err(_) => ("failed: user store error", LogLevel::Warning),
+            };
+            record_login(audit.as_ref(), &email, text, level);
+            outcome
         })
     }
+}
+
+async fn login(
+    store: &UserStore,
+    keys: &TokenKeys,
+    email: &str,
+    password: secrecy::SecretString,
+) -> Result<Authenticated, Failure> {
+    let record =
+        if email.is_empty() || email.len() > MAX_EMAIL_LEN { None } else { store.find_by_email(email).await? };
+    let hash = record.as_ref().map_or_else(|| password::DUMMY_HASH.to_owned(), |r| r.password.clone());
+    let matches = password::verify(password, hash).await;
+    match record {
+        Some(r) if matches && r.is_active() => {
+            let user = r.user();
+            let token = keys.issue(&user)?;
+            Ok(Authenticated { user, token })
+        }
+        _ => Err(Failure::Denied(ServiceError::InvalidCredentials)),
+    }
+}
+
+/// How long an audit entry may take to be accepted before it is given up.
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Record a login attempt in the background (never the password; the email is cut to its
+/// longest valid length). Never waits, never fails the login.
+fn record_login(audit: Option<&Recipient<WriteLog>>, email: &str, outcome: &str, level: LogLevel) {
+    let Some(audit) = audit.cloned() else { return };
+    let shown: String = email.chars().take(MAX_EMAIL_LEN).collect();
+    let entry = NewLogEntry {
+        name: "authentication".into(),
+        data: format!("login {outcome} for {shown:?}"),
+        level,
+        service: "auth".into(),
+        request_id: None,
+        event_id: None,
+    };
+    actix::spawn(async move {
+        if let Err(err) = audit.send(WriteLog(entry)).timeout(AUDIT_TIMEOUT).await {
+            tracing::warn!(error = %err, "audit entry not recorded");
+        }
+    });
 }
 
 impl Handler<RegisterUser> for AuthActor {

@@ -1,22 +1,25 @@
 //! Fixtures of the event pipeline tests: RabbitMQ names unique per test, actor start-up,
 //! forced connection closes, queue inspection, and `eventually`.
 
-use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, Recipient};
+use actix::{Addr, Recipient};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use troupe_actors::logger::store::StoreTarget;
+use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use secrecy::SecretString;
 use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{AmqpChannel, PublisherActor, PublisherConfig, open};
 use troupe_actors::events::{ListenerStats, Sink};
-use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
-use troupe_core::messages::WriteLog;
+use troupe_core::messages::{LogCursor, LogFilter, MAX_LOG_PAGE, QueryLogs, WriteLog};
 
 pub fn rabbit_url() -> SecretString {
     std::env::var("TEST_RABBIT_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()).into()
@@ -126,40 +129,113 @@ pub async fn cleanup(ch: &AmqpChannel, names: &Names) {
     }
 }
 
-/// TEMPORARY stand-in for the logger actor until branch `logger` lands: stores each event
-/// id once (as the `WriteLog` contract requires), counts every write, and can be "down"
-/// (answering `Unavailable`, as the real actor does while its store is unreachable).
-#[derive(Clone, Default)]
-pub struct RecordingStore {
-    pub writes: Arc<Mutex<HashMap<String, u32>>>,
-    pub down: Arc<AtomicBool>,
+/// The real logger actor on a real store: the embedded SQLite store in a temporary
+/// directory, or MongoDB (SecantusDB, `TEST_MONGO_URL`) reached through a [`TcpProxy`]
+/// that can cut it away.
+pub struct Store {
+    pub actor: Addr<LoggerActor>,
+    pub proxy: Option<TcpProxy>,
+    _dir: Option<tempfile::TempDir>,
 }
 
-impl Actor for RecordingStore {
-    type Context = Context<Self>;
-}
+impl Store {
+    pub fn embedded() -> Store {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = LoggerConfig::embedded(dir.path(), backoff());
+        let actor = LoggerActor::start(config, &Readiness::default());
+        Store { actor, proxy: None, _dir: Some(dir) }
+    }
 
-impl Handler<WriteLog> for RecordingStore {
-    type Result = Result<String, ServiceError>;
-
-    fn handle(&mut self, msg: WriteLog, _: &mut Context<Self>) -> Self::Result {
-        if self.down.load(Ordering::SeqCst) {
-            return Err(ServiceError::unavailable("logger"));
+    /// MongoDB through a cuttable proxy, a fresh database per test.
+    pub async fn mongo_behind_proxy() -> Store {
+        let url = std::env::var("TEST_MONGO_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
+        let upstream: SocketAddr = url
+            .trim_start_matches("mongodb://")
+            .split('/')
+            .next()
+            .and_then(|a| a.parse().ok())
+            .expect("TEST_MONGO_URL is mongodb://host:port");
+        if tokio::net::TcpStream::connect(upstream).await.is_err() {
+            panic!("a MongoDB-wire server is required for this test at {upstream}; run `make services`");
         }
-        let id = msg.0.event_id.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-        *self.writes.lock().expect("lock").entry(id.clone()).or_default() += 1;
-        Ok(id)
+        let proxy = TcpProxy::start(upstream).await;
+        let database = format!("troupe_events_{}", uuid::Uuid::new_v4().simple());
+        let target = StoreTarget::Mongo {
+            url: format!("mongodb://127.0.0.1:{}", proxy.port).into(),
+            username: None,
+            password: None,
+            database,
+        };
+        let config = LoggerConfig::new(target, Duration::from_secs(1), 500, backoff());
+        let actor = LoggerActor::start(config, &Readiness::default());
+        Store { actor, proxy: Some(proxy), _dir: None }
+    }
+
+    pub fn recipient(&self) -> Recipient<WriteLog> {
+        self.actor.clone().recipient()
+    }
+
+    /// The event id of every stored entry (one per entry, so duplicates would show).
+    pub async fn event_ids(&self) -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = self
+                .actor
+                .send(QueryLogs { filter: LogFilter::default(), limit: MAX_LOG_PAGE, cursor: cursor.take() })
+                .await
+                .expect("logger answers")
+                .expect("query succeeds");
+            ids.extend(page.entries.into_iter().map(|e| e.event_id.unwrap_or_default()));
+            match page.next_cursor {
+                Some(next) => cursor = Some(LogCursor::decode(&next).expect("cursor")),
+                None => return ids,
+            }
+        }
     }
 }
 
-impl RecordingStore {
-    /// Distinct event ids stored.
-    pub fn stored(&self) -> usize {
-        self.writes.lock().expect("lock").len()
+/// A TCP proxy to `upstream` that can be cut (refusing new and killing open connections)
+/// and restored, to take the log store away.
+pub struct TcpProxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    kill: watch::Sender<u64>,
+}
+
+impl TcpProxy {
+    pub async fn start(upstream: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (kill, _) = watch::channel(0u64);
+        let (cut2, kill2) = (cut.clone(), kill.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut killed = kill2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { port, cut, kill }
     }
 
-    pub fn ids(&self) -> Vec<String> {
-        self.writes.lock().expect("lock").keys().cloned().collect()
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.kill.send_modify(|n| *n += 1);
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
     }
 }
 

@@ -43,6 +43,9 @@ pub struct UpstreamSettings {
     /// Base URL of the authentication service.
     #[arg(long, env = "AUTH_URL", default_value = "http://localhost:8082", value_parser = parse_http_url)]
     pub auth_url: Url,
+    /// Where the broker finds the logger (HTTP and gRPC).
+    #[command(flatten)]
+    pub logger: super::LoggerUpstream,
 }
 
 /// The web console.

@@ -9,10 +9,12 @@
 mod auth;
 mod broker;
 mod events;
+mod logger;
 
 pub use auth::AuthSettings;
 pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
 pub use events::{EventSettings, ListenerSettings};
+pub use logger::{LoggerSettings, LoggerUpstream};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -12,7 +12,10 @@ use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use troupe_core::config::{AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, UpstreamSettings};
+use troupe_core::config::{
+    EventSettings, ListenerSettings,
+    AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, LoggerSettings, LoggerUpstream, UpstreamSettings,
+};
 use troupe_http::platform;
 use url::Url;
 
@@ -46,6 +49,12 @@ pub fn broker_settings() -> BrokerSettings {
 pub struct TestApp {
     pub broker: String,
     pub auth: String,
+    /// The logger's HTTP base URL, gRPC port and JSON-RPC port (when it runs).
+    pub logger: String,
+    pub logger_grpc: u16,
+    pub logger_rpc: u16,
+    /// The listener's base URL (`/status`), when it runs.
+    pub listener: String,
     pub http: Client,
     pub _data: Option<TempDir>,
 }
@@ -58,8 +67,14 @@ impl TestApp {
         auth.db_timeout = Duration::from_secs(1);
         let frontend =
             FrontendSettings { frontend_port: 0, broker_url: Url::parse("http://b.test").expect("url") };
-        let p = platform::up(&common(), &broker_settings(), &auth, &frontend).expect("platform starts");
-        let app = Self::new(p.port("broker"), p.port("auth"), Some(dir));
+        let logger = LoggerSettings::embedded(dir.path());
+        let listener = ListenerSettings { listener_port: 0, ..ListenerSettings::default() };
+        let events = EventSettings::default();
+        let p = platform::up(&common(), &broker_settings(), &auth, &logger, &frontend, &events, &listener)
+            .expect("platform starts");
+        let mut app = Self::new(p.port("broker"), p.port("auth"), Some(dir));
+        app.set_logger(&p);
+        app.listener = p.port("listener").map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default();
         actix_web::rt::spawn(p.run_until_stopped());
         app.wait_ready(&app.auth).await;
         app
@@ -86,27 +101,47 @@ impl TestApp {
 
     /// `troupe serve auth` on `dsn`; returns its port.
     pub fn spawn_auth(dsn: &str) -> u16 {
+        Self::spawn_auth_inner(dsn, None)
+    }
+
+    /// `troupe serve auth` on `dsn`, auditing logins to the logger at `logger`.
+    pub fn spawn_auth_with_audit(dsn: &str, logger: &Url) -> u16 {
+        Self::spawn_auth_inner(dsn, Some(logger))
+    }
+
+    fn spawn_auth_inner(dsn: &str, logger: Option<&Url>) -> u16 {
         let mut auth = AuthSettings::embedded("/nonexistent", TEST_SECRET.into());
         auth.dsn = Some(dsn.into());
         auth.db_timeout = Duration::from_secs(1);
-        let p = platform::serve_auth(&common(), &auth).expect("auth starts");
+        let p = platform::serve_auth(&common(), &auth, logger).expect("auth starts");
         let port = p.port("auth").expect("auth port");
         actix_web::rt::spawn(p.run_until_stopped());
         port
     }
 
-    /// `troupe serve broker` reaching auth at `auth_url`; returns its port.
+    /// `troupe serve broker` reaching auth at `auth_url` and no logger; returns its port.
     pub fn spawn_broker(auth_url: Url) -> u16 {
-        let p = platform::serve_broker(
-            &common(),
-            &broker_settings(),
-            &UpstreamSettings { auth_url },
-            &Default::default(),
-        )
-        .expect("broker starts");
+        let nowhere = Url::parse("http://127.0.0.1:9").expect("url");
+        Self::spawn_broker_with_logger(auth_url, nowhere.clone(), nowhere)
+    }
+
+    /// `troupe serve broker` reaching auth and the logger (HTTP and gRPC); returns its port.
+    pub fn spawn_broker_with_logger(auth_url: Url, logger_url: Url, logger_grpc_url: Url) -> u16 {
+        let upstream = UpstreamSettings { auth_url, logger: LoggerUpstream { logger_url, logger_grpc_url } };
+        let p = platform::serve_broker(&common(), &broker_settings(), &upstream, &Default::default()).expect("broker starts");
         let port = p.port("broker").expect("broker port");
         actix_web::rt::spawn(p.run_until_stopped());
         port
+    }
+
+    /// An app with no services yet; tests start the ones they need.
+    pub fn split_parts() -> TestApp {
+        Self::new(None, None, None)
+    }
+
+    /// An app with only auth (on `auth_port`).
+    pub fn split_parts_with_auth(auth_port: u16) -> TestApp {
+        Self::new(None, Some(auth_port), None)
     }
 
     fn new(broker: Option<u16>, auth: Option<u16>, data: Option<TempDir>) -> TestApp {
@@ -114,9 +149,19 @@ impl TestApp {
         TestApp {
             broker: url(broker),
             auth: url(auth),
+            logger: String::new(),
+            logger_grpc: 0,
+            logger_rpc: 0,
+            listener: String::new(),
             http: Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
             _data: data,
         }
+    }
+
+    pub fn set_logger(&mut self, p: &platform::Platform) {
+        self.logger = format!("http://127.0.0.1:{}", p.port("logger").expect("logger port"));
+        self.logger_grpc = p.port("logger-grpc").expect("gRPC port");
+        self.logger_rpc = p.port("logger-rpc").expect("JSON-RPC port");
     }
 
     pub async fn post_handle(&self, body: &Value) -> Response {

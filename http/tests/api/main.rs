@@ -6,4 +6,5 @@
 mod auth_users;
 mod broker;
 mod helpers;
+mod logger;
 mod outage;

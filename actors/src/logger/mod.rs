@@ -1,0 +1,235 @@
+//! The logger actor: owns the log store (MongoDB or embedded SQLite) and batches writes.
+//!
+//! [`WriteLog`] requests are queued; while one batch is being stored, the next ones
+//! accumulate, and each batch (up to `batch_max` entries) is written at once. Every caller is
+//! answered only after the batch holding its entry is stored, with that entry's id. Under
+//! light load a batch is a single entry, so latency stays that of one insert.
+//!
+//! The store connection is supervised ([`supervision`]): while it is down, requests are
+//! answered `Unavailable` at once; a failed batch answers each of its callers `Unavailable`
+//! and makes the actor reconnect with backoff.
+
+pub mod store;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use actix::fut::{ActorFutureExt, wrap_future};
+use actix::{Actor, Addr, Arbiter, AsyncContext, Context, Handler, ResponseActFuture};
+use actix::{ResponseFuture, Supervised, Supervisor};
+use futures_util::future::LocalBoxFuture;
+use tokio::sync::oneshot;
+use troupe_core::ServiceError;
+use troupe_core::backoff::BackoffPolicy;
+use troupe_core::config::LoggerSettings;
+use troupe_core::health::Readiness;
+use troupe_core::messages::{GetLog, LogEntry, LogPage, NewLogEntry, QueryLogs, WriteLog};
+
+use self::store::{LogStore, StoreError, StoreTarget};
+use crate::supervision::{self, Backend, BackendError, Link};
+
+/// Name used in "logger unavailable".
+pub const SERVICE: &str = "logger";
+
+/// Everything the logger actor needs, checked at start-up.
+#[derive(Clone, Debug)]
+pub struct LoggerConfig {
+    /// Which store.
+    pub target: StoreTarget,
+    /// Deadline per store operation.
+    pub timeout: Duration,
+    /// Largest batch written at once.
+    pub batch_max: usize,
+    /// Reconnect policy.
+    pub backoff: BackoffPolicy,
+}
+
+impl LoggerConfig {
+    /// Build from settings: MongoDB when `MONGO_URL` is set, else SQLite in the data
+    /// directory (created when missing). Errors name the variable.
+    pub fn from_settings(s: &LoggerSettings, backoff: BackoffPolicy) -> Result<Self, String> {
+        let target = match &s.mongo_url {
+            Some(url) => StoreTarget::Mongo {
+                url: url.clone(),
+                username: s.mongo_username.clone(),
+                password: s.mongo_password.clone(),
+                database: s.mongo_database.clone(),
+            },
+            None => {
+                crate::auth::ensure_data_dir(&s.logs_data_dir)?;
+                StoreTarget::Sqlite(s.logs_data_dir.join("logs.db"))
+            }
+        };
+        Ok(Self::new(target, s.log_store_timeout, s.log_batch_max, backoff))
+    }
+
+    /// A config for `target` (tests and examples).
+    pub fn new(target: StoreTarget, timeout: Duration, batch_max: usize, backoff: BackoffPolicy) -> Self {
+        Self { target, timeout, batch_max: batch_max.max(1), backoff }
+    }
+
+    /// An embedded store in `dir/logs.db`.
+    pub fn embedded(dir: impl Into<PathBuf>, backoff: BackoffPolicy) -> Self {
+        Self::new(StoreTarget::Sqlite(dir.into().join("logs.db")), Duration::from_secs(3), 500, backoff)
+    }
+}
+
+type Waiter = oneshot::Sender<Result<String, ServiceError>>;
+
+/// The logger service actor.
+pub struct LoggerActor {
+    config: LoggerConfig,
+    link: Link<LogStore>,
+    pending: Vec<(NewLogEntry, Waiter)>,
+    flushing: bool,
+}
+
+impl LoggerActor {
+    /// Start the actor under a supervisor, on its own arbiter (thread).
+    pub fn start(config: LoggerConfig, readiness: &Readiness) -> Addr<Self> {
+        let probe = readiness.probe("logger.store");
+        let link = Link::new(SERVICE, probe, config.backoff);
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
+            config,
+            link,
+            pending: Vec::new(),
+            flushing: false,
+        })
+    }
+
+    /// Answer every queued writer `Unavailable`.
+    fn fail_pending(&mut self) {
+        for (_, waiter) in self.pending.drain(..) {
+            let _ = waiter.send(Err(ServiceError::unavailable(SERVICE)));
+        }
+    }
+
+    /// Store the next batch, if none is in flight.
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.flushing || self.pending.is_empty() {
+            return;
+        }
+        let store = match self.link.conn() {
+            Ok(store) => store,
+            Err(_) => return self.fail_pending(),
+        };
+        let take = self.pending.len().min(self.config.batch_max);
+        let (entries, waiters): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
+        self.flushing = true;
+        let write = async move { store.insert_batch(&entries).await };
+        ctx.spawn(wrap_future::<_, Self>(write).map(move |res, act, ctx| {
+            act.flushing = false;
+            match res {
+                Ok(ids) => {
+                    for (waiter, id) in waiters.into_iter().zip(ids) {
+                        let _ = waiter.send(Ok(id));
+                    }
+                }
+                Err(err) => {
+                    let lost = err.is_connection_lost();
+                    let reply = err.into_service_error(SERVICE);
+                    for waiter in waiters {
+                        let _ = waiter.send(Err(reply.clone()));
+                    }
+                    if lost {
+                        act.fail_pending();
+                        supervision::lost(act, ctx, &"a batch write failed");
+                        return;
+                    }
+                }
+            }
+            act.flush(ctx);
+        }));
+    }
+}
+
+impl Actor for LoggerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        // Queued writes are answered in batches; allow many waiting callers.
+        ctx.set_mailbox_capacity(10_000);
+        supervision::connect(self, ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Context<Self>) {
+        self.fail_pending();
+    }
+}
+
+impl Supervised for LoggerActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.fail_pending();
+        self.flushing = false;
+        self.link.reset();
+    }
+}
+
+impl Backend for LoggerActor {
+    type Conn = LogStore;
+
+    fn link(&mut self) -> &mut Link<LogStore> {
+        &mut self.link
+    }
+
+    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<LogStore>> {
+        let c = self.config.clone();
+        Box::pin(async move { LogStore::connect(&c.target, c.timeout).await })
+    }
+
+    fn check(store: LogStore) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { Ok(store.ping().await?) })
+    }
+}
+
+impl BackendError for StoreError {
+    fn is_connection_lost(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    fn into_service_error(self, service: &str) -> ServiceError {
+        match self {
+            Self::Unavailable(_) => ServiceError::unavailable(service),
+            Self::Other(e) => {
+                tracing::error!(error = %e, "log store failed");
+                ServiceError::Internal
+            }
+        }
+    }
+}
+
+impl Handler<WriteLog> for LoggerActor {
+    type Result = ResponseFuture<Result<String, ServiceError>>;
+
+    fn handle(&mut self, WriteLog(entry): WriteLog, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.link.is_ready() {
+            return Box::pin(async { Err(ServiceError::unavailable(SERVICE)) });
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending.push((entry, tx));
+        self.flush(ctx);
+        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(ServiceError::unavailable(SERVICE))) })
+    }
+}
+
+impl Handler<QueryLogs> for LoggerActor {
+    type Result = ResponseActFuture<Self, Result<LogPage, ServiceError>>;
+
+    fn handle(&mut self, msg: QueryLogs, _: &mut Context<Self>) -> Self::Result {
+        supervision::call(self, move |store: LogStore| async move {
+            store.query(&msg.filter, msg.limit, msg.cursor.as_ref()).await
+        })
+    }
+}
+
+impl Handler<GetLog> for LoggerActor {
+    type Result = ResponseActFuture<Self, Result<LogEntry, ServiceError>>;
+
+    fn handle(&mut self, GetLog(id): GetLog, _: &mut Context<Self>) -> Self::Result {
+        let found = supervision::call(self, move |store: LogStore| async move { store.get(&id).await });
+        Box::pin(found.map(|res, _, _| {
+            res.and_then(|entry| entry.ok_or_else(|| ServiceError::NotFound("log entry not found".into())))
+        }))
+    }
+}
+

@@ -1,0 +1,504 @@
+//! The log store: MongoDB (`MONGO_URL`) or an embedded SQLite file, behind one API.
+//!
+//! Both stores keep the same fields, use 24-hex-digit ObjectIds as ids, order queries by
+//! `(created_at, id)` descending and page with the same opaque cursor. Writes go in batches:
+//! [`LogStore::insert_batch`] stores many entries at once (one `insertMany`, or one SQLite
+//! transaction) and returns each entry's id in order. An entry whose `event_id` is already
+//! stored is not stored again; its existing id is returned instead.
+//!
+//! Every operation has a deadline; a passed deadline or a socket failure is
+//! [`StoreError::Unavailable`], which makes the logger actor reconnect.
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::TryStreamExt;
+use mongodb::bson::oid::ObjectId;
+use mongodb::bson::{self, Document, doc};
+use mongodb::error::ErrorKind;
+use mongodb::options::{ClientOptions, Credential, IndexOptions};
+use mongodb::{Client, Collection, Database, IndexModel};
+use secrecy::{ExposeSecret, SecretString};
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use troupe_core::messages::{LogCursor, LogEntry, LogFilter, LogLevel, LogPage, MAX_LOG_PAGE, NewLogEntry};
+
+/// Which store to open.
+#[derive(Clone, Debug)]
+pub enum StoreTarget {
+    /// A MongoDB server (or anything speaking its wire protocol).
+    Mongo {
+        /// `mongodb://...` (may carry credentials).
+        url: SecretString,
+        /// User, when not in the URL.
+        username: Option<String>,
+        /// Password, when not in the URL.
+        password: Option<SecretString>,
+        /// Database holding the `logs` collection.
+        database: String,
+    },
+    /// An SQLite file (created when missing).
+    Sqlite(PathBuf),
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached (socket error, deadline passed).
+    #[error("log store unreachable: {0}")]
+    Unavailable(String),
+    /// Anything else (a bug or a schema problem).
+    #[error("log store error: {0}")]
+    Other(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed => Self::Unavailable(err.to_string()),
+            other => Self::Other(other.to_string()),
+        }
+    }
+}
+
+impl From<mongodb::error::Error> for StoreError {
+    fn from(err: mongodb::error::Error) -> Self {
+        match *err.kind {
+            ErrorKind::Io(_)
+            | ErrorKind::ServerSelection { .. }
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::Authentication { .. }
+            | ErrorKind::Shutdown => Self::Unavailable(err.to_string()),
+            _ => Self::Other(err.to_string()),
+        }
+    }
+}
+
+/// Handle on the log store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct LogStore {
+    backend: Backend,
+    timeout: Duration,
+}
+
+#[derive(Clone, Debug)]
+enum Backend {
+    Mongo(Database, Collection<Document>),
+    Sqlite(SqlitePool),
+}
+
+/// Run `fut` with the store's deadline.
+async fn deadline<T, E: Into<StoreError>>(
+    timeout: Duration,
+    fut: impl IntoFuture<Output = Result<T, E>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(res) => res.map_err(Into::into),
+        Err(_) => Err(StoreError::Unavailable(format!("no answer within {timeout:?}"))),
+    }
+}
+
+fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+fn from_millis(ms: i64) -> DateTime<Utc> {
+    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
+}
+
+fn clamp_limit(limit: u32) -> u32 {
+    limit.clamp(1, MAX_LOG_PAGE)
+}
+
+/// Turn `limit + 1` rows into a page: the extra row only says there is a next page.
+fn page(mut entries: Vec<LogEntry>, limit: u32) -> LogPage {
+    let limit = limit as usize;
+    let next_cursor = if entries.len() > limit {
+        entries.truncate(limit);
+        entries.last().map(|e| LogCursor { created_ms: millis(e.created_at), id: e.id.clone() }.encode())
+    } else {
+        None
+    };
+    LogPage { entries, next_cursor }
+}
+
+const SQLITE_SCHEMA: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS logs (
+        id TEXT PRIMARY KEY NOT NULL,
+        name TEXT NOT NULL,
+        data TEXT NOT NULL,
+        level TEXT NOT NULL,
+        service TEXT NOT NULL,
+        request_id TEXT,
+        event_id TEXT UNIQUE,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    )",
+    "CREATE INDEX IF NOT EXISTS logs_created ON logs (created_ms DESC, id DESC)",
+    "CREATE INDEX IF NOT EXISTS logs_name ON logs (name, created_ms DESC)",
+    "CREATE INDEX IF NOT EXISTS logs_service ON logs (service, created_ms DESC)",
+    "CREATE INDEX IF NOT EXISTS logs_level ON logs (level, created_ms DESC)",
+    "CREATE INDEX IF NOT EXISTS logs_request ON logs (request_id, created_ms DESC)",
+];
+
+type SqliteRow = (String, String, String, String, String, Option<String>, Option<String>, i64, i64);
+
+const SQLITE_COLUMNS: &str =
+    "id, name, data, level, service, request_id, event_id, created_ms, updated_ms";
+
+fn sqlite_entry(row: SqliteRow) -> LogEntry {
+    let (id, name, data, level, service, request_id, event_id, created, updated) = row;
+    LogEntry {
+        id,
+        name,
+        data,
+        level: LogLevel::parse(&level).unwrap_or_default(),
+        service,
+        request_id,
+        event_id,
+        created_at: from_millis(created),
+        updated_at: from_millis(updated),
+    }
+}
+
+fn mongo_entry(doc: &Document) -> Option<LogEntry> {
+    let text = |k: &str| doc.get_str(k).ok().map(str::to_owned);
+    let time = |k: &str| doc.get_datetime(k).ok().map(|d| from_millis(d.timestamp_millis()));
+    let created_at = time("created_at")?;
+    Some(LogEntry {
+        id: doc.get_object_id("_id").ok()?.to_hex(),
+        name: text("name").unwrap_or_default(),
+        data: text("data").unwrap_or_default(),
+        level: text("level").and_then(|l| LogLevel::parse(&l)).unwrap_or_default(),
+        service: text("service").unwrap_or_default(),
+        request_id: text("request_id"),
+        event_id: text("event_id"),
+        created_at,
+        updated_at: time("updated_at").unwrap_or(created_at),
+    })
+}
+
+fn mongo_filter(filter: &LogFilter, cursor: Option<&LogCursor>) -> Document {
+    let mut f = Document::new();
+    for (key, value) in [
+        ("name", &filter.name),
+        ("service", &filter.service),
+        ("request_id", &filter.request_id),
+    ] {
+        if let Some(v) = value {
+            f.insert(key, v.as_str());
+        }
+    }
+    if let Some(level) = filter.level {
+        f.insert("level", level.as_str());
+    }
+    let mut range = Document::new();
+    if let Some(since) = filter.since {
+        range.insert("$gte", bson::DateTime::from_millis(millis(since)));
+    }
+    if let Some(until) = filter.until {
+        range.insert("$lt", bson::DateTime::from_millis(millis(until)));
+    }
+    if !range.is_empty() {
+        f.insert("created_at", range);
+    }
+    if let Some(c) = cursor {
+        let at = bson::DateTime::from_millis(c.created_ms);
+        let id = ObjectId::parse_str(&c.id).unwrap_or_else(|_| ObjectId::from_bytes([0; 12]));
+        f.insert(
+            "$or",
+            vec![doc! {"created_at": {"$lt": at}}, doc! {"created_at": at, "_id": {"$lt": id}}],
+        );
+    }
+    f
+}
+
+impl LogStore {
+    /// Open the store, create its indexes (or tables), and check it answers.
+    pub async fn connect(target: &StoreTarget, timeout: Duration) -> anyhow::Result<Self> {
+        let backend = match target {
+            StoreTarget::Mongo { url, username, password, database } => {
+                let mut opts = deadline(timeout, ClientOptions::parse(url.expose_secret())).await?;
+                if opts.credential.is_none()
+                    && let Some(user) = username
+                {
+                    opts.credential = Some(
+                        Credential::builder()
+                            .username(user.clone())
+                            .password(password.as_ref().map(|p| p.expose_secret().to_owned()))
+                            .build(),
+                    );
+                }
+                opts.connect_timeout = Some(timeout);
+                opts.server_selection_timeout = Some(timeout);
+                opts.app_name = Some("troupe-logger".into());
+                let client = Client::with_options(opts)?;
+                let db = client.database(database);
+                let coll = db.collection::<Document>("logs");
+                create_mongo_indexes(&coll, timeout).await?;
+                Backend::Mongo(db, coll)
+            }
+            StoreTarget::Sqlite(path) => {
+                let opts = SqliteConnectOptions::new()
+                    .filename(path)
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Full)
+                    .busy_timeout(timeout);
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(timeout)
+                    .connect_with(opts)
+                    .await?;
+                for statement in SQLITE_SCHEMA {
+                    deadline(timeout, sqlx::query(*statement).execute(&pool)).await?;
+                }
+                Backend::Sqlite(pool)
+            }
+        };
+        let store = Self { backend, timeout };
+        store.ping().await?;
+        Ok(store)
+    }
+
+    /// A cheap round trip to the store.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Mongo(db, _) => deadline(self.timeout, db.run_command(doc! {"ping": 1})).await.map(drop),
+            Backend::Sqlite(pool) => deadline(self.timeout, sqlx::query("SELECT 1").execute(pool)).await.map(drop),
+        }
+    }
+
+    /// Store `entries` at once; returns each one's id, in order. Entries whose `event_id` is
+    /// already stored (or repeated within the batch) get the stored entry's id.
+    pub async fn insert_batch(&self, entries: &[NewLogEntry]) -> Result<Vec<String>, StoreError> {
+        let now = Utc::now();
+        match &self.backend {
+            Backend::Mongo(_, coll) => deadline(self.timeout, mongo_insert(coll, entries, now)).await,
+            Backend::Sqlite(pool) => deadline(self.timeout, sqlite_insert(pool, entries, now)).await,
+        }
+    }
+
+    /// Entries matching `filter`, newest first, after `cursor`; at most `limit`.
+    pub async fn query(
+        &self,
+        filter: &LogFilter,
+        limit: u32,
+        cursor: Option<&LogCursor>,
+    ) -> Result<LogPage, StoreError> {
+        let limit = clamp_limit(limit);
+        let entries = match &self.backend {
+            Backend::Mongo(_, coll) => {
+                let find = coll
+                    .find(mongo_filter(filter, cursor))
+                    .sort(doc! {"created_at": -1, "_id": -1})
+                    .limit(i64::from(limit) + 1);
+                deadline(self.timeout, async move {
+                    let docs: Vec<Document> = find.await?.try_collect().await?;
+                    Ok::<_, mongodb::error::Error>(docs.iter().filter_map(mongo_entry).collect())
+                })
+                .await?
+            }
+            Backend::Sqlite(pool) => {
+                let sql = format!(
+                    "SELECT {SQLITE_COLUMNS} FROM logs
+                     WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR level = ?2)
+                       AND (?3 IS NULL OR service = ?3) AND (?4 IS NULL OR request_id = ?4)
+                       AND (?5 IS NULL OR created_ms >= ?5) AND (?6 IS NULL OR created_ms < ?6)
+                       AND (?7 IS NULL OR created_ms < ?7 OR (created_ms = ?7 AND id < ?8))
+                     ORDER BY created_ms DESC, id DESC LIMIT ?9"
+                );
+                let rows: Vec<SqliteRow> = deadline(
+                    self.timeout,
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(filter.name.as_deref())
+                        .bind(filter.level.map(LogLevel::as_str))
+                        .bind(filter.service.as_deref())
+                        .bind(filter.request_id.as_deref())
+                        .bind(filter.since.map(millis))
+                        .bind(filter.until.map(millis))
+                        .bind(cursor.map(|c| c.created_ms))
+                        .bind(cursor.map(|c| c.id.as_str()))
+                        .bind(i64::from(limit) + 1)
+                        .fetch_all(pool),
+                )
+                .await?;
+                rows.into_iter().map(sqlite_entry).collect()
+            }
+        };
+        Ok(page(entries, limit))
+    }
+
+    /// One entry by id; `None` when there is no such entry (or `id` is not an id).
+    pub async fn get(&self, id: &str) -> Result<Option<LogEntry>, StoreError> {
+        let Ok(oid) = ObjectId::parse_str(id) else { return Ok(None) };
+        match &self.backend {
+            Backend::Mongo(_, coll) => {
+                let found = deadline(self.timeout, coll.find_one(doc! {"_id": oid})).await?;
+                Ok(found.as_ref().and_then(mongo_entry))
+            }
+            Backend::Sqlite(pool) => {
+                let sql = format!("SELECT {SQLITE_COLUMNS} FROM logs WHERE id = ?1");
+                let row: Option<SqliteRow> = deadline(
+                    self.timeout,
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(oid.to_hex()).fetch_optional(pool),
+                )
+                .await?;
+                Ok(row.map(sqlite_entry))
+            }
+        }
+    }
+}
+
+async fn create_mongo_indexes(coll: &Collection<Document>, timeout: Duration) -> Result<(), StoreError> {
+    let plain = |keys: Document| IndexModel::builder().keys(keys).build();
+    let unique_event = IndexModel::builder()
+        .keys(doc! {"event_id": 1})
+        .options(
+            IndexOptions::builder()
+                .name("event_id_unique".to_owned())
+                .unique(true)
+                .partial_filter_expression(doc! {"event_id": {"$exists": true}})
+                .build(),
+        )
+        .build();
+    let models = vec![
+        plain(doc! {"created_at": -1, "_id": -1}),
+        plain(doc! {"name": 1, "created_at": -1}),
+        plain(doc! {"service": 1, "created_at": -1}),
+        plain(doc! {"level": 1, "created_at": -1}),
+        plain(doc! {"request_id": 1, "created_at": -1}),
+        unique_event,
+    ];
+    deadline(timeout, coll.create_indexes(models)).await.map(drop)
+}
+
+fn mongo_doc(id: ObjectId, e: &NewLogEntry, now: bson::DateTime) -> Document {
+    let mut d = doc! {
+        "_id": id,
+        "name": e.name.as_str(),
+        "data": e.data.as_str(),
+        "level": e.level.as_str(),
+        "service": e.service.as_str(),
+        "created_at": now,
+        "updated_at": now,
+    };
+    if let Some(r) = &e.request_id {
+        d.insert("request_id", r.as_str());
+    }
+    if let Some(ev) = &e.event_id {
+        d.insert("event_id", ev.as_str());
+    }
+    d
+}
+
+/// Ids already stored for these event ids.
+async fn mongo_known_events(
+    coll: &Collection<Document>,
+    events: Vec<&str>,
+) -> Result<HashMap<String, String>, mongodb::error::Error> {
+    if events.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let docs: Vec<Document> = coll
+        .find(doc! {"event_id": {"$in": events}})
+        .projection(doc! {"_id": 1, "event_id": 1})
+        .await?
+        .try_collect()
+        .await?;
+    Ok(docs
+        .iter()
+        .filter_map(|d| Some((d.get_str("event_id").ok()?.to_owned(), d.get_object_id("_id").ok()?.to_hex())))
+        .collect())
+}
+
+async fn mongo_insert(
+    coll: &Collection<Document>,
+    entries: &[NewLogEntry],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, StoreError> {
+    let now = bson::DateTime::from_millis(millis(now));
+    let events: Vec<&str> = entries.iter().filter_map(|e| e.event_id.as_deref()).collect();
+    let mut known = mongo_known_events(coll, events).await?;
+    let mut ids = Vec::with_capacity(entries.len());
+    let mut docs = Vec::new();
+    for e in entries {
+        if let Some(existing) = e.event_id.as_ref().and_then(|ev| known.get(ev)) {
+            ids.push(existing.clone());
+            continue;
+        }
+        let id = ObjectId::new();
+        if let Some(ev) = &e.event_id {
+            known.insert(ev.clone(), id.to_hex());
+        }
+        docs.push(mongo_doc(id, e, now));
+        ids.push(id.to_hex());
+    }
+    if docs.is_empty() {
+        return Ok(ids);
+    }
+    match coll.insert_many(docs).ordered(false).await {
+        Ok(_) => Ok(ids),
+        Err(err) => {
+            let only_duplicates = matches!(&*err.kind, ErrorKind::InsertMany(e)
+                if e.write_concern_error.is_none()
+                    && e.write_errors.as_ref().is_some_and(|w| w.iter().all(|w| w.code == 11000)));
+            if !only_duplicates {
+                return Err(err.into());
+            }
+            // Another writer stored some of these events meanwhile: answer with its ids.
+            let events: Vec<&str> = entries.iter().filter_map(|e| e.event_id.as_deref()).collect();
+            let stored = mongo_known_events(coll, events).await?;
+            Ok(entries
+                .iter()
+                .zip(ids)
+                .map(|(e, id)| e.event_id.as_ref().and_then(|ev| stored.get(ev).cloned()).unwrap_or(id))
+                .collect())
+        }
+    }
+}
+
+async fn sqlite_insert(
+    pool: &SqlitePool,
+    entries: &[NewLogEntry],
+    now: DateTime<Utc>,
+) -> Result<Vec<String>, sqlx::Error> {
+    let now = millis(now);
+    let mut tx = pool.begin().await?;
+    let mut ids = Vec::with_capacity(entries.len());
+    for e in entries {
+        let id = ObjectId::new().to_hex();
+        let done = sqlx::query(
+            "INSERT INTO logs (id, name, data, level, service, request_id, event_id, created_ms, updated_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT(event_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&e.name)
+        .bind(&e.data)
+        .bind(e.level.as_str())
+        .bind(&e.service)
+        .bind(e.request_id.as_deref())
+        .bind(e.event_id.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            ids.push(id);
+        } else {
+            let (existing,): (String,) = sqlx::query_as("SELECT id FROM logs WHERE event_id = ?1")
+                .bind(e.event_id.as_deref())
+                .fetch_one(&mut *tx)
+                .await?;
+            ids.push(existing);
+        }
+    }
+    tx.commit().await?;
+    Ok(ids)
+}

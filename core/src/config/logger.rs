@@ -1,0 +1,74 @@
+//! Settings of the logger service, and where other processes find it.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+use url::Url;
+
+use super::{parse_duration, parse_http_url, parse_secret};
+
+/// The logger service.
+#[derive(Debug, Clone, Args)]
+pub struct LoggerSettings {
+    /// HTTP port of the logger (`POST /log`, `GET /logs`).
+    #[arg(long, env = "LOGGER_PORT", default_value_t = 8083)]
+    pub logger_port: u16,
+    /// gRPC port (`logs.LogService/WriteLog`, gRPC health).
+    #[arg(long, env = "LOGGER_GRPC_PORT", default_value_t = 50001)]
+    pub logger_grpc_port: u16,
+    /// JSON-RPC port (`RPCServer.LogInfo`, Go `net/rpc/jsonrpc` framing).
+    #[arg(long, env = "LOGGER_RPC_PORT", default_value_t = 5001)]
+    pub logger_rpc_port: u16,
+    /// MongoDB to keep logs in (`mongodb://host:27017`). Unset: SQLite in TROUPE_DATA_DIR.
+    #[arg(long, env = "MONGO_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub mongo_url: Option<SecretString>,
+    /// MongoDB user, when not in MONGO_URL.
+    #[arg(long, env = "MONGO_USERNAME")]
+    pub mongo_username: Option<String>,
+    /// MongoDB password, when not in MONGO_URL.
+    #[arg(long, env = "MONGO_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
+    pub mongo_password: Option<SecretString>,
+    /// MongoDB database holding the `logs` collection.
+    #[arg(long, env = "MONGO_DATABASE", default_value = "logs")]
+    pub mongo_database: String,
+    /// Directory of the embedded log store (`logs.db`).
+    #[arg(long = "logs-data-dir", env = "TROUPE_DATA_DIR", default_value = "./data")]
+    pub logs_data_dir: PathBuf,
+    /// Deadline for each log store operation.
+    #[arg(long, env = "LOG_STORE_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub log_store_timeout: Duration,
+    /// Largest number of entries written in one batch.
+    #[arg(long, env = "LOG_BATCH_MAX", default_value_t = 500)]
+    pub log_batch_max: usize,
+}
+
+impl LoggerSettings {
+    /// Settings for an embedded store in `data_dir` on port 0 everywhere; for tests and examples.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            logger_port: 0,
+            logger_grpc_port: 0,
+            logger_rpc_port: 0,
+            mongo_url: None,
+            mongo_username: None,
+            mongo_password: None,
+            mongo_database: "logs".into(),
+            logs_data_dir: data_dir.into(),
+            log_store_timeout: Duration::from_secs(3),
+            log_batch_max: 500,
+        }
+    }
+}
+
+/// Where other processes reach the logger in split mode (`troupe serve broker|auth`).
+#[derive(Debug, Clone, Args)]
+pub struct LoggerUpstream {
+    /// Base URL of the logger's HTTP API (entries written and read through the broker).
+    #[arg(long, env = "LOGGER_URL", default_value = "http://localhost:8083", value_parser = parse_http_url)]
+    pub logger_url: Url,
+    /// The logger's gRPC endpoint (used by the broker's `POST /log-grpc`).
+    #[arg(long, env = "LOGGER_GRPC_URL", default_value = "http://localhost:50001", value_parser = parse_http_url)]
+    pub logger_grpc_url: Url,
+}

@@ -1,0 +1,152 @@
+//! The logger's gRPC adapter (`LOGGER_GRPC_PORT`, 50001): `logs.LogService/WriteLog` exactly as
+//! the Go platform's proto (`proto/logs.proto`), plus the standard `grpc.health.v1` service,
+//! and the client the broker uses for `POST /log-grpc` in split mode.
+//!
+//! Troupe reads two optional request metadata keys, `x-request-id` and `x-service`, and answers
+//! the stored entry's id in the `x-log-id` response metadata; Go clients need neither.
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix::{Actor, Context, Handler, Recipient, ResponseFuture};
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use troupe_core::ServiceError;
+use troupe_core::messages::{LogLevel, NewLogEntry, WriteLog};
+use url::Url;
+
+use crate::logger::MAX_FIELD_LEN;
+
+/// Code generated from `proto/logs.proto`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    tonic::include_proto!("logs");
+}
+
+use pb::log_service_client::LogServiceClient;
+use pb::log_service_server::{LogService, LogServiceServer};
+use pb::{Log, LogRequest, LogResponse};
+
+/// The gRPC reply of a stored entry, as in the Go platform.
+pub const GRPC_RESULT: &str = "logged!";
+
+/// `logs.LogService` backed by the logger actor.
+pub struct LogGrpc {
+    write: Recipient<WriteLog>,
+    timeout: Duration,
+}
+
+fn metadata(req: &Request<LogRequest>, key: &str) -> Option<String> {
+    req.metadata()
+        .get(key)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_FIELD_LEN)
+        .map(str::to_owned)
+}
+
+fn status(err: ServiceError) -> Status {
+    match err.status() {
+        503 => Status::unavailable(err.to_string()),
+        400 | 413 | 415 | 422 => Status::invalid_argument(err.to_string()),
+        404 => Status::not_found(err.to_string()),
+        _ => Status::internal(err.to_string()),
+    }
+}
+
+#[tonic::async_trait]
+impl LogService for LogGrpc {
+    async fn write_log(&self, req: Request<LogRequest>) -> Result<Response<LogResponse>, Status> {
+        let request_id = metadata(&req, "x-request-id");
+        let service = metadata(&req, "x-service").unwrap_or_else(|| "grpc".into());
+        let Some(Log { name, data }) = req.into_inner().log_entry else {
+            return Err(Status::invalid_argument("missing logEntry"));
+        };
+        if name.len() > MAX_FIELD_LEN {
+            return Err(Status::invalid_argument(format!("name must be at most {MAX_FIELD_LEN} bytes")));
+        }
+        let entry = NewLogEntry { name, data, level: LogLevel::Info, service, request_id, event_id: None };
+        let id = self
+            .write
+            .send(WriteLog(entry))
+            .timeout(self.timeout)
+            .await
+            .map_err(|_| Status::unavailable("logger unavailable"))?
+            .map_err(status)?;
+        let mut res = Response::new(LogResponse { result: GRPC_RESULT.into() });
+        if let Ok(v) = id.parse() {
+            res.metadata_mut().insert("x-log-id", v);
+        }
+        Ok(res)
+    }
+}
+
+/// Serve `logs.LogService` and gRPC health on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    write: Recipient<WriteLog>,
+    timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health.set_serving::<LogServiceServer<LogGrpc>>().await;
+    // The body limit of the HTTP adapters, for the same reason.
+    let logs = LogServiceServer::new(LogGrpc { write, timeout })
+        .max_decoding_message_size(crate::api::BODY_LIMIT);
+    tonic::transport::Server::builder()
+        .timeout(timeout * 2)
+        .add_service(health_service)
+        .add_service(logs)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
+        .await
+}
+
+/// Forwards [`WriteLog`] to a remote logger over gRPC: one long-lived channel (HTTP/2,
+/// multiplexed, reconnected by tonic), a deadline per call.
+pub struct GrpcLogProxy {
+    client: LogServiceClient<Channel>,
+    timeout: Duration,
+}
+
+impl GrpcLogProxy {
+    /// A proxy to the logger's gRPC endpoint at `url` (connected lazily).
+    pub fn new(url: &Url, timeout: Duration) -> anyhow::Result<Self> {
+        let channel = Endpoint::from_shared(url.to_string())?
+            .connect_timeout(timeout.min(Duration::from_secs(2)))
+            .timeout(timeout)
+            .tcp_nodelay(true)
+            .connect_lazy();
+        Ok(Self { client: LogServiceClient::new(channel), timeout })
+    }
+}
+
+impl Actor for GrpcLogProxy {
+    type Context = Context<Self>;
+}
+
+impl Handler<WriteLog> for GrpcLogProxy {
+    type Result = ResponseFuture<Result<String, ServiceError>>;
+
+    fn handle(&mut self, WriteLog(entry): WriteLog, _: &mut Context<Self>) -> Self::Result {
+        let mut client = self.client.clone();
+        let mut req = Request::new(LogRequest { log_entry: Some(Log { name: entry.name, data: entry.data }) });
+        req.set_timeout(self.timeout);
+        for (key, value) in [("x-request-id", entry.request_id), ("x-service", Some(entry.service))] {
+            if let Some(v) = value.and_then(|v| v.parse().ok()) {
+                req.metadata_mut().insert(key, v);
+            }
+        }
+        Box::pin(async move {
+            let res = client.write_log(req).await.map_err(|s| match s.code() {
+                tonic::Code::InvalidArgument => ServiceError::BadRequest(s.message().to_owned()),
+                code => {
+                    tracing::warn!(?code, error = %s.message(), "logger gRPC call failed");
+                    ServiceError::unavailable("logger")
+                }
+            })?;
+            let id = res.metadata().get("x-log-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+            Ok(id.to_owned())
+        })
+    }
+}

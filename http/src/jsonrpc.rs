@@ -1,0 +1,126 @@
+//! The logger's JSON-RPC adapter (`LOGGER_RPC_PORT`, 5001): `RPCServer.LogInfo` in Go's
+//! `net/rpc/jsonrpc` framing, so a Go program can call it with `jsonrpc.Dial`.
+//!
+//! One JSON object per line: `{"method","params":[{"Name","Data"}],"id"}` is answered with
+//! `{"id","result","error"}` (`id` echoed as the JSON value it came as). Each connection is a
+//! task serving many calls in order; any number of connections are served at once. A line that
+//! is not a request gets an error reply and the connection stays open; a line longer than the
+//! limit gets an error reply and the connection is closed.
+
+use std::future::Future;
+use std::time::Duration;
+
+use actix::Recipient;
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+use troupe_core::messages::{LogLevel, NewLogEntry, WriteLog};
+
+use crate::logger::MAX_FIELD_LEN;
+
+/// The one method served.
+pub const METHOD: &str = "RPCServer.LogInfo";
+
+/// A connection idle this long is closed.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Deserialize)]
+struct RpcPayload {
+    #[serde(rename = "Name")]
+    name: String,
+    #[serde(rename = "Data")]
+    data: String,
+}
+
+/// Serve `RPCServer.LogInfo` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    write: Recipient<WriteLog>,
+    timeout: Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nodelay(true);
+                    tokio::spawn(connection(stream, write.clone(), timeout));
+                }
+                Err(err) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!(error = %err, "JSON-RPC accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+        }
+    }
+    tracing::info!("JSON-RPC server stopped");
+}
+
+async fn connection(stream: TcpStream, write: Recipient<WriteLog>, timeout: Duration) {
+    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(crate::api::BODY_LIMIT));
+    loop {
+        let line = match tokio::time::timeout(IDLE_TIMEOUT, framed.next()).await {
+            Ok(Some(Ok(line))) => line,
+            Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
+                let _ = framed.send(reply(&Value::Null, Err("request too large".into()))).await;
+                return;
+            }
+            Ok(Some(Err(LinesCodecError::Io(_)))) | Ok(None) | Err(_) => return,
+        };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let (id, result) = call(&line, &write, timeout).await;
+        if framed.send(reply(&id, result)).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn reply(id: &Value, result: Result<String, String>) -> String {
+    match result {
+        Ok(r) => json!({"id": id, "result": r, "error": null}).to_string(),
+        Err(e) => json!({"id": id, "result": null, "error": e}).to_string(),
+    }
+}
+
+/// Handle one request line; returns the id to echo and the result or error text.
+async fn call(line: &str, write: &Recipient<WriteLog>, timeout: Duration) -> (Value, Result<String, String>) {
+    let request: Value = match serde_json::from_str(line) {
+        Ok(v) => v,
+        Err(e) => return (Value::Null, Err(format!("invalid request: {e}"))),
+    };
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let method = request.get("method").and_then(Value::as_str);
+    if method != Some(METHOD) {
+        let name = method.unwrap_or_default();
+        return (id, Err(format!("rpc: can't find method {name:?}")));
+    }
+    let payload = match request.get("params").and_then(|p| p.get(0)).cloned().map(RpcPayload::deserialize) {
+        Some(Ok(p)) => p,
+        Some(Err(e)) => return (id, Err(format!("invalid params: {e}"))),
+        None => return (id, Err("invalid params: expected [{\"Name\",\"Data\"}]".into())),
+    };
+    if payload.name.len() > MAX_FIELD_LEN {
+        return (id, Err(format!("Name must be at most {MAX_FIELD_LEN} bytes")));
+    }
+    let name = payload.name.clone();
+    let entry = NewLogEntry {
+        name: payload.name,
+        data: payload.data,
+        level: LogLevel::Info,
+        service: "rpc".into(),
+        request_id: None,
+        event_id: None,
+    };
+    match write.send(WriteLog(entry)).timeout(timeout).await {
+        Ok(Ok(_)) => (id, Ok(format!("Processed payload via RPC: {name}"))),
+        Ok(Err(e)) => (id, Err(e.to_string())),
+        Err(_) => (id, Err("logger unavailable".into())),
+    }
+}

@@ -1,0 +1,199 @@
+//! The logger's HTTP API (`LOGGER_PORT`, 8083): `POST /log`, `GET /logs`, `GET /logs/{id}`.
+//!
+//! The read routes are shared with the broker, which serves the same `GET /logs` and
+//! `GET /logs/{id}` (forwarding to the logger) so the console needs only the broker's URL.
+
+use std::time::Duration;
+
+use actix::Recipient;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpResponse, Responder};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::json;
+use tracing_actix_web::RequestId;
+use troupe_core::messages::{GetLog, LogCursor, LogFilter, LogLevel, NewLogEntry, QueryLogs, WriteLog};
+use troupe_core::{Envelope, ServiceError};
+
+use crate::api::{ApiError, JsonBody, reply, unavailable};
+
+/// Default page size of `GET /logs`.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// Where log requests go: the logger actor, or proxies to a remote logger.
+#[derive(Clone)]
+pub struct LogClients {
+    /// Stores entries (`POST /log`, the broker's `log` action).
+    pub write: Recipient<WriteLog>,
+    /// Stores entries through gRPC in split mode (the broker's `POST /log-grpc`).
+    pub write_grpc: Recipient<WriteLog>,
+    /// Lists entries.
+    pub query: Recipient<QueryLogs>,
+    /// Reads one entry.
+    pub get: Recipient<GetLog>,
+    /// Deadline for each call.
+    pub timeout: Duration,
+}
+
+/// The body of `POST /log`: the Go platform's `{name, data}` plus Troupe's optional fields.
+#[derive(Debug, Deserialize)]
+pub struct LogPayload {
+    /// What happened.
+    pub name: String,
+    /// Free text.
+    pub data: String,
+    /// `INFO` (default), `WARNING`, ...
+    #[serde(default)]
+    pub level: Option<String>,
+    /// The writing service.
+    #[serde(default)]
+    pub service: Option<String>,
+    /// The causing request (defaults to this request's id).
+    #[serde(default)]
+    pub request_id: Option<String>,
+    /// The source event's id (stored at most once).
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+/// Longest `name`, `service`, `request_id` or `event_id` accepted.
+pub const MAX_FIELD_LEN: usize = 256;
+
+impl LogPayload {
+    /// The entry to store; `default_service` and `request_id` fill what the payload lacks.
+    pub fn into_entry(self, default_service: &str, request_id: &str) -> Result<NewLogEntry, ServiceError> {
+        let level = match self.level.as_deref() {
+            None | Some("") => LogLevel::Info,
+            Some(raw) => LogLevel::parse(raw)
+                .ok_or_else(|| ServiceError::Invalid(format!("invalid \"level\": {raw:?}")))?,
+        };
+        for (field, value) in [
+            ("name", Some(&self.name)),
+            ("service", self.service.as_ref()),
+            ("request_id", self.request_id.as_ref()),
+            ("event_id", self.event_id.as_ref()),
+        ] {
+            if value.is_some_and(|v| v.len() > MAX_FIELD_LEN) {
+                return Err(ServiceError::Invalid(format!("\"{field}\" must be at most {MAX_FIELD_LEN} bytes")));
+            }
+        }
+        Ok(NewLogEntry {
+            name: self.name,
+            data: self.data,
+            level,
+            service: self.service.filter(|s| !s.is_empty()).unwrap_or_else(|| default_service.to_owned()),
+            request_id: self.request_id.filter(|s| !s.is_empty()).or_else(|| Some(request_id.to_owned())),
+            event_id: self.event_id.filter(|s| !s.is_empty()),
+        })
+    }
+}
+
+/// The logger service's routes.
+pub fn routes(clients: LogClients) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut ServiceConfig| {
+        cfg.app_data(web::Data::new(clients.clone())).route("/log", web::post().to(write_log));
+        read_routes(cfg);
+    }
+}
+
+/// `GET /logs` and `GET /logs/{id}`; needs `web::Data<LogClients>`.
+pub fn read_routes(cfg: &mut ServiceConfig) {
+    cfg.route("/logs", web::get().to(list_logs)).route("/logs/{id}", web::get().to(get_log));
+}
+
+#[tracing::instrument(name = "logger.write", skip_all)]
+async fn write_log(
+    clients: web::Data<LogClients>,
+    request_id: RequestId,
+    JsonBody(payload): JsonBody<LogPayload>,
+) -> Result<HttpResponse, ApiError> {
+    let entry = payload.into_entry("logger", &request_id.to_string())?;
+    let id = clients.write.send(WriteLog(entry)).timeout(clients.timeout).await.map_err(unavailable("logger"))??;
+    Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("logged", json!({"id": id}))))
+}
+
+/// Query parameters of `GET /logs`, as text so each bad one gets a clear 400.
+#[derive(Debug, Default, Deserialize)]
+struct ListParams {
+    name: Option<String>,
+    level: Option<String>,
+    service: Option<String>,
+    request_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+fn bad(msg: String) -> ApiError {
+    ApiError(ServiceError::BadRequest(msg))
+}
+
+fn time(field: &str, raw: Option<String>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    raw.filter(|s| !s.is_empty())
+        .map(|s| {
+            DateTime::parse_from_rfc3339(&s)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| bad(format!("invalid \"{field}\": expected an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+impl ListParams {
+    fn into_query(self) -> Result<QueryLogs, ApiError> {
+        let text = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let level = text(self.level)
+            .map(|l| LogLevel::parse(&l).ok_or_else(|| bad(format!("invalid \"level\": {l:?}"))))
+            .transpose()?;
+        let limit = match text(self.limit) {
+            None => DEFAULT_PAGE,
+            Some(l) => l
+                .parse::<u32>()
+                .ok()
+                .filter(|n| (1..=troupe_core::messages::MAX_LOG_PAGE).contains(n))
+                .ok_or_else(|| {
+                    bad(format!("invalid \"limit\": expected 1..={}", troupe_core::messages::MAX_LOG_PAGE))
+                })?,
+        };
+        let cursor = text(self.cursor).map(|c| LogCursor::decode(&c)).transpose()?;
+        let filter = LogFilter {
+            name: text(self.name),
+            level,
+            service: text(self.service),
+            request_id: text(self.request_id),
+            since: time("since", self.since)?,
+            until: time("until", self.until)?,
+        };
+        Ok(QueryLogs { filter, limit, cursor })
+    }
+}
+
+#[tracing::instrument(name = "logger.list", skip_all)]
+async fn list_logs(clients: web::Data<LogClients>, query: web::Query<Vec<(String, String)>>) -> impl Responder {
+    let mut params = ListParams::default();
+    for (key, value) in query.into_inner() {
+        let slot = match key.as_str() {
+            "name" => &mut params.name,
+            "level" => &mut params.level,
+            "service" => &mut params.service,
+            "request_id" => &mut params.request_id,
+            "since" => &mut params.since,
+            "until" => &mut params.until,
+            "limit" => &mut params.limit,
+            "cursor" => &mut params.cursor,
+            _ => continue,
+        };
+        *slot = Some(value);
+    }
+    let msg = params.into_query()?;
+    let page = clients.query.send(msg).timeout(clients.timeout).await.map_err(unavailable("logger"))??;
+    Ok::<_, ApiError>(reply(StatusCode::OK, Envelope::with_data("logs", page)))
+}
+
+#[tracing::instrument(name = "logger.get", skip_all)]
+async fn get_log(clients: web::Data<LogClients>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let entry =
+        clients.get.send(GetLog(id.into_inner())).timeout(clients.timeout).await.map_err(unavailable("logger"))??;
+    Ok(reply(StatusCode::OK, Envelope::with_data("log entry", entry)))
+}
