@@ -60,7 +60,8 @@ async fn all(store: &LogStore, filter: LogFilter) -> Vec<troupe_core::messages::
 async fn stored_entries_read_back_newest_first(s: Subject) {
     let store = open(&s).await;
     let first = store.insert_batch(&[entry("event", "one")]).await.expect("insert");
-    let batch = [entry("event", "two"), NewLogEntry { request_id: Some("req-1".into()), ..entry("auth", "three") }];
+    let batch =
+        [entry("event", "two"), NewLogEntry { request_id: Some("req-1".into()), ..entry("auth", "three") }];
     let ids = store.insert_batch(&batch).await.expect("insert many");
     assert_eq!(ids.len(), 2);
     let every: HashSet<_> = first.iter().chain(&ids).collect();
@@ -162,7 +163,8 @@ async fn entries_survive_reopening_the_store(s: Subject) {
 
 async fn the_actor_batches_concurrent_writes_and_answers_each_with_its_id(s: Subject) {
     let policy = BackoffPolicy { min: Duration::from_millis(50), max: Duration::from_millis(500) };
-    let actor = LoggerActor::start(LoggerConfig::new(s.target.clone(), TIMEOUT, 50, policy), &Readiness::default());
+    let actor =
+        LoggerActor::start(LoggerConfig::new(s.target.clone(), TIMEOUT, 50, policy), &Readiness::default());
     let query = QueryLogs { filter: LogFilter::default(), limit: 1, cursor: None };
     for _ in 0..200 {
         if actor.send(query.clone()).await.expect("mailbox").is_ok() {

@@ -92,8 +92,8 @@ pub async fn serve(
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LogServiceServer<LogGrpc>>().await;
     // The body limit of the HTTP adapters, for the same reason.
-    let logs = LogServiceServer::new(LogGrpc { write, timeout })
-        .max_decoding_message_size(crate::api::BODY_LIMIT);
+    let logs =
+        LogServiceServer::new(LogGrpc { write, timeout }).max_decoding_message_size(crate::api::BODY_LIMIT);
     tonic::transport::Server::builder()
         .timeout(timeout * 2)
         .add_service(health_service)
@@ -130,7 +130,8 @@ impl Handler<WriteLog> for GrpcLogProxy {
 
     fn handle(&mut self, WriteLog(entry): WriteLog, _: &mut Context<Self>) -> Self::Result {
         let mut client = self.client.clone();
-        let mut req = Request::new(LogRequest { log_entry: Some(Log { name: entry.name, data: entry.data }) });
+        let mut req =
+            Request::new(LogRequest { log_entry: Some(Log { name: entry.name, data: entry.data }) });
         req.set_timeout(self.timeout);
         for (key, value) in [("x-request-id", entry.request_id), ("x-service", Some(entry.service))] {
             if let Some(v) = value.and_then(|v| v.parse().ok()) {

@@ -75,7 +75,9 @@ impl LogPayload {
             ("event_id", self.event_id.as_ref()),
         ] {
             if value.is_some_and(|v| v.len() > MAX_FIELD_LEN) {
-                return Err(ServiceError::Invalid(format!("\"{field}\" must be at most {MAX_FIELD_LEN} bytes")));
+                return Err(ServiceError::Invalid(format!(
+                    "\"{field}\" must be at most {MAX_FIELD_LEN} bytes"
+                )));
             }
         }
         Ok(NewLogEntry {
@@ -109,7 +111,12 @@ async fn write_log(
     JsonBody(payload): JsonBody<LogPayload>,
 ) -> Result<HttpResponse, ApiError> {
     let entry = payload.into_entry("logger", &request_id.to_string())?;
-    let id = clients.write.send(WriteLog(entry)).timeout(clients.timeout).await.map_err(unavailable("logger"))??;
+    let id = clients
+        .write
+        .send(WriteLog(entry))
+        .timeout(clients.timeout)
+        .await
+        .map_err(unavailable("logger"))??;
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("logged", json!({"id": id}))))
 }
 
@@ -170,7 +177,10 @@ impl ListParams {
 }
 
 #[tracing::instrument(name = "logger.list", skip_all)]
-async fn list_logs(clients: web::Data<LogClients>, query: web::Query<Vec<(String, String)>>) -> impl Responder {
+async fn list_logs(
+    clients: web::Data<LogClients>,
+    query: web::Query<Vec<(String, String)>>,
+) -> impl Responder {
     let mut params = ListParams::default();
     for (key, value) in query.into_inner() {
         let slot = match key.as_str() {
@@ -193,7 +203,11 @@ async fn list_logs(clients: web::Data<LogClients>, query: web::Query<Vec<(String
 
 #[tracing::instrument(name = "logger.get", skip_all)]
 async fn get_log(clients: web::Data<LogClients>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let entry =
-        clients.get.send(GetLog(id.into_inner())).timeout(clients.timeout).await.map_err(unavailable("logger"))??;
+    let entry = clients
+        .get
+        .send(GetLog(id.into_inner()))
+        .timeout(clients.timeout)
+        .await
+        .map_err(unavailable("logger"))??;
     Ok(reply(StatusCode::OK, Envelope::with_data("log entry", entry)))
 }

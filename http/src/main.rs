@@ -35,7 +35,9 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let platform = match &command {
-        Command::Up(a) => platform::up(&a.common, &a.broker, &a.auth, &a.logger, &a.frontend, &a.events, &a.listener)?,
+        Command::Up(a) => {
+            platform::up(&a.common, &a.broker, &a.auth, &a.logger, &a.frontend, &a.events, &a.listener)?
+        }
         Command::Serve(ServeCommand::Broker { common, broker, upstream, events }) => {
             platform::serve_broker(common, broker, upstream, events)?
         }

@@ -19,8 +19,8 @@ use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
 use troupe_actors::events::{ListenerStats, Sink};
 use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CommonSettings, EventSettings, FrontendSettings, ListenerSettings, LoggerSettings,
-    UpstreamSettings,
+    AuthSettings, BrokerSettings, CommonSettings, EventSettings, FrontendSettings, ListenerSettings,
+    LoggerSettings, UpstreamSettings,
 };
 use troupe_core::health::Readiness;
 use troupe_core::messages::{Authenticate, PublishEvent, WriteLog};
@@ -63,7 +63,8 @@ impl Platform {
     /// Serve until SIGTERM / Ctrl-C; every server drains its in-flight requests, then the
     /// gRPC and JSON-RPC servers are stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let res = try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop);
+        let res =
+            try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop);
         self.shutdown.cancel();
         for (name, _, task) in self.tasks {
             if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {

@@ -123,12 +123,11 @@ async fn envelope_data<T: serde::de::DeserializeOwned>(
     let status = res.status();
     let envelope: Option<Envelope> = res.json().await.ok();
     match envelope {
-        Some(Envelope { data: Some(data), error: false, .. }) if status == ok => {
-            serde_json::from_value(data).map_err(|e| {
+        Some(Envelope { data: Some(data), error: false, .. }) if status == ok => serde_json::from_value(data)
+            .map_err(|e| {
                 tracing::error!(service, error = %e, "service sent an unexpected reply");
                 ServiceError::Internal
-            })
-        }
+            }),
         envelope => Err(remote_error(status, envelope, service)),
     }
 }

@@ -243,8 +243,11 @@ async fn login(
     email: &str,
     password: secrecy::SecretString,
 ) -> Result<Authenticated, Failure> {
-    let record =
-        if email.is_empty() || email.len() > MAX_EMAIL_LEN { None } else { store.find_by_email(email).await? };
+    let record = if email.is_empty() || email.len() > MAX_EMAIL_LEN {
+        None
+    } else {
+        store.find_by_email(email).await?
+    };
     let hash = record.as_ref().map_or_else(|| password::DUMMY_HASH.to_owned(), |r| r.password.clone());
     let matches = password::verify(password, hash).await;
     match record {

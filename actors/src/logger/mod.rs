@@ -232,4 +232,3 @@ impl Handler<GetLog> for LoggerActor {
         }))
     }
 }
-

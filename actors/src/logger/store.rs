@@ -150,8 +150,7 @@ const SQLITE_SCHEMA: &[&str] = &[
 
 type SqliteRow = (String, String, String, String, String, Option<String>, Option<String>, i64, i64);
 
-const SQLITE_COLUMNS: &str =
-    "id, name, data, level, service, request_id, event_id, created_ms, updated_ms";
+const SQLITE_COLUMNS: &str = "id, name, data, level, service, request_id, event_id, created_ms, updated_ms";
 
 fn sqlite_entry(row: SqliteRow) -> LogEntry {
     let (id, name, data, level, service, request_id, event_id, created, updated) = row;
@@ -187,11 +186,9 @@ fn mongo_entry(doc: &Document) -> Option<LogEntry> {
 
 fn mongo_filter(filter: &LogFilter, cursor: Option<&LogCursor>) -> Document {
     let mut f = Document::new();
-    for (key, value) in [
-        ("name", &filter.name),
-        ("service", &filter.service),
-        ("request_id", &filter.request_id),
-    ] {
+    for (key, value) in
+        [("name", &filter.name), ("service", &filter.service), ("request_id", &filter.request_id)]
+    {
         if let Some(v) = value {
             f.insert(key, v.as_str());
         }
@@ -212,10 +209,7 @@ fn mongo_filter(filter: &LogFilter, cursor: Option<&LogCursor>) -> Document {
     if let Some(c) = cursor {
         let at = bson::DateTime::from_millis(c.created_ms);
         let id = ObjectId::parse_str(&c.id).unwrap_or_else(|_| ObjectId::from_bytes([0; 12]));
-        f.insert(
-            "$or",
-            vec![doc! {"created_at": {"$lt": at}}, doc! {"created_at": at, "_id": {"$lt": id}}],
-        );
+        f.insert("$or", vec![doc! {"created_at": {"$lt": at}}, doc! {"created_at": at, "_id": {"$lt": id}}]);
     }
     f
 }
@@ -272,7 +266,9 @@ impl LogStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Mongo(db, _) => deadline(self.timeout, db.run_command(doc! {"ping": 1})).await.map(drop),
-            Backend::Sqlite(pool) => deadline(self.timeout, sqlx::query("SELECT 1").execute(pool)).await.map(drop),
+            Backend::Sqlite(pool) => {
+                deadline(self.timeout, sqlx::query("SELECT 1").execute(pool)).await.map(drop)
+            }
         }
     }
 

@@ -7,16 +7,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::{Addr, Recipient};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use troupe_actors::logger::store::StoreTarget;
-use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use secrecy::SecretString;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{AmqpChannel, PublisherActor, PublisherConfig, open};
 use troupe_actors::events::{ListenerStats, Sink};
+use troupe_actors::logger::store::StoreTarget;
+use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 use troupe_core::messages::{LogCursor, LogFilter, MAX_LOG_PAGE, QueryLogs, WriteLog};
@@ -161,7 +161,7 @@ impl Store {
         let proxy = TcpProxy::start(upstream).await;
         let database = format!("troupe_events_{}", uuid::Uuid::new_v4().simple());
         let target = StoreTarget::Mongo {
-            url: format!("mongodb://127.0.0.1:{}", proxy.port).into(),
+            url: format!("mongodb://127.0.0.1:{}/?directConnection=true", proxy.port).into(),
             username: None,
             password: None,
             database,

@@ -195,7 +195,7 @@ async fn a_malformed_message_is_dead_lettered_and_the_listener_keeps_going() {
                 BasicProperties::default(),
             )
             .await
-            .expect("published")
+            .expect("published");
         }
     };
     raw(b"this is not JSON").await;

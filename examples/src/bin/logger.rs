@@ -18,8 +18,12 @@ async fn main() -> anyhow::Result<()> {
     let backoff = BackoffPolicy { min: Duration::from_millis(100), max: Duration::from_secs(2) };
     let config = match std::env::var("MONGO_URL") {
         Ok(url) => {
-            let target =
-                StoreTarget::Mongo { url: url.into(), username: None, password: None, database: "logs".into() };
+            let target = StoreTarget::Mongo {
+                url: url.into(),
+                username: None,
+                password: None,
+                database: "logs".into(),
+            };
             LoggerConfig::new(target, Duration::from_secs(3), 500, backoff)
         }
         Err(_) => LoggerConfig::embedded(dir.path(), backoff),
@@ -35,7 +39,9 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(readiness.is_ready(), "the log store did not become ready");
 
     let mut ids = Vec::new();
-    for (name, level) in [("event", LogLevel::Info), ("payment", LogLevel::Warning), ("event", LogLevel::Error)] {
+    for (name, level) in
+        [("event", LogLevel::Info), ("payment", LogLevel::Warning), ("event", LogLevel::Error)]
+    {
         let entry = NewLogEntry {
             name: name.into(),
             data: format!("an example {name} entry"),
@@ -49,7 +55,8 @@ async fn main() -> anyhow::Result<()> {
     println!("stored {} entries: {ids:?}", ids.len());
 
     let filter = LogFilter { name: Some("event".into()), ..LogFilter::default() };
-    let page = logger.send(QueryLogs { filter, limit: 10, cursor: None }).await?.map_err(anyhow::Error::msg)?;
+    let page =
+        logger.send(QueryLogs { filter, limit: 10, cursor: None }).await?.map_err(anyhow::Error::msg)?;
     for e in &page.entries {
         println!("{} {:<7} {:<8} {}", e.created_at, e.level.as_str(), e.name, e.data);
     }

@@ -13,8 +13,8 @@ use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use troupe_core::config::{
-    EventSettings, ListenerSettings,
-    AuthSettings, BrokerSettings, CommonSettings, FrontendSettings, LoggerSettings, LoggerUpstream, UpstreamSettings,
+    AuthSettings, BrokerSettings, CommonSettings, EventSettings, FrontendSettings, ListenerSettings,
+    LoggerSettings, LoggerUpstream, UpstreamSettings,
 };
 use troupe_http::platform;
 use url::Url;
@@ -128,7 +128,8 @@ impl TestApp {
     /// `troupe serve broker` reaching auth and the logger (HTTP and gRPC); returns its port.
     pub fn spawn_broker_with_logger(auth_url: Url, logger_url: Url, logger_grpc_url: Url) -> u16 {
         let upstream = UpstreamSettings { auth_url, logger: LoggerUpstream { logger_url, logger_grpc_url } };
-        let p = platform::serve_broker(&common(), &broker_settings(), &upstream, &Default::default()).expect("broker starts");
+        let p = platform::serve_broker(&common(), &broker_settings(), &upstream, &Default::default())
+            .expect("broker starts");
         let port = p.port("broker").expect("broker port");
         actix_web::rt::spawn(p.run_until_stopped());
         port

@@ -91,7 +91,10 @@ impl RpcConn {
     async fn call_raw(&mut self, line: &str) -> Option<Value> {
         self.writer.write_all(format!("{line}\n").as_bytes()).await.ok()?;
         let mut reply = String::new();
-        let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut reply)).await.ok()?.ok()?;
+        let n = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut reply))
+            .await
+            .ok()?
+            .ok()?;
         (n > 0).then(|| serde_json::from_str(&reply).expect("a JSON reply"))
     }
 
@@ -107,7 +110,8 @@ async fn assert_every_path_is_stored(app: &TestApp) {
     assert_eq!((status, body["message"].as_str()), (202, Some("logged")), "{body}");
 
     let (status, body) =
-        parts(app.post_handle(&json!({"action": "log", "log": {"name": "via-broker", "data": "b"}})).await).await;
+        parts(app.post_handle(&json!({"action": "log", "log": {"name": "via-broker", "data": "b"}})).await)
+            .await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body, json!({"error": false, "message": "Processed payload via RPC: via-broker"}));
 
@@ -126,7 +130,10 @@ async fn assert_every_path_is_stored(app: &TestApp) {
     let mut rpc = RpcConn::open(app.logger_rpc).await;
     for n in 0..3 {
         let reply = rpc.log_info(json!(n), "via-jsonrpc", &format!("call {n}")).await;
-        assert_eq!(reply, json!({"id": n, "result": "Processed payload via RPC: via-jsonrpc", "error": null}));
+        assert_eq!(
+            reply,
+            json!({"id": n, "result": "Processed payload via RPC: via-jsonrpc", "error": null})
+        );
     }
 
     for (name, service) in [
@@ -167,7 +174,8 @@ async fn logs_are_listed_newest_first_filtered_paged_and_fetched_by_id() {
     let app = TestApp::all_in_one().await;
     for n in 0..5 {
         let level = if n == 4 { "ERROR" } else { "INFO" };
-        let (status, _) = post_log(&app, &json!({"name": "paged", "data": n.to_string(), "level": level})).await;
+        let (status, _) =
+            post_log(&app, &json!({"name": "paged", "data": n.to_string(), "level": level})).await;
         assert_eq!(status, 202);
     }
     let (status, body) = logs(&app, &app.broker, "name=paged&limit=2").await;
@@ -183,14 +191,17 @@ async fn logs_are_listed_newest_first_filtered_paged_and_fetched_by_id() {
 
     let (_, body) = logs(&app, &app.broker, "name=paged&level=error").await;
     assert_eq!(body["data"]["entries"].as_array().map(Vec::len), Some(1));
-    let (_, body) = logs(&app, &app.broker, "name=paged&since=2000-01-01T00:00:00Z&until=2001-01-01T00:00:00Z").await;
+    let (_, body) =
+        logs(&app, &app.broker, "name=paged&since=2000-01-01T00:00:00Z&until=2001-01-01T00:00:00Z").await;
     assert_eq!(body["data"]["entries"].as_array().map(Vec::len), Some(0));
 
     let id = first[0]["id"].as_str().expect("id");
-    let (status, body) = parts(app.http.get(format!("{}/logs/{id}", app.broker)).send().await.expect("answers")).await;
+    let (status, body) =
+        parts(app.http.get(format!("{}/logs/{id}", app.broker)).send().await.expect("answers")).await;
     assert_eq!((status, &body["data"]["data"]), (200, &json!("4")), "{body}");
     let (status, body) =
-        parts(app.http.get(format!("{}/logs/65a1b2c3d4e5f60718293a4b", app.broker)).send().await.expect("a")).await;
+        parts(app.http.get(format!("{}/logs/65a1b2c3d4e5f60718293a4b", app.broker)).send().await.expect("a"))
+            .await;
     assert_eq!((status, body["error"].as_bool()), (404, Some(true)), "{body}");
 }
 
@@ -198,7 +209,11 @@ async fn logs_are_listed_newest_first_filtered_paged_and_fetched_by_id() {
 async fn bad_input_on_every_adapter_gets_a_clear_error_and_the_server_keeps_serving() {
     let app = TestApp::all_in_one().await;
     let post = |body: String| {
-        app.http.post(format!("{}/log", app.logger)).header("content-type", "application/json").body(body).send()
+        app.http
+            .post(format!("{}/log", app.logger))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
     };
     let big = json!({"name": "big", "data": "x".repeat(1_100_000)}).to_string();
     for (body, status) in [
@@ -225,7 +240,8 @@ async fn bad_input_on_every_adapter_gets_a_clear_error_and_the_server_keeps_serv
     assert_eq!(res.status(), 400);
 
     // gRPC: a request without an entry is rejected, the next one is served.
-    let mut client = LogServiceClient::connect(format!("http://127.0.0.1:{}", app.logger_grpc)).await.expect("c");
+    let mut client =
+        LogServiceClient::connect(format!("http://127.0.0.1:{}", app.logger_grpc)).await.expect("c");
     let err = client.write_log(LogRequest { log_entry: None }).await.expect_err("rejected");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert_eq!(grpc_write(&app, "after-bad-grpc", "ok").await.expect("served"), "logged!");
@@ -292,7 +308,8 @@ async fn a_store_outage_is_503_within_the_deadline_and_the_same_process_recovers
     app.broker = format!("http://127.0.0.1:{port}");
     let (status, _) = parts(app.post_handle(&write(3)).await).await;
     assert_eq!(status, 503);
-    let res = app.http.post(format!("{}/log-grpc", app.broker)).json(&write(4)).send().await.expect("answers");
+    let res =
+        app.http.post(format!("{}/log-grpc", app.broker)).json(&write(4)).send().await.expect("answers");
     assert_eq!(res.status(), 503);
 }
 
