@@ -5,6 +5,7 @@
 
 mod auth_users;
 mod broker;
+mod events;
 mod helpers;
 mod logger;
 mod outage;
