@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test services lint fmt build release bench-logger-fds
+.PHONY: help run test services lint fmt build release bench-events bench-logger-fds
 
 help: ## list targets
 	@grep -E '^[a-z_]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -36,3 +36,6 @@ release: ## optimised build of the troupe binary
 
 bench-logger-fds: ## 100,000 broker `log` actions in split mode; open fds of broker and logger
 	scripts/bench-logger-fds.sh
+
+bench-events: services ## events/s publish->stored vs raw lapin publish+consume on the same RabbitMQ (optimised build)
+	$(CARGO) run --release -p troupe-examples --bin bench_events
