@@ -68,24 +68,32 @@ if [ "$tool" = oha ]; then
   oha --no-tui -n "$REQUESTS" -c "$CONCURRENCY" -m POST -H 'content-type: application/json' -d "$body" \
     "http://127.0.0.1:$BROKER_PORT/handle" | tee "$work/load.txt" | grep -E 'Requests/sec|Success rate|\[2|\[5' || true
 else
-  threads=2 per=$(( (REQUESTS + 1) / 2 ))
+  # wrk runs for a duration: run 10 s rounds until at least REQUESTS were answered.
   cat >"$work/post.lua" <<LUA
 wrk.method = "POST"
 wrk.body = '$body'
 wrk.headers["Content-Type"] = "application/json"
-local n, limit, bad = 0, $per, 0
-function response(status) n = n + 1; if status ~= 202 then bad = bad + 1 end; if n >= limit then wrk.thread:stop() end end
-function done(summary) io.write(string.format("requests %d, non-2xx/errors %d\n", summary.requests, summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout)) end
 LUA
-  wrk -t "$threads" -c "$CONCURRENCY" -d 600s -s "$work/post.lua" "http://127.0.0.1:$BROKER_PORT/handle" | tee "$work/load.txt"
+  done_total=0
+  while [ "$done_total" -lt "$REQUESTS" ]; do
+    wrk -t 2 -c "$CONCURRENCY" -d 10s -s "$work/post.lua" "http://127.0.0.1:$BROKER_PORT/handle" >"$work/round.txt"
+    n=$(awk '/requests in/ {print $1}' "$work/round.txt")
+    grep -E 'Non-2xx|Socket errors' "$work/round.txt" || true
+    done_total=$((done_total + n))
+    log "after $done_total requests: broker $(fds "$broker_pid") fds, logger $(fds "$logger_pid") fds"
+  done
+  REQUESTS=$done_total
 fi
 end=$(date +%s.%N)
 sleep 2
 read -r bmax lmax <"$work/max"
 b1=$(fds "$broker_pid") l1=$(fds "$logger_pid")
+# Idle keep-alive connections in the broker's pool close after 30 s (pool_idle_timeout).
+sleep "${SETTLE_SECS:-35}"
+b2=$(fds "$broker_pid") l2=$(fds "$logger_pid")
 stored=$(curl -fs "http://127.0.0.1:$LOGGER_PORT/logs?name=bench&limit=1" >/dev/null && echo yes || echo no)
 secs=$(echo "$end - $start" | bc)
 log "tool: $tool, $REQUESTS requests, concurrency $CONCURRENCY, $(printf '%.1f' "$secs") s ($(echo "$REQUESTS / $secs" | bc) req/s)"
-log "broker fds: before $b0, during max $bmax, after $b1"
-log "logger fds: before $l0, during max $lmax, after $l1"
+log "broker fds: before $b0, during max $bmax, after $b1, after idle ${SETTLE_SECS:-35} s $b2"
+log "logger fds: before $l0, during max $lmax, after $l1, after idle ${SETTLE_SECS:-35} s $l2"
 log "logger answers GET /logs: $stored"
