@@ -13,6 +13,7 @@ IMAGE ?= troupe:latest
 RUN_DIR := .run
 BENCH_TARGETS = $(shell grep -hoE '^bench-[a-z0-9_-]+:' $(MAKEFILE_LIST) | tr -d :)
 .PHONY: help run test services lint fmt build release bench-logger-fds
+.PHONY: help run test services lint fmt build release bench-events bench-logger-fds
 
 help: ## list targets
 	@grep -E '^[a-z_ -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -88,3 +89,6 @@ stop: ## stop what `make start` started (SIGTERM, waits for a graceful exit)
 	@rm -f $(RUN_DIR)/troupe.pid
 bench-logger-fds: ## 100,000 broker `log` actions in split mode; open fds of broker and logger
 	scripts/bench-logger-fds.sh
+
+bench-events: services ## events/s publish->stored vs raw lapin publish+consume on the same RabbitMQ (optimised build)
+	$(CARGO) run --release -p troupe-examples --bin bench_events

@@ -5,6 +5,7 @@
 //! - [`auth`]: the authentication actor (users in PostgreSQL or SQLite, bcrypt, JWT).
 //! - [`mailer`]: the mailer actor (templates, lettre over SMTP).
 //! - [`catcher`]: the built-in mail catcher (SMTP server and store).
+//! - [`events`]: the event pipeline (RabbitMQ publisher, listener stream actor, in-process bus).
 //! - [`logger`]: the logger actor (entries in MongoDB or SQLite, batched writes).
 //!
 //! Actors are started under an actix `Supervisor`; adapters (HTTP, RPC) only send them the
@@ -12,6 +13,7 @@
 
 pub mod auth;
 pub mod catcher;
-pub mod mailer;
+pub mod events;
 pub mod logger;
+pub mod mailer;
 pub mod supervision;

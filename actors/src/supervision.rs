@@ -40,6 +40,10 @@ pub trait Backend: Actor<Context = Context<Self>> + Supervised {
 
     /// A cheap liveness check of an open connection, run periodically.
     fn check(conn: Self::Conn) -> LocalBoxFuture<'static, anyhow::Result<()>>;
+
+    /// Called once a connection is open, before any request uses it (e.g. to attach a
+    /// consumer stream to the context). Does nothing by default.
+    fn on_connected(&mut self, _conn: &Self::Conn, _ctx: &mut Context<Self>) {}
 }
 
 /// An error from a backend call that knows whether the connection is gone.
@@ -125,8 +129,9 @@ pub fn connect<A: Backend>(act: &mut A, ctx: &mut Context<A>) {
         match res {
             Ok(conn) => {
                 tracing::info!(backend = link.probe.name(), "connected");
-                link.connected(conn);
+                link.connected(conn.clone());
                 ctx.run_interval(link.check_every, check::<A>);
+                act.on_connected(&conn, ctx);
             }
             Err(err) => {
                 let delay = link.failed();

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 use tracing_actix_web::RequestId;
-use troupe_core::messages::{Authenticate, MailRequest, SendMail, WriteLog};
+use troupe_core::messages::{Authenticate, LogLevel, MailRequest, PublishEvent, SendMail, WriteLog};
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, JsonBody, member, reply, unavailable};
@@ -30,6 +30,8 @@ pub struct BrokerState {
     pub auth: Recipient<Authenticate>,
     /// The mailer.
     pub mail: Recipient<SendMail>,
+    /// The event publisher (RabbitMQ or the in-process bus); `None`: `event` answers 503.
+    pub events: Option<Recipient<PublishEvent>>,
     /// The logger service (writes and reads).
     pub logs: LogClients,
     /// Deadline for each call.
@@ -66,6 +68,7 @@ async fn handle(
     match body.get("action").and_then(Value::as_str) {
         Some("auth") => authenticate(&state, member(&body, "auth")?).await,
         Some("mail") => mail(&state, member(&body, "mail")?).await,
+        Some("event") => publish_event(&state, member(&body, "event")?).await,
         Some("log") => {
             let payload: LogPayload = member(&body, "log")?;
             let name = payload.name.clone();
@@ -87,6 +90,42 @@ async fn authenticate(state: &BrokerState, payload: AuthPayload) -> Result<HttpR
 async fn mail(state: &BrokerState, payload: MailRequest) -> Result<HttpResponse, ApiError> {
     let to = crate::mailer::send_mail(&state.mail, payload, state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Message sent to {to}"))))
+}
+
+#[derive(Deserialize)]
+struct EventPayload {
+    name: String,
+    #[serde(default)]
+    data: Value,
+    #[serde(default)]
+    level: Option<String>,
+}
+
+/// `{"action":"event","event":{"name","data","level"}}`: 202 once the publisher got the
+/// broker's confirm, with the event id in `data`.
+#[tracing::instrument(name = "broker.event", skip_all)]
+async fn publish_event(state: &BrokerState, payload: EventPayload) -> Result<HttpResponse, ApiError> {
+    let name = payload.name.trim().to_owned();
+    if name.is_empty() {
+        return Err(ApiError(ServiceError::Invalid("event name must not be empty".into())));
+    }
+    let level = match payload.level.as_deref() {
+        None => LogLevel::Info,
+        Some(raw) => LogLevel::parse(raw)
+            .ok_or_else(|| ApiError(ServiceError::Invalid(format!("unknown level \"{raw}\""))))?,
+    };
+    let data = match payload.data {
+        Value::String(s) => s,
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let events = state.events.as_ref().ok_or_else(|| ApiError(ServiceError::unavailable("events")))?;
+    let msg = PublishEvent { id: None, name: name.clone(), data, level };
+    let id = events.send(msg).timeout(state.timeout).await.map_err(unavailable("events"))??;
+    Ok(reply(
+        StatusCode::ACCEPTED,
+        Envelope::with_data(format!("Event published: {name}"), serde_json::json!({ "id": id })),
+    ))
 }
 
 /// Store an entry written through the broker (service `broker`, this request's id).

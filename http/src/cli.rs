@@ -5,8 +5,8 @@
 
 use clap::{Args, Parser, Subcommand};
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, LoggerSettings,
-    MailerSettings, UpstreamSettings,
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
+    ListenerSettings, LoggerSettings, MailerSettings, UpstreamSettings,
 };
 use url::Url;
 
@@ -28,6 +28,8 @@ Run `troupe up --help` or `troupe serve <service> --help` for the variables of a
   MAIL_TEMPLATES_DIR, MAIL_TLS_CA_FILE, MAIL_TLS_INSECURE, MAIL_TIMEOUT
   CATCHER_SMTP_PORT 1025, CATCHER_HTTP_PORT 8025, CATCHER_CORS_ALLOWED_ORIGINS
   AUTH_URL          where `serve broker` finds auth                [http://localhost:8082]
+  RABBIT_URL        RabbitMQ (amqp://...) for events               [unset: in-process bus]
+  EVENTS_EXCHANGE logs_topic, LISTENER_QUEUE troupe.logs, LISTENER_PORT 8084, LISTENER_PREFETCH 64
   LOGGER_URL        where `serve broker|auth` find the logger      [http://localhost:8083]
   LOGGER_GRPC_URL   the logger's gRPC endpoint for /log-grpc       [http://localhost:50001]
   MAILER_URL        where `serve broker` finds the mailer          [http://localhost:8084]
@@ -64,7 +66,7 @@ pub enum Command {
 }
 
 /// Settings of `troupe up`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct UpArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
@@ -87,9 +89,17 @@ pub struct UpArgs {
     #[command(flatten)]
     #[allow(missing_docs)]
     pub catcher: CatcherSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub events: EventSettings,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub listener: ListenerSettings,
 }
 
 /// The services `troupe serve` can run.
+// Parsed once at start-up; boxing the settings would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ServeCommand {
     /// The API gateway on BROKER_PORT, reaching the services at their URLs.
@@ -103,6 +113,9 @@ pub enum ServeCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         upstream: UpstreamSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        events: EventSettings,
     },
     /// The authentication service on AUTH_PORT (PostgreSQL from DSN, else SQLite).
     Auth {
@@ -122,6 +135,23 @@ pub enum ServeCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        logger: LoggerSettings,
+    },
+    /// The event listener: consumes LISTENER_QUEUE on RABBIT_URL (required) and stores each
+    /// event through its own logger actor (MongoDB from MONGO_URL, else SQLite); health and
+    /// consumer status on LISTENER_PORT.
+    Listener {
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        common: CommonSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        events: EventSettings,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        listener: ListenerSettings,
         #[command(flatten)]
         #[allow(missing_docs)]
         logger: LoggerSettings,
@@ -163,6 +193,7 @@ impl Command {
             Self::Serve(ServeCommand::Broker { common, .. })
             | Self::Serve(ServeCommand::Auth { common, .. })
             | Self::Serve(ServeCommand::Logger { common, .. })
+            | Self::Serve(ServeCommand::Listener { common, .. })
             | Self::Serve(ServeCommand::Frontend { common, .. })
             | Self::Serve(ServeCommand::Mailer { common, .. })
             | Self::Serve(ServeCommand::Catcher { common, .. }) => common,

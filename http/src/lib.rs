@@ -5,6 +5,7 @@
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
 //! - [`mailer`]: the mailer's routes (`POST /send`).
 //! - [`catcher`]: the built-in mail catcher's JSON API.
+//! - [`events`]: the listener service's status route.
 //! - [`logger`]: the logger service's HTTP routes (also served by the broker for reads).
 //! - [`grpc`]: the logger's gRPC server (`logs.LogService`, health) and the broker's client.
 //! - [`jsonrpc`]: the logger's JSON-RPC server (`RPCServer.LogInfo`, Go framing).
@@ -20,10 +21,11 @@ pub mod auth;
 pub mod broker;
 pub mod catcher;
 pub mod cli;
-pub mod mailer;
+pub mod events;
 pub mod grpc;
 pub mod jsonrpc;
 pub mod logger;
+pub mod mailer;
 pub mod platform;
 pub mod proxy;
 pub mod status;

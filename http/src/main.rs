@@ -35,16 +35,17 @@ fn main() -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let platform = match &command {
-        Command::Up(a) => {
-            platform::up(&a.common, &a.broker, &a.auth, &a.logger, &a.frontend, &a.mailer, &a.catcher)?
-        }
-        Command::Serve(ServeCommand::Broker { common, broker, upstream }) => {
-            platform::serve_broker(common, broker, upstream)?
+        Command::Up(a) => platform::up(a)?,
+        Command::Serve(ServeCommand::Broker { common, broker, upstream, events }) => {
+            platform::serve_broker(common, broker, upstream, events)?
         }
         Command::Serve(ServeCommand::Auth { common, auth, logger_url }) => {
             platform::serve_auth(common, auth, logger_url.as_ref())?
         }
         Command::Serve(ServeCommand::Logger { common, logger }) => platform::serve_logger(common, logger)?,
+        Command::Serve(ServeCommand::Listener { common, events, listener, logger }) => {
+            platform::serve_listener(common, events, listener, logger)?
+        }
         Command::Serve(ServeCommand::Frontend { common, frontend }) => {
             platform::serve_frontend(common, frontend)?
         }

@@ -9,24 +9,31 @@ use std::time::Duration;
 use actix::{Actor, Addr, Recipient};
 use anyhow::Context as _;
 use futures_util::future::try_join_all;
+use secrecy::SecretString;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use troupe_actors::auth::{AuthActor, AuthConfig};
 use troupe_actors::catcher::{self, CatcherStore};
+use troupe_actors::events::bus::EventBus;
+use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
+use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
+use troupe_actors::events::{ListenerStats, Sink};
 use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use troupe_actors::mailer::{Mailer, MailerConfig};
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, LoggerSettings,
-    MailerSettings, UpstreamSettings,
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
+    ListenerSettings, LoggerSettings, MailerSettings, UpstreamSettings,
 };
 use troupe_core::health::Readiness;
-use troupe_core::messages::{Authenticate, SendMail, WriteLog};
+use troupe_core::messages::{Authenticate, PublishEvent, SendMail, WriteLog};
 use url::Url;
 
 use crate::api::{RunningServer, ServerOptions, serve};
 use crate::auth::AuthState;
 use crate::broker::BrokerState;
 use crate::catcher::CatcherState;
+use crate::cli::UpArgs;
+use crate::events::ListenerState;
 use crate::grpc::GrpcLogProxy;
 use crate::logger::LogClients;
 use crate::mailer::MailerState;
@@ -139,7 +146,6 @@ pub fn start_catcher(
     Ok((smtp_port, server))
 }
 
-
 /// The logger actor and its HTTP, gRPC and JSON-RPC servers.
 pub struct LoggerService {
     /// The actor.
@@ -213,22 +219,32 @@ pub fn remote_logger(logger_url: &Url, grpc_url: &Url, timeout: Duration) -> any
     })
 }
 
-/// Start the broker, sending `auth` actions to `auth`, `mail` actions to `mail` and log
-/// requests to `logs`.
+/// Where the broker sends each action: local actors (`troupe up`) or proxies (split mode).
+pub struct BrokerRecipients {
+    /// `auth` actions.
+    pub auth: Recipient<Authenticate>,
+    /// `mail` actions.
+    pub mail: Recipient<SendMail>,
+    /// `log` actions, `/log-grpc` and log reads.
+    pub logs: LogClients,
+    /// `event` actions; `None` answers 503.
+    pub events: Option<Recipient<PublishEvent>>,
+}
+
+/// Start the broker, sending each action to its recipient.
 pub fn start_broker(
     common: &CommonSettings,
     settings: &BrokerSettings,
-    auth: Recipient<Authenticate>,
-    mail: Recipient<SendMail>,
-    logs: LogClients,
+    to: BrokerRecipients,
     readiness: &Readiness,
     status: StatusSource,
 ) -> anyhow::Result<RunningServer> {
     let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
     let state = BrokerState {
-        auth,
-        mail,
-        logs: LogClients { timeout: settings.request_timeout, ..logs },
+        auth: to.auth,
+        mail: to.mail,
+        logs: LogClients { timeout: settings.request_timeout, ..to.logs },
+        events: to.events,
         timeout: settings.request_timeout,
     };
     let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
@@ -258,23 +274,17 @@ const AUDIT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `troupe up`: every service in this process, actors addressed directly. With no
 /// `MAIL_HOST` the built-in catcher is started and the mailer sends to it over SMTP.
-pub fn up(
-    common: &CommonSettings,
-    broker: &BrokerSettings,
-    auth: &AuthSettings,
-    logger: &LoggerSettings,
-    frontend: &FrontendSettings,
-    mail: &MailerSettings,
-    catcher: &CatcherSettings,
-) -> anyhow::Result<Platform> {
+pub fn up(args: &UpArgs) -> anyhow::Result<Platform> {
+    let UpArgs { common, broker, auth, logger, frontend, mailer, catcher, events, listener } = args;
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
     let logs = start_logger(common, logger, &readiness, &shutdown)?;
     let write: Recipient<WriteLog> = logs.actor.clone().recipient();
     let mut servers = Vec::new();
     let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true, Some(write.clone()))?;
-    let mut services = ["broker", "auth", "logger", "mailer", "frontend"].map(String::from).to_vec();
-    let mut mail = mail.clone();
+    let mut services =
+        ["broker", "auth", "logger", "mailer", "events", "frontend"].map(String::from).to_vec();
+    let mut mail = mailer.clone();
     if mail.mail_host.as_deref().is_none_or(|h| h.trim().is_empty()) {
         let (smtp_port, catcher_server) = start_catcher(common, catcher)?;
         mail.mail_host = Some("127.0.0.1".into());
@@ -284,6 +294,9 @@ pub fn up(
         services.push("catcher".into());
     }
     let (mailer, mailer_server) = start_mailer(common, &mail, &readiness)?;
+    let sink = Sink::new(write.clone(), listener.store_timeout.max(store_deadline(logger)));
+    let transport = start_events(common, events, listener, sink, &readiness);
+    let listener_server = start_listener_server(common, listener, transport.listener, &readiness)?;
     let clients = LogClients {
         write: write.clone(),
         write_grpc: write,
@@ -292,25 +305,33 @@ pub fn up(
         timeout: broker.request_timeout,
     };
     let status = StatusSource::Local { readiness: readiness.clone(), services };
-    let broker_server = start_broker(
-        common,
-        broker,
-        auth_actor.recipient(),
-        mailer.recipient(),
-        clients,
-        &readiness,
-        status,
-    )?;
+    let to = BrokerRecipients {
+        auth: auth_actor.recipient(),
+        mail: mailer.recipient(),
+        logs: clients,
+        events: Some(transport.publisher),
+    };
+    let broker_server = start_broker(common, broker, to, &readiness, status)?;
     let frontend_server = start_frontend(common, frontend)?;
-    servers.extend([broker_server, frontend_server, auth_server, mailer_server, logs.server]);
+    servers.extend([
+        broker_server,
+        frontend_server,
+        auth_server,
+        mailer_server,
+        logs.server,
+        listener_server,
+    ]);
     Ok(Platform { servers, readiness, tasks: logs.tasks, shutdown })
 }
 
-/// `troupe serve broker`: the broker alone, reaching the services over HTTP.
+/// `troupe serve broker`: the broker alone, reaching the services over HTTP;
+/// `events` gives the broker its own RabbitMQ publisher (without `RABBIT_URL` the `event`
+/// action answers 503).
 pub fn serve_broker(
     common: &CommonSettings,
     broker: &BrokerSettings,
     upstream: &UpstreamSettings,
+    events: &EventSettings,
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
     let auth = AuthProxy::new(&upstream.auth_url, broker.request_timeout).context("AUTH_URL")?.start();
@@ -322,8 +343,10 @@ pub fn serve_broker(
         ("logger".into(), l.logger_url.clone()),
         ("mailer".into(), upstream.mailer_url.clone()),
     ]);
-    let server =
-        start_broker(common, broker, auth.recipient(), mail.recipient(), logs, &readiness, status)?;
+    let publisher = start_publisher(common, events, &readiness, "broker").map(Addr::recipient);
+    let recipients =
+        BrokerRecipients { auth: auth.recipient(), mail: mail.recipient(), logs, events: publisher };
+    let server = start_broker(common, broker, recipients, &readiness, status)?;
     Ok(Platform::new(vec![server], readiness))
 }
 
@@ -377,4 +400,112 @@ pub fn serve_mailer(common: &CommonSettings, mail: &MailerSettings) -> anyhow::R
 pub fn serve_catcher(common: &CommonSettings, catcher: &CatcherSettings) -> anyhow::Result<Platform> {
     let (_, server) = start_catcher(common, catcher)?;
     Ok(Platform::new(vec![server], Readiness::default()))
+}
+
+/// A RabbitMQ publisher for `service` (its connection is named `troupe-<service>`), or
+/// `None` when `RABBIT_URL` is unset.
+pub fn start_publisher(
+    common: &CommonSettings,
+    events: &EventSettings,
+    readiness: &Readiness,
+    service: &str,
+) -> Option<Addr<PublisherActor>> {
+    let url = events.rabbit_url.clone()?;
+    let config = PublisherConfig {
+        url,
+        exchange: events.events_exchange.clone(),
+        timeout: events.publish_timeout,
+        backoff: common.backoff(),
+        connection_name: format!("troupe-{service}"),
+    };
+    Some(PublisherActor::start(config, readiness))
+}
+
+/// The event transport of a process: where to publish, and the consumer's state.
+pub struct EventTransport {
+    /// Publish here (the RabbitMQ publisher or the in-process bus).
+    pub publisher: Recipient<PublishEvent>,
+    /// The consumer feeding `sink` (for the listener's routes).
+    pub listener: ListenerState,
+}
+
+/// Start the event pipeline feeding `sink`: with `RABBIT_URL`, a RabbitMQ publisher and a
+/// listener on the shared queue; without, the in-process bus.
+pub fn start_events(
+    common: &CommonSettings,
+    events: &EventSettings,
+    settings: &ListenerSettings,
+    sink: Sink,
+    readiness: &Readiness,
+) -> EventTransport {
+    match (start_publisher(common, events, readiness, "events"), events.rabbit_url.clone()) {
+        (Some(publisher), Some(url)) => {
+            let listener = start_listener(common, url, events, settings, sink, readiness);
+            EventTransport { publisher: publisher.recipient(), listener }
+        }
+        _ => {
+            let stats = EventBus::new_stats();
+            let bus = EventBus::start(sink, stats.clone(), common.backoff(), 100_000);
+            EventTransport { publisher: bus.recipient(), listener: ListenerState { stats, listener: None } }
+        }
+    }
+}
+
+/// Start a RabbitMQ listener on `url` feeding `sink`.
+pub fn start_listener(
+    common: &CommonSettings,
+    url: SecretString,
+    events: &EventSettings,
+    settings: &ListenerSettings,
+    sink: Sink,
+    readiness: &Readiness,
+) -> ListenerState {
+    let stats = ListenerStats::new("rabbitmq", &settings.listener_queue);
+    let config = ListenerConfig {
+        url,
+        exchange: events.events_exchange.clone(),
+        queue: settings.listener_queue.clone(),
+        prefetch: settings.listener_prefetch,
+        timeout: events.publish_timeout,
+        backoff: common.backoff(),
+        connection_name: "troupe-listener".into(),
+    };
+    let addr = ListenerActor::start(config, sink, stats.clone(), readiness);
+    ListenerState { stats, listener: Some(addr) }
+}
+
+/// The listener's HTTP server (`/healthz`, `/readyz`, `/status`) on LISTENER_PORT.
+pub fn start_listener_server(
+    common: &CommonSettings,
+    settings: &ListenerSettings,
+    state: ListenerState,
+    readiness: &Readiness,
+) -> anyhow::Result<RunningServer> {
+    let listener = bind(common.bind_address, settings.listener_port, "LISTENER_PORT")?;
+    Ok(serve("listener", listener, options(common, readiness, &[]), crate::events::routes(state))?)
+}
+
+/// How long the listener waits for one write: a write waits for its batch, so allow a store
+/// deadline for the batch ahead and its own (as the logger's adapters do).
+fn store_deadline(logger: &LoggerSettings) -> Duration {
+    logger.log_store_timeout * 2 + Duration::from_millis(500)
+}
+
+/// `troupe serve listener`: the RabbitMQ listener alone (`RABBIT_URL` required), storing
+/// through its own logger actor (MongoDB from `MONGO_URL`, else the embedded store), with
+/// `/healthz`, `/readyz` and `/status` on LISTENER_PORT.
+pub fn serve_listener(
+    common: &CommonSettings,
+    events: &EventSettings,
+    listener: &ListenerSettings,
+    logger: &LoggerSettings,
+) -> anyhow::Result<Platform> {
+    let url = events.rabbit_url.clone().context("RABBIT_URL: required by `troupe serve listener`")?;
+    let readiness = Readiness::default();
+    let config = LoggerConfig::from_settings(logger, common.backoff()).map_err(anyhow::Error::msg)?;
+    let store = LoggerActor::start(config, &readiness);
+    let sink = Sink::new(store.recipient(), listener.store_timeout.max(store_deadline(logger)));
+    let state = start_listener(common, url, events, listener, sink, &readiness);
+    let server = start_listener_server(common, listener, state, &readiness)?;
+    Ok(Platform::new(vec![server], readiness))
 }

@@ -13,7 +13,9 @@ mod mailer;
 pub use auth::AuthSettings;
 pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
 pub use mailer::{CatcherSettings, MailEncryption, MailerSettings};
+mod events;
 mod logger;
+pub use events::{EventSettings, ListenerSettings};
 pub use logger::{LoggerSettings, LoggerUpstream};
 
 use std::net::IpAddr;

@@ -2,6 +2,7 @@
 //! and a TCP proxy that can cut the database away.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -13,10 +14,10 @@ use tempfile::TempDir;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, LoggerSettings,
-    LoggerUpstream, MailerSettings,
-    UpstreamSettings,
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
+    ListenerSettings, LoggerSettings, LoggerUpstream, MailerSettings, UpstreamSettings,
 };
+use troupe_http::cli::UpArgs;
 use troupe_http::platform;
 use url::Url;
 
@@ -46,6 +47,28 @@ pub fn broker_settings() -> BrokerSettings {
     }
 }
 
+/// `troupe up` settings for tests: every port 0, every store embedded under `dir`, the
+/// built-in mail catcher, the in-process event bus.
+pub fn up_args(dir: &Path) -> UpArgs {
+    let mut auth = AuthSettings::embedded(dir, TEST_SECRET.into());
+    auth.db_timeout = Duration::from_secs(1);
+    UpArgs {
+        common: common(),
+        broker: broker_settings(),
+        auth,
+        logger: LoggerSettings::embedded(dir),
+        frontend: FrontendSettings {
+            frontend_port: 0,
+            broker_url: Url::parse("http://b.test").expect("url"),
+            catcher_url: Url::parse("http://c.test").expect("url"),
+        },
+        mailer: MailerSettings { mail_host: None, ..MailerSettings::local(0) },
+        catcher: CatcherSettings::ephemeral(dir),
+        events: EventSettings::default(),
+        listener: ListenerSettings { listener_port: 0, ..ListenerSettings::default() },
+    }
+}
+
 /// Apps under test and a client for them.
 pub struct TestApp {
     pub broker: String,
@@ -54,6 +77,8 @@ pub struct TestApp {
     pub logger: String,
     pub logger_grpc: u16,
     pub logger_rpc: u16,
+    /// The listener's base URL (`/status`), when it runs.
+    pub listener: String,
     pub http: Client,
     pub _data: Option<TempDir>,
 }
@@ -62,20 +87,10 @@ impl TestApp {
     /// `troupe up` on SQLite in a temporary directory.
     pub async fn all_in_one() -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
-        auth.db_timeout = Duration::from_secs(1);
-        let frontend = FrontendSettings {
-            frontend_port: 0,
-            broker_url: Url::parse("http://b.test").expect("url"),
-            catcher_url: Url::parse("http://c.test").expect("url"),
-        };
-        let mailer = MailerSettings { mail_host: None, ..MailerSettings::local(0) };
-        let catcher = CatcherSettings::ephemeral(dir.path());
-        let logger = LoggerSettings::embedded(dir.path());
-        let p = platform::up(&common(), &broker_settings(), &auth, &logger, &frontend, &mailer, &catcher)
-            .expect("platform starts");
+        let p = platform::up(&up_args(dir.path())).expect("platform starts");
         let mut app = Self::new(p.port("broker"), p.port("auth"), Some(dir));
         app.set_logger(&p);
+        app.listener = p.port("listener").map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default();
         actix_web::rt::spawn(p.run_until_stopped());
         app.wait_ready(&app.auth).await;
         app
@@ -135,7 +150,8 @@ impl TestApp {
 
     /// `troupe serve broker` reaching the services at `upstream`; returns its port.
     pub fn spawn_broker_with(upstream: UpstreamSettings) -> u16 {
-        let p = platform::serve_broker(&common(), &broker_settings(), &upstream).expect("broker starts");
+        let p = platform::serve_broker(&common(), &broker_settings(), &upstream, &EventSettings::default())
+            .expect("broker starts");
         let port = p.port("broker").expect("broker port");
         actix_web::rt::spawn(p.run_until_stopped());
         port
@@ -159,6 +175,7 @@ impl TestApp {
             logger: String::new(),
             logger_grpc: 0,
             logger_rpc: 0,
+            listener: String::new(),
             http: Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
             _data: data,
         }

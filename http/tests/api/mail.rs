@@ -12,14 +12,13 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use troupe_actors::catcher::{self, CatcherStore};
-use troupe_core::config::{
-    AuthSettings, CatcherSettings, FrontendSettings, MailEncryption, MailerSettings, UpstreamSettings,
-};
+use troupe_core::config::{LoggerUpstream, MailEncryption, MailerSettings, UpstreamSettings};
 use troupe_core::messages::ListCaught;
+use troupe_http::cli::UpArgs;
 use troupe_http::platform;
 use url::Url;
 
-use crate::helpers::{TEST_SECRET, TcpProxy, TestApp, broker_settings, common, eventually, parts};
+use crate::helpers::{TcpProxy, TestApp, common, eventually, parts, up_args};
 
 const WITHIN: Duration = Duration::from_secs(15);
 
@@ -35,17 +34,9 @@ struct MailApp {
 impl MailApp {
     async fn up() -> MailApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
-        let frontend = FrontendSettings {
-            frontend_port: 0,
-            broker_url: Url::parse("http://b.test").expect("url"),
-            catcher_url: Url::parse("http://c.test").expect("url"),
-        };
         let mailer =
             MailerSettings { mail_host: None, from_name: "Troupe Mailer".into(), ..MailerSettings::local(0) };
-        let catcher = CatcherSettings::ephemeral(dir.path());
-        let p = platform::up(&common(), &broker_settings(), &auth, &frontend, &mailer, &catcher)
-            .expect("platform starts");
+        let p = platform::up(&UpArgs { mailer, ..up_args(dir.path()) }).expect("platform starts");
         let url = |name: &str| format!("http://127.0.0.1:{}", p.port(name).expect("port"));
         let app = MailApp {
             broker: url("broker"),
@@ -288,6 +279,7 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
     let broker = TestApp::spawn_broker_with(UpstreamSettings {
         auth_url: auth_url.clone(),
         mailer_url: Url::parse(&mailer).expect("url"),
+        logger: nowhere_logger(),
     });
     let handle = |port: u16, subject: &str| {
         http.post(format!("http://127.0.0.1:{port}/handle"))
@@ -311,6 +303,7 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
     let down = TestApp::spawn_broker_with(UpstreamSettings {
         auth_url,
         mailer_url: Url::parse("http://127.0.0.1:9").expect("url"),
+        logger: nowhere_logger(),
     });
     let (status, body) = parts(handle(down, "down").await.expect("broker")).await;
     assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");
@@ -394,23 +387,9 @@ fn external_smtp() -> (SocketAddr, PathBuf) {
 async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
     let (smtp, maildir) = external_smtp();
     let dir = tempfile::tempdir().expect("dir");
-    let auth = AuthSettings::embedded(dir.path(), TEST_SECRET.into());
-    let frontend = FrontendSettings {
-        frontend_port: 0,
-        broker_url: Url::parse("http://b.test").expect("url"),
-        catcher_url: Url::parse("http://c.test").expect("url"),
-    };
     let mailer =
         MailerSettings { mail_host: Some(smtp.ip().to_string()), ..MailerSettings::local(smtp.port()) };
-    let p = platform::up(
-        &common(),
-        &broker_settings(),
-        &auth,
-        &frontend,
-        &mailer,
-        &CatcherSettings::ephemeral(dir.path()),
-    )
-    .expect("platform starts");
+    let p = platform::up(&UpArgs { mailer, ..up_args(dir.path()) }).expect("platform starts");
     assert!(p.port("catcher").is_none(), "no built-in catcher when MAIL_HOST is set");
     let (broker, mailer_url) = (
         p.port("broker").expect("broker"),
@@ -534,4 +513,10 @@ async fn caught_mail_survives_a_restart_of_the_catcher() {
     let again = CatcherStore::start(dir.path().join("catcher")).expect("store on the same folder");
     let list = again.send(ListCaught).await.expect("answers").expect("list");
     assert_eq!(list.iter().map(|m| m.subject.as_str()).collect::<Vec<_>>(), ["kept"]);
+}
+
+/// A logger address nothing listens on (these tests do not log).
+fn nowhere_logger() -> LoggerUpstream {
+    let nowhere = Url::parse("http://127.0.0.1:9").expect("url");
+    LoggerUpstream { logger_url: nowhere.clone(), logger_grpc_url: nowhere }
 }

@@ -5,8 +5,9 @@
 
 mod auth_users;
 mod broker;
+mod events;
 mod helpers;
-mod mail;
 mod logger;
+mod mail;
 mod outage;
 mod status;

@@ -12,8 +12,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, FrontendSettings, MailerSettings,
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
+    ListenerSettings, LoggerSettings, MailerSettings,
 };
+use troupe_http::cli::UpArgs;
 use troupe_http::platform;
 use url::Url;
 
@@ -89,9 +91,18 @@ impl Platform {
             catcher_cors_allowed_origins: vec![frontend.clone()],
             ..CatcherSettings::ephemeral(data.path())
         };
-        let p =
-            platform::up(&common(), &broker_settings, &auth, &frontend_settings, &mailer, &catcher_settings)
-                .expect("platform starts");
+        let args = UpArgs {
+            common: common(),
+            broker: broker_settings,
+            auth,
+            logger: LoggerSettings::embedded(data.path()),
+            frontend: frontend_settings,
+            mailer,
+            catcher: catcher_settings,
+            events: EventSettings::default(),
+            listener: ListenerSettings { listener_port: 0, ..ListenerSettings::default() },
+        };
+        let p = platform::up(&args).expect("platform starts");
         actix_web::rt::spawn(p.run_until_stopped());
         let http = reqwest::Client::new();
         eventually("the platform to report ready", || async {

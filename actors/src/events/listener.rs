@@ -1,0 +1,268 @@
+//! The listener: a supervised stream actor consuming the shared durable queue.
+//!
+//! On (re)start it connects (lapin's own recovery off), declares the topic exchange, the
+//! dead-letter exchange `<queue>.dlx` (fanout) with its queue `<queue>.dead`, and the durable
+//! named queue (dead-lettering to `<queue>.dlx`) bound to `log.INFO`, `log.WARNING`,
+//! `log.ERROR` and `log.*`; sets the prefetch; and attaches the consumer as a stream. Every
+//! listener instance consumes the same queue, so N listeners split the work.
+//!
+//! Each delivery is decoded and handed to the [`Sink`] concurrently (at most `prefetch` at
+//! a time). It is acked only after the sink succeeded; a transient failure (store down) is
+//! retried with backoff while the delivery stays unacked; a malformed message or a
+//! permanent refusal is rejected without requeue, landing in the dead-letter queue. When
+//! the stream errors or ends, or the connection check fails, the actor stops and its
+//! supervisor restarts it, which reconnects and re-declares; unacked deliveries are
+//! redelivered by RabbitMQ and stored once thanks to their event id.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::fut::wrap_future;
+use actix::{Actor, Addr, Arbiter, AsyncContext, Context, StreamHandler, Supervised, Supervisor};
+use futures_util::future::LocalBoxFuture;
+use lapin::message::Delivery;
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, ExchangeDeclareOptions,
+    QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Consumer, ExchangeKind};
+use secrecy::SecretString;
+use troupe_core::backoff::BackoffPolicy;
+use troupe_core::health::Readiness;
+
+use super::publisher::{AmqpChannel, declare_exchange, open};
+use super::{ListenerStats, Sink, SinkError, decode};
+use crate::supervision::{self, Backend, Link};
+
+/// The routing keys the queue is bound to.
+pub const BINDINGS: [&str; 4] = ["log.INFO", "log.WARNING", "log.ERROR", "log.*"];
+
+/// What the listener needs.
+#[derive(Clone)]
+pub struct ListenerConfig {
+    /// `amqp://` URL of RabbitMQ.
+    pub url: SecretString,
+    /// The topic exchange events are published to.
+    pub exchange: String,
+    /// The shared durable queue.
+    pub queue: String,
+    /// Most unacked deliveries at once.
+    pub prefetch: u16,
+    /// Deadline for connecting and declaring.
+    pub timeout: Duration,
+    /// Reconnect policy; also the retry delays of a transiently failing store.
+    pub backoff: BackoffPolicy,
+    /// Connection name shown by RabbitMQ.
+    pub connection_name: String,
+}
+
+impl ListenerConfig {
+    /// The dead-letter exchange of the queue.
+    pub fn dead_letter_exchange(&self) -> String {
+        format!("{}.dlx", self.queue)
+    }
+
+    /// The dead-letter queue.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dead", self.queue)
+    }
+}
+
+/// An open consumer and its channel.
+#[derive(Clone)]
+pub struct ListenerConn {
+    amqp: AmqpChannel,
+    consumer: Consumer,
+}
+
+/// The listener actor.
+pub struct ListenerActor {
+    config: ListenerConfig,
+    link: Link<ListenerConn>,
+    sink: Sink,
+    stats: Arc<ListenerStats>,
+}
+
+impl ListenerActor {
+    /// Start under a supervisor on its own arbiter; reports as `events.listener` in
+    /// readiness. `stats` is what `GET /status` shows. Keep the address: the supervisor
+    /// restarts the actor only while an address to it exists.
+    pub fn start(
+        config: ListenerConfig,
+        sink: Sink,
+        stats: Arc<ListenerStats>,
+        readiness: &Readiness,
+    ) -> Addr<Self> {
+        let probe = readiness.probe("events.listener");
+        let link = Link::new("listener", probe, config.backoff).with_check_every(Duration::from_millis(500));
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link, sink, stats })
+    }
+
+    /// The counters this listener updates.
+    pub fn stats(&self) -> Arc<ListenerStats> {
+        self.stats.clone()
+    }
+}
+
+/// Declare the exchange, the dead-letter exchange and queue, and the main queue with its
+/// bindings; set the prefetch; start consuming.
+async fn declare_and_consume(amqp: &AmqpChannel, c: &ListenerConfig) -> lapin::Result<Consumer> {
+    let ch = &amqp.channel;
+    declare_exchange(ch, &c.exchange).await?;
+    let durable_ex = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    ch.exchange_declare(
+        c.dead_letter_exchange().as_str().into(),
+        ExchangeKind::Fanout,
+        durable_ex,
+        FieldTable::default(),
+    )
+    .await?;
+    let durable_q = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    ch.queue_declare(c.dead_letter_queue().as_str().into(), durable_q, FieldTable::default()).await?;
+    ch.queue_bind(
+        c.dead_letter_queue().as_str().into(),
+        c.dead_letter_exchange().as_str().into(),
+        "#".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await?;
+    let mut args = FieldTable::default();
+    args.insert(
+        "x-dead-letter-exchange".into(),
+        AMQPValue::LongString(c.dead_letter_exchange().as_str().into()),
+    );
+    ch.queue_declare(c.queue.as_str().into(), durable_q, args).await?;
+    for key in BINDINGS {
+        ch.queue_bind(
+            c.queue.as_str().into(),
+            c.exchange.as_str().into(),
+            key.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    }
+    ch.basic_qos(c.prefetch.max(1), BasicQosOptions::default()).await?;
+    let tag = format!("{}-{}", c.connection_name, uuid::Uuid::new_v4().simple());
+    ch.basic_consume(
+        c.queue.as_str().into(),
+        tag.as_str().into(),
+        BasicConsumeOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+}
+
+impl Actor for ListenerActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        supervision::connect(self, ctx);
+    }
+}
+
+impl Supervised for ListenerActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.stats.set_consumer(None);
+        self.link.reset();
+    }
+}
+
+impl Backend for ListenerActor {
+    type Conn = ListenerConn;
+
+    fn link(&mut self) -> &mut Link<ListenerConn> {
+        &mut self.link
+    }
+
+    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<ListenerConn>> {
+        let c = self.config.clone();
+        Box::pin(async move {
+            let amqp = open(&c.url, &c.connection_name, c.timeout).await?;
+            let consumer = match tokio::time::timeout(c.timeout, declare_and_consume(&amqp, &c)).await {
+                Ok(res) => res?,
+                Err(_) => anyhow::bail!("declaring the listener's queue timed out"),
+            };
+            Ok(ListenerConn { amqp, consumer })
+        })
+    }
+
+    fn check(conn: ListenerConn) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            if conn.amqp.is_open() { Ok(()) } else { Err(anyhow::anyhow!("RabbitMQ connection closed")) }
+        })
+    }
+
+    fn on_connected(&mut self, conn: &ListenerConn, ctx: &mut Context<Self>) {
+        let tag = conn.consumer.tag().to_string();
+        tracing::info!(queue = %self.config.queue, consumer = %tag, "consuming");
+        self.stats.set_consumer(Some(tag));
+        ctx.add_stream(conn.consumer.clone());
+    }
+}
+
+impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
+    fn handle(&mut self, item: lapin::Result<Delivery>, ctx: &mut Context<Self>) {
+        let delivery = match item {
+            Ok(d) => d,
+            Err(e) => return supervision::lost(self, ctx, &e),
+        };
+        ListenerStats::bump(&self.stats.delivered);
+        let Ok(conn) = self.link.conn() else { return };
+        let facts = format!(
+            "ts={:?};app={:?}",
+            delivery.properties.timestamp(),
+            delivery.properties.app_id().as_ref().map(ToString::to_string)
+        );
+        let message_id = delivery.properties.message_id().as_ref().map(ToString::to_string);
+        let decoded = decode(&delivery.data, message_id.as_deref(), delivery.routing_key.as_str(), &facts);
+        let sink = self.sink.clone();
+        let stats = self.stats.clone();
+        let mut delays = self.config.backoff.delays();
+        ctx.spawn(wrap_future(async move {
+            let event = match decoded {
+                Ok(ev) => ev,
+                Err(why) => {
+                    tracing::warn!(error = %why, "dead-lettering a malformed message");
+                    return dead_letter(&delivery, &stats).await;
+                }
+            };
+            loop {
+                match sink.deliver(&event).await {
+                    Ok(()) => {
+                        if delivery.acker.ack(BasicAckOptions::default()).await.is_ok() {
+                            ListenerStats::bump(&stats.acked);
+                        }
+                        return;
+                    }
+                    Err(SinkError::Permanent(why)) => {
+                        tracing::warn!(event_id = ?event.id, error = %why, "dead-lettering a refused event");
+                        return dead_letter(&delivery, &stats).await;
+                    }
+                    Err(SinkError::Transient(why)) => {
+                        if !conn.amqp.is_open() {
+                            // The delivery is lost with its channel; RabbitMQ redelivers it.
+                            return;
+                        }
+                        ListenerStats::bump(&stats.retries);
+                        let delay = delays.next_delay();
+                        tracing::debug!(event_id = ?event.id, error = %why, retry_in = ?delay, "store failed; retrying");
+                        tokio::time::sleep(delay).await;
+                    }
+                }
+            }
+        }));
+    }
+
+    fn finished(&mut self, ctx: &mut Context<Self>) {
+        supervision::lost(self, ctx, &"the consumer stream ended");
+    }
+}
+
+async fn dead_letter(delivery: &Delivery, stats: &ListenerStats) {
+    if delivery.acker.reject(BasicRejectOptions { requeue: false }).await.is_ok() {
+        ListenerStats::bump(&stats.dead_lettered);
+    }
+}

@@ -1,0 +1,289 @@
+//! The event pipeline: publishing events and feeding them to the logger (and to jobs).
+//!
+//! - [`publisher`]: RabbitMQ publisher with confirms (many in flight), persistent, mandatory.
+//! - [`listener`]: the supervised stream actor consuming the shared durable queue.
+//! - [`bus`]: the in-process bus used when no `RABBIT_URL` is set, with the same
+//!   at-least-once semantics.
+//!
+//! Both consumers hand each decoded event to a [`Sink`], which stores it through the logger
+//! (`WriteLog`, idempotent per event id) and runs the background job it is named for, if any.
+//! A delivery is acknowledged only after the sink succeeded.
+
+pub mod bus;
+pub mod listener;
+pub mod publisher;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use actix::Recipient;
+use serde::Serialize;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use troupe_core::ServiceError;
+use troupe_core::messages::{Event, LogLevel, NewLogEntry, RunJob, WriteLog};
+
+/// Why a message could not be turned into an [`Event`] (it goes to the dead-letter queue).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("malformed event: {0}")]
+pub struct Malformed(pub String);
+
+/// Decode an event body. `message_id` (the AMQP property) and `fallback` (delivery facts
+/// that are the same on every redelivery, e.g. routing key and timestamp) give the id of
+/// events that carry none in their body, such as the Go platform's.
+///
+/// `data` may be any JSON value (non-strings are stored as their JSON text); `name` must be
+/// a non-empty string; `level` defaults to the routing key's, then `INFO`.
+pub fn decode(
+    body: &[u8],
+    message_id: Option<&str>,
+    routing_key: &str,
+    fallback: &str,
+) -> Result<Event, Malformed> {
+    let value: Value =
+        serde_json::from_slice(body).map_err(|e| Malformed(format!("body is not JSON: {e}")))?;
+    let obj = value.as_object().ok_or_else(|| Malformed("body is not a JSON object".into()))?;
+    let name = match obj.get("name") {
+        Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
+        _ => return Err(Malformed("\"name\" must be a non-empty string".into())),
+    };
+    let data = match obj.get("data") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => String::new(),
+        Some(other) => other.to_string(),
+    };
+    let level = obj
+        .get("level")
+        .and_then(Value::as_str)
+        .and_then(LogLevel::parse)
+        .or_else(|| routing_key.strip_prefix("log.").and_then(LogLevel::parse))
+        .unwrap_or_default();
+    let id = obj
+        .get("id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .or_else(|| message_id.filter(|s| !s.is_empty()).map(str::to_owned))
+        .unwrap_or_else(|| derived_id(body, routing_key, fallback));
+    Ok(Event { id: Some(id), name, data, level })
+}
+
+/// A deterministic id for an event that carries none: the SHA-256 of its routing key, the
+/// delivery facts in `fallback` and its body. A redelivery gets the same id; two
+/// byte-identical id-less events with the same facts are (knowingly) stored once.
+pub fn derived_id(body: &[u8], routing_key: &str, fallback: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(routing_key.as_bytes());
+    h.update([0]);
+    h.update(fallback.as_bytes());
+    h.update([0]);
+    h.update(body);
+    let digest = h.finalize();
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("sha256-{hex}")
+}
+
+/// The log entry an event is stored as. `auth` events become audit entries named
+/// `authentication` (the Go listener dropped them).
+pub fn log_entry(event: &Event) -> NewLogEntry {
+    let (name, service) = match event.name.as_str() {
+        "auth" | "authentication" => ("authentication".to_owned(), "auth".to_owned()),
+        other => (other.to_owned(), "listener".to_owned()),
+    };
+    NewLogEntry {
+        name,
+        data: event.data.clone(),
+        level: event.level,
+        service,
+        request_id: None,
+        event_id: event.id.clone(),
+    }
+}
+
+/// How handing an event to the sink went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkError {
+    /// Try again later (store or job runner unavailable, deadline passed).
+    Transient(String),
+    /// Will never succeed (the store or job refused the event): dead-letter it.
+    Permanent(String),
+}
+
+fn classify(what: &str, err: ServiceError) -> SinkError {
+    match err {
+        ServiceError::BadRequest(_) | ServiceError::Invalid(_) | ServiceError::PayloadTooLarge(_) => {
+            SinkError::Permanent(format!("{what}: {err}"))
+        }
+        other => SinkError::Transient(format!("{what}: {other}")),
+    }
+}
+
+/// Where consumed events go: the logger, and the job runners by event name.
+#[derive(Clone)]
+pub struct Sink {
+    /// The logger (stores each event once per id).
+    pub logger: Recipient<WriteLog>,
+    /// Background jobs by event name (e.g. `mail`); see `docs/events.md`.
+    pub jobs: HashMap<String, Recipient<RunJob>>,
+    /// Deadline for each store or job call.
+    pub timeout: Duration,
+}
+
+impl Sink {
+    /// A sink storing into `logger`, with no jobs.
+    pub fn new(logger: Recipient<WriteLog>, timeout: Duration) -> Self {
+        Self { logger, jobs: HashMap::new(), timeout }
+    }
+
+    /// Run `job` for events named `name`.
+    pub fn with_job(mut self, name: impl Into<String>, job: Recipient<RunJob>) -> Self {
+        self.jobs.insert(name.into(), job);
+        self
+    }
+
+    /// Store the event, then run its job if it has one. Safe to repeat: the store is
+    /// idempotent per event id (jobs should be too; see `docs/events.md`).
+    pub async fn deliver(&self, event: &Event) -> Result<(), SinkError> {
+        let stored = self.logger.send(WriteLog(log_entry(event))).timeout(self.timeout).await;
+        match stored {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(classify("store", e)),
+            Err(e) => return Err(SinkError::Transient(format!("store: {e}"))),
+        }
+        if let Some(job) = self.jobs.get(&event.name) {
+            match job.send(RunJob(event.clone())).timeout(self.timeout).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(classify("job", e)),
+                Err(e) => return Err(SinkError::Transient(format!("job: {e}"))),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Counters and consumer state of a listener (or the bus), shown by `GET /status`.
+#[derive(Debug, Default)]
+pub struct ListenerStats {
+    delivered: AtomicU64,
+    acked: AtomicU64,
+    dead_lettered: AtomicU64,
+    retries: AtomicU64,
+    reconnects: AtomicU64,
+    consumer: Mutex<ConsumerInfo>,
+}
+
+#[derive(Debug, Default, Clone)]
+struct ConsumerInfo {
+    tag: Option<String>,
+    queue: String,
+    transport: &'static str,
+}
+
+/// A snapshot of [`ListenerStats`].
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct ListenerStatus {
+    /// `rabbitmq` or `in-process`.
+    pub transport: &'static str,
+    /// The queue consumed.
+    pub queue: String,
+    /// The current consumer tag (`None` while reconnecting).
+    pub consumer_tag: Option<String>,
+    /// Deliveries received (redeliveries included).
+    pub delivered: u64,
+    /// Deliveries acknowledged after the store succeeded.
+    pub acked: u64,
+    /// Deliveries sent to the dead-letter queue.
+    pub dead_lettered: u64,
+    /// Store/job attempts that failed transiently and were retried.
+    pub retries: u64,
+    /// Times the consumer was (re)started.
+    pub reconnects: u64,
+}
+
+impl ListenerStats {
+    /// Fresh counters for a consumer of `queue` over `transport`.
+    pub fn new(transport: &'static str, queue: &str) -> Arc<Self> {
+        let stats = Self::default();
+        {
+            let mut c = stats.consumer.lock().unwrap_or_else(PoisonError::into_inner);
+            c.queue = queue.to_owned();
+            c.transport = transport;
+        }
+        Arc::new(stats)
+    }
+
+    /// A copy of the counters.
+    pub fn snapshot(&self) -> ListenerStatus {
+        let c = self.consumer.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        ListenerStatus {
+            transport: c.transport,
+            queue: c.queue,
+            consumer_tag: c.tag,
+            delivered: self.delivered.load(Ordering::Relaxed),
+            acked: self.acked.load(Ordering::Relaxed),
+            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            retries: self.retries.load(Ordering::Relaxed),
+            reconnects: self.reconnects.load(Ordering::Relaxed),
+        }
+    }
+
+    fn set_consumer(&self, tag: Option<String>) {
+        if tag.is_some() {
+            self.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        self.consumer.lock().unwrap_or_else(PoisonError::into_inner).tag = tag;
+    }
+
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_platform_events_get_a_stable_derived_id() {
+        let body = br#"{"name":"event","data":"Some kind of data"}"#;
+        let a = decode(body, None, "log.INFO", "ts=1").expect("decodes");
+        let b = decode(body, None, "log.INFO", "ts=1").expect("decodes");
+        assert_eq!(a.id, b.id, "a redelivery gets the same id");
+        assert!(a.id.as_deref().is_some_and(|id| id.starts_with("sha256-")));
+        assert_eq!(
+            (a.name.as_str(), a.data.as_str(), a.level),
+            ("event", "Some kind of data", LogLevel::Info)
+        );
+        let c = decode(body, None, "log.INFO", "ts=2").expect("decodes");
+        assert_ne!(a.id, c.id, "a different publish gets a different id");
+    }
+
+    #[test]
+    fn ids_come_from_the_body_then_the_message_id() {
+        let with_id = decode(br#"{"id":"e1","name":"n","data":"d"}"#, Some("m1"), "log.INFO", "");
+        assert_eq!(with_id.map(|e| e.id), Ok(Some("e1".into())));
+        let from_prop = decode(br#"{"name":"n","data":"d"}"#, Some("m1"), "log.ERROR", "");
+        let ev = from_prop.expect("decodes");
+        assert_eq!((ev.id.as_deref(), ev.level), (Some("m1"), LogLevel::Error));
+    }
+
+    #[test]
+    fn malformed_bodies_are_rejected() {
+        let cases: [&[u8]; 5] =
+            [b"not json", b"[1,2]", br#"{"data":"x"}"#, br#"{"name":"","data":"x"}"#, br#"{"name":3}"#];
+        for body in cases {
+            assert!(decode(body, None, "log.INFO", "").is_err(), "{}", String::from_utf8_lossy(body));
+        }
+    }
+
+    #[test]
+    fn auth_events_are_stored_as_audit_entries() {
+        let ev =
+            Event { id: Some("x".into()), name: "auth".into(), data: "login".into(), level: LogLevel::Info };
+        let entry = log_entry(&ev);
+        assert_eq!((entry.name.as_str(), entry.service.as_str()), ("authentication", "auth"));
+        assert_eq!(entry.event_id.as_deref(), Some("x"));
+    }
+}

@@ -1,0 +1,241 @@
+//! The RabbitMQ publisher: one connection, one confirm-mode channel, many publishes in flight.
+//!
+//! Each [`PublishEvent`] gets a fresh id (the AMQP `message_id` and the body's `id`), is
+//! published persistent and `mandatory` to the topic exchange with routing key
+//! `log.<LEVEL>`, and is answered only when the broker's confirm arrives. A publish does not
+//! wait for earlier ones: handlers run concurrently on the actor's context, so confirms for
+//! many messages are outstanding at once. A `Nack`, or an `Ack` carrying a returned message
+//! (unroutable: no queue bound), is a failure. While disconnected, callers get
+//! `Unavailable` at once; the actor reconnects with backoff through [`supervision`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor};
+use futures_util::future::LocalBoxFuture;
+use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
+use secrecy::{ExposeSecret, SecretString};
+use troupe_core::ServiceError;
+use troupe_core::backoff::BackoffPolicy;
+use troupe_core::health::Readiness;
+use troupe_core::messages::{Event, PublishEvent};
+
+use crate::supervision::{self, Backend, BackendError, Link};
+
+/// What the publisher needs.
+#[derive(Clone)]
+pub struct PublisherConfig {
+    /// `amqp://` URL of RabbitMQ.
+    pub url: SecretString,
+    /// The topic exchange (declared durable).
+    pub exchange: String,
+    /// Deadline for connecting and for each publish (send to confirm).
+    pub timeout: Duration,
+    /// Reconnect policy.
+    pub backoff: BackoffPolicy,
+    /// Connection name shown by RabbitMQ (`rabbitmqctl list_connections client_properties`).
+    pub connection_name: String,
+}
+
+/// An open connection and a channel on it. Cheap to clone; the connection is closed
+/// when the last clone is dropped (e.g. when a restarted actor forgets it), so an orphaned
+/// consumer never keeps holding unacked deliveries.
+#[derive(Clone)]
+pub struct AmqpChannel {
+    conn: Arc<OwnedConnection>,
+    /// The channel.
+    pub channel: Channel,
+}
+
+struct OwnedConnection(Option<Connection>);
+
+impl Drop for OwnedConnection {
+    fn drop(&mut self) {
+        if let Some(conn) = self.0.take().filter(|c| c.status().connected()) {
+            // Best effort, bounded; the runtime may already be shutting down.
+            if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                rt.spawn(async move {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close(200, "bye".into())).await;
+                });
+            }
+        }
+    }
+}
+
+impl AmqpChannel {
+    /// True while both the connection and the channel are open.
+    pub fn is_open(&self) -> bool {
+        self.conn.0.as_ref().is_some_and(|c| c.status().connected()) && self.channel.status().connected()
+    }
+}
+
+/// Open a connection (lapin's automatic recovery left off: the supervised actor owns
+/// recovery) and one channel, within `timeout`.
+pub async fn open(url: &SecretString, name: &str, timeout: Duration) -> anyhow::Result<AmqpChannel> {
+    let props = ConnectionProperties::default().with_connection_name(name.into());
+    let url = url.expose_secret().to_owned();
+    let work = async move {
+        let conn = Connection::connect(&url, props).await?;
+        let channel = conn.create_channel().await?;
+        Ok::<_, lapin::Error>(AmqpChannel { conn: Arc::new(OwnedConnection(Some(conn))), channel })
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(res) => Ok(res?),
+        Err(_) => anyhow::bail!("connecting to RabbitMQ timed out after {timeout:?}"),
+    }
+}
+
+/// Declare the durable topic exchange events go to.
+pub async fn declare_exchange(channel: &Channel, exchange: &str) -> lapin::Result<()> {
+    let opts = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    channel.exchange_declare(exchange.into(), ExchangeKind::Topic, opts, FieldTable::default()).await
+}
+
+/// The publisher actor.
+pub struct PublisherActor {
+    config: PublisherConfig,
+    link: Link<AmqpChannel>,
+}
+
+impl PublisherActor {
+    /// Start under a supervisor on its own arbiter; reports as `events.publisher` in readiness.
+    pub fn start(config: PublisherConfig, readiness: &Readiness) -> Addr<Self> {
+        let probe = readiness.probe("events.publisher");
+        let link = Link::new("events", probe, config.backoff).with_check_every(Duration::from_millis(500));
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link })
+    }
+}
+
+impl Actor for PublisherActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        supervision::connect(self, ctx);
+    }
+}
+
+impl Supervised for PublisherActor {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.link.reset();
+    }
+}
+
+impl Backend for PublisherActor {
+    type Conn = AmqpChannel;
+
+    fn link(&mut self) -> &mut Link<AmqpChannel> {
+        &mut self.link
+    }
+
+    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<AmqpChannel>> {
+        let c = self.config.clone();
+        Box::pin(async move {
+            let amqp = open(&c.url, &c.connection_name, c.timeout).await?;
+            let setup = async {
+                amqp.channel.confirm_select(ConfirmSelectOptions::default()).await?;
+                declare_exchange(&amqp.channel, &c.exchange).await
+            };
+            match tokio::time::timeout(c.timeout, setup).await {
+                Ok(res) => res?,
+                Err(_) => anyhow::bail!("declaring the exchange timed out"),
+            }
+            Ok(amqp)
+        })
+    }
+
+    fn check(amqp: AmqpChannel) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move {
+            if amqp.is_open() { Ok(()) } else { Err(anyhow::anyhow!("RabbitMQ connection closed")) }
+        })
+    }
+}
+
+/// Why a publish failed.
+#[derive(Debug)]
+pub enum PublishError {
+    /// The connection or channel failed.
+    Lost(lapin::Error),
+    /// No confirm within the deadline (the connection is presumed stuck).
+    TimedOut,
+    /// The broker refused the message.
+    Nacked,
+    /// The message reached no queue (returned under `mandatory`).
+    Unroutable,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Lost(e) => write!(f, "RabbitMQ connection failed: {e}"),
+            Self::TimedOut => f.write_str("no publisher confirm in time"),
+            Self::Nacked => f.write_str("the broker refused the message (nack)"),
+            Self::Unroutable => f.write_str("the message was unroutable (returned)"),
+        }
+    }
+}
+
+impl BackendError for PublishError {
+    fn is_connection_lost(&self) -> bool {
+        matches!(self, Self::Lost(_) | Self::TimedOut)
+    }
+
+    fn into_service_error(self, service: &str) -> ServiceError {
+        match self {
+            Self::Lost(_) | Self::TimedOut | Self::Nacked => ServiceError::unavailable(service),
+            Self::Unroutable => {
+                tracing::warn!("published event was unroutable: no queue is bound to its routing key");
+                ServiceError::unavailable(service)
+            }
+        }
+    }
+}
+
+/// Publish `event` on `channel` and wait for its confirm. The event must carry an id.
+pub async fn publish(channel: &Channel, exchange: &str, event: &Event) -> Result<(), PublishError> {
+    let body = serde_json::to_vec(event).map_err(|_| PublishError::Nacked)?;
+    let mut props = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into())
+        .with_timestamp(chrono::Utc::now().timestamp().try_into().unwrap_or_default());
+    if let Some(id) = &event.id {
+        props = props.with_message_id(id.as_str().into());
+    }
+    let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
+    let confirm = channel
+        .basic_publish(exchange.into(), event.routing_key().as_str().into(), opts, &body, props)
+        .await
+        .map_err(PublishError::Lost)?;
+    match confirm.await.map_err(PublishError::Lost)? {
+        Confirmation::Ack(None) => Ok(()),
+        Confirmation::Ack(Some(_)) => Err(PublishError::Unroutable),
+        Confirmation::Nack(_) => Err(PublishError::Nacked),
+        // Confirms are always enabled on this channel; treat the impossible as a refusal.
+        Confirmation::NotRequested => Err(PublishError::Nacked),
+    }
+}
+
+/// A fresh event id.
+pub fn new_event_id() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+impl Handler<PublishEvent> for PublisherActor {
+    type Result = ResponseActFuture<Self, Result<String, ServiceError>>;
+
+    fn handle(&mut self, msg: PublishEvent, _: &mut Context<Self>) -> Self::Result {
+        let exchange = self.config.exchange.clone();
+        let timeout = self.config.timeout;
+        supervision::call(self, move |amqp: AmqpChannel| async move {
+            let id = msg.id.unwrap_or_else(new_event_id);
+            let event = Event { id: Some(id.clone()), name: msg.name, data: msg.data, level: msg.level };
+            match tokio::time::timeout(timeout, publish(&amqp.channel, &exchange, &event)).await {
+                Ok(Ok(())) => Ok(id),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(PublishError::TimedOut),
+            }
+        })
+    }
+}

@@ -1,0 +1,234 @@
+//! The event pipeline against a real RabbitMQ (127.0.0.1:5672, or TEST_RABBIT_URL): the
+//! publisher and listener actors driven directly, exchange and queue unique per test.
+
+mod helpers;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use actix::Addr;
+use futures_util::StreamExt;
+use helpers::*;
+use lapin::BasicProperties;
+use lapin::options::BasicPublishOptions;
+use troupe_actors::events::publisher::PublisherActor;
+use troupe_core::health::Readiness;
+use troupe_core::messages::{LogLevel, PublishEvent};
+
+/// Publish with a fixed id until confirmed (a failed publish may have reached the queue,
+/// so the retry reuses the id and the store keeps one).
+async fn publish_until_confirmed(publisher: &Addr<PublisherActor>, id: String, n: usize) {
+    let msg = PublishEvent {
+        id: Some(id),
+        name: "event".into(),
+        data: format!("event {n}"),
+        level: LogLevel::Info,
+    };
+    loop {
+        match publisher.send(msg.clone()).await {
+            Ok(Ok(_)) => return,
+            // Unavailable while reconnecting: try again shortly.
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+}
+
+async fn wait_ready(readiness: &Readiness) {
+    eventually(Duration::from_secs(15), "publisher and listener connected", || async {
+        readiness.is_ready().then_some(())
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn ten_thousand_events_survive_forced_connection_closes_exactly_once() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let names = Names::new();
+    let probe = test_channel(&names).await;
+    let readiness = Readiness::default();
+    let store = Store::embedded();
+    let (_listener, stats) = listener(&names, 0, store.recipient(), &readiness);
+    let publisher = publisher(&names, &readiness);
+    wait_ready(&readiness).await;
+
+    const N: usize = 10_000;
+    let ids: Vec<String> = (0..N).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    // Paced at about 500 events/s so the publishing outlasts the forced closes (each
+    // `rabbitmqctl` call takes ~2 s); the pace is load shaping, not synchronisation.
+    let publishing = {
+        let (publisher, ids) = (publisher.clone(), ids.clone());
+        actix_rt::spawn(async move {
+            let tick = tokio::time::interval(Duration::from_millis(2));
+            let paced = futures_util::stream::unfold(
+                (tick, ids.into_iter().enumerate()),
+                |(mut tick, mut it)| async move {
+                    tick.tick().await;
+                    it.next().map(|item| (item, (tick, it)))
+                },
+            );
+            paced
+                .for_each_concurrent(256, |(n, id)| {
+                    let publisher = publisher.clone();
+                    async move { publish_until_confirmed(&publisher, id, n).await }
+                })
+                .await;
+        })
+    };
+
+    for (round, threshold) in [N / 10, N / 3].into_iter().enumerate() {
+        eventually(Duration::from_secs(60), "events flowing before a forced close", || async {
+            let s = stats.snapshot();
+            (s.acked >= threshold as u64 && s.reconnects > round as u64).then_some(())
+        })
+        .await;
+        assert!(
+            close_connections(&names).await >= 2,
+            "closed the publisher's and the listener's connections"
+        );
+        assert!(stats.snapshot().acked < N as u64, "the close happened while events were flowing");
+    }
+    publishing.await.expect("publishing finished");
+
+    eventually(Duration::from_secs(60), "all events stored and acked", || async {
+        (stats.snapshot().acked >= N as u64).then_some(())
+    })
+    .await;
+    let entries = store.event_ids().await;
+    assert_eq!(entries.len(), N, "exactly N entries stored");
+    let stored: HashSet<String> = entries.into_iter().collect();
+    let published: HashSet<String> = ids.into_iter().collect();
+    assert_eq!(stored.len(), N, "no duplicate");
+    assert_eq!(stored, published, "the stored events are the published ones");
+    assert!(stats.snapshot().reconnects >= 3, "the listener reconnected: {:?}", stats.snapshot());
+    cleanup(&probe, &names).await;
+}
+
+#[actix_rt::test]
+async fn events_wait_in_the_queue_while_the_store_is_down_and_are_all_stored_after() {
+    let names = Names::new();
+    let probe = test_channel(&names).await;
+    let readiness = Readiness::default();
+    let store = Store::mongo_behind_proxy().await;
+    let proxy = store.proxy.as_ref().expect("proxy");
+    let (_listener, stats) = listener(&names, 0, store.recipient(), &readiness);
+    let publisher = publisher(&names, &readiness);
+    wait_ready(&readiness).await;
+    proxy.cut();
+
+    for n in 0..500 {
+        publish_until_confirmed(&publisher, uuid::Uuid::new_v4().to_string(), n).await;
+    }
+    eventually(
+        Duration::from_secs(15),
+        "the listener retrying and the rest waiting in the queue",
+        || async {
+            let waiting = ready_in(&probe, &names.queue).await;
+            (stats.snapshot().retries > 0 && waiting >= 500 - 64).then_some(())
+        },
+    )
+    .await;
+    assert_eq!(stats.snapshot().acked, 0, "nothing acked while the store is down");
+
+    proxy.restore();
+    eventually(Duration::from_secs(60), "all acked, queue empty", || async {
+        (stats.snapshot().acked >= 500 && ready_in(&probe, &names.queue).await == 0).then_some(())
+    })
+    .await;
+    let entries = store.event_ids().await;
+    assert_eq!(entries.len(), 500, "each event stored once");
+    assert_eq!(entries.iter().collect::<HashSet<_>>().len(), 500);
+    cleanup(&probe, &names).await;
+}
+
+#[actix_rt::test]
+async fn two_listeners_on_one_queue_split_the_work_and_store_each_event_once() {
+    let names = Names::new();
+    let probe = test_channel(&names).await;
+    let readiness = Readiness::default();
+    let store = Store::embedded();
+    let logger = store.recipient();
+    let (_l1, first) = listener(&names, 1, logger.clone(), &readiness);
+    let (_l2, second) = listener(&names, 2, logger, &readiness);
+    let publisher = publisher(&names, &readiness);
+    wait_ready(&readiness).await;
+
+    futures_util::stream::iter(0..2_000)
+        .for_each_concurrent(128, |n| {
+            let publisher = publisher.clone();
+            async move { publish_until_confirmed(&publisher, uuid::Uuid::new_v4().to_string(), n).await }
+        })
+        .await;
+
+    eventually(Duration::from_secs(30), "all 2000 stored and acked", || async {
+        (first.snapshot().acked + second.snapshot().acked >= 2_000).then_some(())
+    })
+    .await;
+    let entries = store.event_ids().await;
+    assert_eq!(entries.len(), 2_000, "each event stored once");
+    assert_eq!(entries.iter().collect::<HashSet<_>>().len(), 2_000);
+    let (a, b) = (first.snapshot().acked, second.snapshot().acked);
+    assert!(a > 0 && b > 0, "both listeners did work: {a} and {b}");
+    cleanup(&probe, &names).await;
+}
+
+#[actix_rt::test]
+async fn a_malformed_message_is_dead_lettered_and_the_listener_keeps_going() {
+    let names = Names::new();
+    let probe = test_channel(&names).await;
+    let readiness = Readiness::default();
+    let store = Store::embedded();
+    let (_listener, stats) = listener(&names, 0, store.recipient(), &readiness);
+    wait_ready(&readiness).await;
+
+    let raw = |body: &'static [u8]| {
+        let ch = probe.channel.clone();
+        let ex = names.exchange.clone();
+        async move {
+            ch.basic_publish(
+                ex.as_str().into(),
+                "log.INFO".into(),
+                BasicPublishOptions::default(),
+                body,
+                BasicProperties::default(),
+            )
+            .await
+            .expect("published");
+        }
+    };
+    raw(b"this is not JSON").await;
+    // A Go-platform event: no id, no persistent flag.
+    raw(br#"{"name":"event","data":"Some kind of data"}"#).await;
+
+    eventually(Duration::from_secs(15), "the valid event stored", || async {
+        (stats.snapshot().acked == 1).then_some(())
+    })
+    .await;
+    let dlq = format!("{}.dead", names.queue);
+    eventually(Duration::from_secs(15), "the malformed message in the dead-letter queue", || async {
+        (ready_in(&probe, &dlq).await == 1).then_some(())
+    })
+    .await;
+    let s = stats.snapshot();
+    assert_eq!((s.dead_lettered, s.acked), (1, 1), "{s:?}");
+    let ids = store.event_ids().await;
+    assert_eq!(ids.len(), 1);
+    assert!(ids[0].starts_with("sha256-"), "a derived id for an id-less event: {ids:?}");
+    cleanup(&probe, &names).await;
+}
+
+#[actix_rt::test]
+async fn an_unroutable_event_is_a_failure_not_a_success() {
+    let names = Names::new();
+    let probe = test_channel(&names).await;
+    let readiness = Readiness::default();
+    let publisher = publisher(&names, &readiness);
+    wait_ready(&readiness).await;
+
+    // No listener: no queue is bound to the exchange.
+    let reply = publisher.send(PublishEvent::info("event", "nobody listens")).await.expect("mailbox open");
+    assert!(reply.is_err(), "{reply:?}");
+    cleanup(&probe, &names).await;
+}

@@ -1,0 +1,63 @@
+//! Settings of the event pipeline: where RabbitMQ is (or the in-process bus when unset),
+//! the exchange, and the listener's queue.
+
+use std::time::Duration;
+
+use clap::Args;
+use secrecy::SecretString;
+
+use super::{parse_duration, parse_secret};
+
+/// Publishing events (the broker, auth, `troupe up`, and the listener's connection).
+#[derive(Debug, Clone, Args)]
+pub struct EventSettings {
+    /// RabbitMQ, as an amqp:// URL (e.g. amqp://guest:guest@rabbitmq:5672/%2f).
+    /// Unset: the in-process bus (`troupe up` only).
+    #[arg(long, env = "RABBIT_URL", value_parser = parse_secret, hide_env_values = true)]
+    pub rabbit_url: Option<SecretString>,
+    /// The topic exchange events are published to (durable).
+    #[arg(long, env = "EVENTS_EXCHANGE", default_value = "logs_topic")]
+    pub events_exchange: String,
+    /// Deadline for one publish, from send to the broker's confirm; also the connect timeout.
+    #[arg(long, env = "PUBLISH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub publish_timeout: Duration,
+}
+
+impl Default for EventSettings {
+    fn default() -> Self {
+        Self {
+            rabbit_url: None,
+            events_exchange: "logs_topic".into(),
+            publish_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The listener (the consumer feeding the logger).
+#[derive(Debug, Clone, Args)]
+pub struct ListenerSettings {
+    /// Port of the listener's health and status endpoints.
+    #[arg(long, env = "LISTENER_PORT", default_value_t = 8085)]
+    pub listener_port: u16,
+    /// The durable queue every listener instance shares (N listeners split the work).
+    /// Its dead-letter exchange is `<queue>.dlx` and dead-letter queue `<queue>.dead`.
+    #[arg(long, env = "LISTENER_QUEUE", default_value = "troupe.logs")]
+    pub listener_queue: String,
+    /// Most unacknowledged deliveries held by one listener at a time.
+    #[arg(long, env = "LISTENER_PREFETCH", default_value_t = 64)]
+    pub listener_prefetch: u16,
+    /// Deadline for storing one event (a write to the logger).
+    #[arg(long, env = "LISTENER_STORE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    pub store_timeout: Duration,
+}
+
+impl Default for ListenerSettings {
+    fn default() -> Self {
+        Self {
+            listener_port: 8085,
+            listener_queue: "troupe.logs".into(),
+            listener_prefetch: 64,
+            store_timeout: Duration::from_secs(5),
+        }
+    }
+}

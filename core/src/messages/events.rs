@@ -1,0 +1,62 @@
+//! Messages of the event pipeline (publisher, listener, in-process bus).
+//!
+//! An [`Event`] is what travels on the exchange: the Go platform's `{"name","data"}` body
+//! plus Troupe's `id` and `level`. [`PublishEvent`] is answered with the event's id only
+//! once the transport has taken responsibility for it (a RabbitMQ publisher confirm without
+//! a returned message, or acceptance by the in-process bus). [`RunJob`] hands an event
+//! named for a background job to the actor that runs it.
+
+use actix::Message;
+use serde::{Deserialize, Serialize};
+
+use crate::ServiceError;
+use crate::messages::LogLevel;
+
+/// One event as carried on the exchange (JSON body).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Unique id; also the AMQP `message_id`. Absent in events from Go-platform publishers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// What happened (`log`, `event`, `auth`, `mail`, ...).
+    pub name: String,
+    /// Free text (a string, as in the Go platform).
+    pub data: String,
+    /// Severity; decides the routing key `log.<LEVEL>`.
+    #[serde(default)]
+    pub level: LogLevel,
+}
+
+impl Event {
+    /// The routing key this event is published with: `log.<LEVEL>`.
+    pub fn routing_key(&self) -> String {
+        format!("log.{}", self.level.as_str())
+    }
+}
+
+/// Publish one event; answers with its id once the transport confirmed it.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<String, ServiceError>")]
+pub struct PublishEvent {
+    /// The event's id; `None` lets the publisher make a fresh one. A caller retrying a
+    /// publish that failed passes the same id again, so the retry is stored only once.
+    pub id: Option<String>,
+    /// What happened.
+    pub name: String,
+    /// Free text.
+    pub data: String,
+    /// Severity (routing key `log.<LEVEL>`).
+    pub level: LogLevel,
+}
+
+impl PublishEvent {
+    /// An `INFO` event.
+    pub fn info(name: impl Into<String>, data: impl Into<String>) -> Self {
+        Self { id: None, name: name.into(), data: data.into(), level: LogLevel::Info }
+    }
+}
+
+/// Run the background job an event is named for (e.g. `mail`); `Ok` once it is done.
+#[derive(Debug, Clone, Message)]
+#[rtype(result = "Result<(), ServiceError>")]
+pub struct RunJob(pub Event);

@@ -1,0 +1,36 @@
+//! The listener service's routes (`troupe serve listener`, and `troupe up`): `GET /status`
+//! shows the consumer's state (transport, queue, consumer tag, counters) beside the shared
+//! `/healthz` and `/readyz`.
+
+use std::sync::Arc;
+
+use actix::Addr;
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::web::{self, ServiceConfig};
+use troupe_actors::events::ListenerStats;
+use troupe_actors::events::listener::ListenerActor;
+use troupe_core::Envelope;
+
+use crate::api::reply;
+
+/// What the listener's routes read.
+#[derive(Clone)]
+pub struct ListenerState {
+    /// The consumer's counters.
+    pub stats: Arc<ListenerStats>,
+    /// The listener actor (held so its supervisor keeps restarting it); `None` with the
+    /// in-process bus.
+    pub listener: Option<Addr<ListenerActor>>,
+}
+
+/// The listener's routes.
+pub fn routes(state: ListenerState) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut ServiceConfig| {
+        cfg.app_data(web::Data::new(state.clone())).route("/status", web::get().to(status));
+    }
+}
+
+async fn status(state: web::Data<ListenerState>) -> HttpResponse {
+    reply(StatusCode::OK, Envelope::with_data("listener", state.stats.snapshot()))
+}
