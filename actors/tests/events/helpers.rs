@@ -3,15 +3,12 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::{Addr, Recipient};
 use lapin::options::QueueDeclareOptions;
 use lapin::types::FieldTable;
 use secrecy::SecretString;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{AmqpChannel, PublisherActor, PublisherConfig, open};
 use troupe_actors::events::{ListenerStats, Sink};
@@ -20,6 +17,8 @@ use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 use troupe_core::messages::{LogCursor, LogFilter, MAX_LOG_PAGE, QueryLogs, WriteLog};
+
+pub use troupe_testkit::{TcpProxy, eventually};
 
 pub fn rabbit_url() -> SecretString {
     std::env::var("TEST_RABBIT_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into()).into()
@@ -192,65 +191,5 @@ impl Store {
                 None => return ids,
             }
         }
-    }
-}
-
-/// A TCP proxy to `upstream` that can be cut (refusing new and killing open connections)
-/// and restored, to take the log store away.
-pub struct TcpProxy {
-    pub port: u16,
-    cut: Arc<AtomicBool>,
-    kill: watch::Sender<u64>,
-}
-
-impl TcpProxy {
-    pub async fn start(upstream: SocketAddr) -> TcpProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let (kill, _) = watch::channel(0u64);
-        let (cut2, kill2) = (cut.clone(), kill.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if cut2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let mut killed = kill2.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = killed.changed() => {}
-                    }
-                });
-            }
-        });
-        TcpProxy { port, cut, kill }
-    }
-
-    pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        self.kill.send_modify(|n| *n += 1);
-    }
-
-    pub fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-/// Retry `probe` until it returns `Some`, or panic after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,18 +1,12 @@
 //! Spawning apps for tests: all-in-one on SQLite, split on a fresh PostgreSQL database,
 //! and a TCP proxy that can cut the database away.
 
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use reqwest::{Client, Response};
 use serde_json::{Value, json};
-use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use troupe_core::config::{
     AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
     ListenerSettings, LoggerSettings, LoggerUpstream, MailerSettings, UpstreamSettings,
@@ -21,13 +15,10 @@ use troupe_http::cli::UpArgs;
 use troupe_http::platform;
 use url::Url;
 
+pub use troupe_testkit::{TcpProxy, eventually, fresh_pg_database, parts};
+
 /// A key good enough for tests (never used outside them).
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret!";
-
-/// Where the test PostgreSQL server is (the maintenance database).
-pub fn pg_admin_url() -> String {
-    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
 
 pub fn common() -> CommonSettings {
     CommonSettings {
@@ -211,85 +202,5 @@ impl TestApp {
         assert_eq!(res.status(), 202, "login of {email}");
         let body: Value = res.json().await.expect("json");
         body["token"]["access_token"].as_str().expect("token").to_owned()
-    }
-}
-
-/// Status and JSON body of a reply.
-pub async fn parts(res: Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let body = res.json().await.unwrap_or(Value::Null);
-    (status, body)
-}
-
-/// A fresh, empty PostgreSQL database; returns its URL. Fails loudly if PostgreSQL is missing.
-pub async fn fresh_pg_database() -> String {
-    let admin = pg_admin_url();
-    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL is required for this test (TEST_PG_URL={admin}): {e}. Run `make services`.")
-    });
-    let name = format!("troupe_test_{}", uuid::Uuid::new_v4().simple());
-    conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).await.expect("create database");
-    let mut url = Url::parse(&admin).expect("TEST_PG_URL is a URL");
-    url.set_path(&name);
-    url.to_string()
-}
-
-/// A TCP proxy to `upstream` that can be cut (refusing new and killing open connections)
-/// and restored, to simulate a database outage.
-pub struct TcpProxy {
-    pub port: u16,
-    cut: Arc<AtomicBool>,
-    kill: watch::Sender<u64>,
-}
-
-impl TcpProxy {
-    pub async fn start(upstream: SocketAddr) -> TcpProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
-        let port = listener.local_addr().expect("addr").port();
-        let cut = Arc::new(AtomicBool::new(false));
-        let (kill, _) = watch::channel(0u64);
-        let (cut2, kill2) = (cut.clone(), kill.clone());
-        tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                if cut2.load(Ordering::SeqCst) {
-                    drop(inbound);
-                    continue;
-                }
-                let mut killed = kill2.subscribe();
-                tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = killed.changed() => {}
-                    }
-                });
-            }
-        });
-        TcpProxy { port, cut, kill }
-    }
-
-    pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        self.kill.send_modify(|n| *n += 1);
-    }
-
-    pub fn restore(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-/// Retry `probe` until it returns `Some`, or panic after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

@@ -1,0 +1,110 @@
+//! Test support shared by Troupe's test suites (a dev-dependency only).
+//!
+//! - [`TcpProxy`]: a loopback proxy to a real server that a test can cut and restore, to
+//!   stage a backend outage without touching the server other tests use.
+//! - [`eventually`]: poll a condition until it holds or a deadline passes.
+//! - [`fresh_pg_database`]: an empty PostgreSQL database per test.
+//! - [`parts`]: status and JSON body of an HTTP reply.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use reqwest::Response;
+use serde_json::Value;
+use sqlx::{Connection, Executor, PgConnection};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use url::Url;
+
+/// Where the test PostgreSQL server is (its maintenance database): `TEST_PG_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`.
+pub fn pg_admin_url() -> String {
+    std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, empty PostgreSQL database; returns its URL. Panics (loudly) if PostgreSQL is
+/// missing.
+pub async fn fresh_pg_database() -> String {
+    let admin = pg_admin_url();
+    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
+        panic!("PostgreSQL is required for this test (TEST_PG_URL={admin}): {e}. Run `make services`.")
+    });
+    let name = format!("troupe_test_{}", uuid::Uuid::new_v4().simple());
+    conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).await.expect("create database");
+    let mut url = Url::parse(&admin).expect("TEST_PG_URL is a URL");
+    url.set_path(&name);
+    url.to_string()
+}
+
+/// Status and JSON body of a reply (`Null` when the body is not JSON).
+pub async fn parts(res: Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let body = res.json().await.unwrap_or(Value::Null);
+    (status, body)
+}
+
+/// Retry `probe` until it returns `Some`, or panic after `within`, naming `what`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A TCP proxy to `upstream` that can be cut (refusing new and killing open connections)
+/// and restored.
+pub struct TcpProxy {
+    /// The loopback port to connect to instead of the upstream.
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    kill: watch::Sender<u64>,
+}
+
+impl TcpProxy {
+    /// Start proxying to `upstream`.
+    pub async fn start(upstream: SocketAddr) -> TcpProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let (kill, _) = watch::channel(0u64);
+        let (cut2, kill2) = (cut.clone(), kill.clone());
+        tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if cut2.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut killed = kill2.subscribe();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = killed.changed() => {}
+                    }
+                });
+            }
+        });
+        TcpProxy { port, cut, kill }
+    }
+
+    /// Refuse new connections and drop the open ones.
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        self.kill.send_modify(|n| *n += 1);
+    }
+
+    /// Accept connections again.
+    pub fn restore(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
