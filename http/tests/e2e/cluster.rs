@@ -8,6 +8,7 @@ use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use reqwest::{Client, Response};
@@ -285,9 +286,21 @@ pub fn auth_env(port: u16, dsn: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-/// A port that was free a moment ago on loopback.
+/// A loopback port that was free a moment ago, never the same twice in this test run (the
+/// clusters of concurrent tests must not be handed each other's ports), taken below Linux's
+/// ephemeral range (32768-60999) so no outgoing connection grabs it before its process binds.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Start where another run of this test (another process) is unlikely to be.
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    let _ = NEXT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "no free loopback port left below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A fresh, empty PostgreSQL database; returns its URL. Fails loudly if PostgreSQL is missing.
