@@ -338,11 +338,15 @@ pub fn serve_broker(
     let mail = MailerProxy::new(&upstream.mailer_url, broker.request_timeout).context("MAILER_URL")?.start();
     let l = &upstream.logger;
     let logs = remote_logger(&l.logger_url, &l.logger_grpc_url, broker.request_timeout)?;
-    let status = StatusSource::remote(vec![
+    let mut sources = vec![
         ("auth".into(), upstream.auth_url.clone()),
         ("logger".into(), l.logger_url.clone()),
         ("mailer".into(), upstream.mailer_url.clone()),
-    ]);
+    ];
+    if let Some(url) = &upstream.listener_url {
+        sources.push(("listener".into(), url.clone()));
+    }
+    let status = StatusSource::remote(sources);
     let publisher = start_publisher(common, events, &readiness, "broker").map(Addr::recipient);
     let recipients =
         BrokerRecipients { auth: auth.recipient(), mail: mail.recipient(), logs, events: publisher };

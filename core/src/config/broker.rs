@@ -49,6 +49,10 @@ pub struct UpstreamSettings {
     /// Where the broker finds the logger (HTTP and gRPC).
     #[command(flatten)]
     pub logger: super::LoggerUpstream,
+    /// Where the broker finds the listener's HTTP port, to show it in `GET /status`; unset:
+    /// the listener is not shown (it has no API the broker calls).
+    #[arg(long, env = "LISTENER_URL", value_parser = parse_http_url)]
+    pub listener_url: Option<Url>,
 }
 
 /// The web console.

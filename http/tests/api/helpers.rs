@@ -136,7 +136,7 @@ impl TestApp {
     pub fn spawn_broker_with_logger(auth_url: Url, logger_url: Url, logger_grpc_url: Url) -> u16 {
         let mailer_url = Url::parse("http://127.0.0.1:9").expect("url");
         let logger = LoggerUpstream { logger_url, logger_grpc_url };
-        Self::spawn_broker_with(UpstreamSettings { auth_url, mailer_url, logger })
+        Self::spawn_broker_with(UpstreamSettings { auth_url, mailer_url, logger, listener_url: None })
     }
 
     /// `troupe serve broker` reaching the services at `upstream`; returns its port.

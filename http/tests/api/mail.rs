@@ -280,6 +280,7 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
         auth_url: auth_url.clone(),
         mailer_url: Url::parse(&mailer).expect("url"),
         logger: nowhere_logger(),
+        listener_url: None,
     });
     let handle = |port: u16, subject: &str| {
         http.post(format!("http://127.0.0.1:{port}/handle"))
@@ -304,6 +305,7 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
         auth_url,
         mailer_url: Url::parse("http://127.0.0.1:9").expect("url"),
         logger: nowhere_logger(),
+        listener_url: None,
     });
     let (status, body) = parts(handle(down, "down").await.expect("broker")).await;
     assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");

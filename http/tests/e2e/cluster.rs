@@ -8,6 +8,7 @@ use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use reqwest::{Client, Response};
@@ -34,10 +35,14 @@ pub struct Service {
 /// Every service in the split-mode test, in start order. Add a row when a service lands.
 pub const SERVICES: &[Service] = &[
     Service { name: "auth", port_var: "AUTH_PORT", url_var: Some("AUTH_URL"), extra_ports: &[] },
-    // TODO(logger): Service { name: "logger", port_var: "LOGGER_PORT", url_var: Some("LOGGER_URL"),
-    //     extra_ports: &["LOGGER_GRPC_PORT", "LOGGER_RPC_PORT"] },
+    Service {
+        name: "logger",
+        port_var: "LOGGER_PORT",
+        url_var: Some("LOGGER_URL"),
+        extra_ports: &["LOGGER_GRPC_PORT", "LOGGER_RPC_PORT"],
+    },
     Service { name: "mailer", port_var: "MAILER_PORT", url_var: Some("MAILER_URL"), extra_ports: &[] },
-    // TODO(events): Service { name: "listener", port_var: "LISTENER_PORT", url_var: None, extra_ports: &[] },
+    Service { name: "listener", port_var: "LISTENER_PORT", url_var: Some("LISTENER_URL"), extra_ports: &[] },
     Service { name: "broker", port_var: "BROKER_PORT", url_var: Some("BROKER_URL"), extra_ports: &[] },
     Service { name: "frontend", port_var: "FRONTEND_PORT", url_var: None, extra_ports: &[] },
 ];
@@ -76,8 +81,14 @@ impl Cluster {
             env.insert(k.to_owned(), v.to_owned());
         }
         env.insert("DSN".into(), dsn.clone());
-        // TODO(logger): MONGO_URL (+ MONGO_USERNAME / MONGO_PASSWORD) of a fresh database.
-        // TODO(events): RABBIT_URL of a fresh vhost or uniquely named exchange/queue.
+        // The logger and the listener store into a fresh MongoDB database; the broker publishes
+        // to, and the listener consumes from, a fresh exchange and queue on the real RabbitMQ.
+        let run = uuid::Uuid::new_v4().simple().to_string();
+        env.insert("MONGO_URL".into(), external_mongo());
+        env.insert("MONGO_DATABASE".into(), format!("troupe_e2e_{run}"));
+        env.insert("RABBIT_URL".into(), external_rabbit());
+        env.insert("EVENTS_EXCHANGE".into(), format!("troupe.e2e.{run}"));
+        env.insert("LISTENER_QUEUE".into(), format!("troupe.e2e.{run}.logs"));
         let smtp = external_smtp();
         env.insert("MAIL_HOST".into(), smtp.ip().to_string());
         env.insert("MAIL_PORT".into(), smtp.port().to_string());
@@ -94,6 +105,8 @@ impl Cluster {
                 env.insert((*var).into(), free_port().to_string());
             }
         }
+        let grpc = env["LOGGER_GRPC_PORT"].clone();
+        env.insert("LOGGER_GRPC_URL".into(), format!("http://127.0.0.1:{grpc}"));
         if let Some(port) = ports.get("frontend") {
             env.insert("CORS_ALLOWED_ORIGINS".into(), format!("http://127.0.0.1:{port}"));
         }
@@ -185,6 +198,26 @@ impl Cluster {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
+    /// The entries named `name`, read back through the broker's `GET /logs` (newest first).
+    pub async fn logs_named(&self, name: &str) -> Vec<Value> {
+        let mut url = Url::parse(&format!("{}/logs", self.url("broker"))).expect("broker URL");
+        url.query_pairs_mut().append_pair("name", name);
+        let res = self.http.get(url).send().await.expect("the broker answers GET /logs");
+        let (status, body) = parts(res).await;
+        assert_eq!(status, 200, "GET /logs?name={name}: {body}");
+        body["data"]["entries"].as_array().cloned().unwrap_or_else(|| panic!("no entries in {body}"))
+    }
+
+    /// Poll `GET /logs?name=` through the broker until an entry named `name` is stored.
+    pub async fn stored(&self, name: &str) -> Value {
+        eventually(
+            Duration::from_secs(20),
+            &format!("a log entry named {name:?} readable via the broker"),
+            || async { self.logs_named(name).await.into_iter().next() },
+        )
+        .await
+    }
+
     /// `POST /handle` on the broker with a JSON body.
     pub async fn handle(&self, body: &Value) -> Response {
         self.http
@@ -253,9 +286,21 @@ pub fn auth_env(port: u16, dsn: &str) -> BTreeMap<String, String> {
     .collect()
 }
 
-/// A port that was free a moment ago on loopback.
+/// A loopback port that was free a moment ago, never the same twice in this test run (the
+/// clusters of concurrent tests must not be handed each other's ports), taken below Linux's
+/// ephemeral range (32768-60999) so no outgoing connection grabs it before its process binds.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free loopback port").port()
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    // Start where another run of this test (another process) is unlikely to be.
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    let _ = NEXT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "no free loopback port left below the ephemeral range");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A fresh, empty PostgreSQL database; returns its URL. Fails loudly if PostgreSQL is missing.
@@ -281,6 +326,40 @@ fn external_smtp() -> SocketAddr {
         panic!("an SMTP server is required for this test (TEST_SMTP_ADDR={addr}). Run `make services`.");
     }
     addr
+}
+
+/// `host:port` of a URL with a default port, for a reachability check.
+fn reachable(url: &str, default_port: u16) -> bool {
+    let url = Url::parse(url).unwrap_or_else(|e| panic!("{url}: not a URL: {e}"));
+    let host = url.host_str().unwrap_or("127.0.0.1").to_owned();
+    let port = url.port().unwrap_or(default_port);
+    let Ok(mut addrs) = std::net::ToSocketAddrs::to_socket_addrs(&(host.as_str(), port)) else {
+        return false;
+    };
+    addrs.any(|a| TcpStream::connect_timeout(&a, Duration::from_secs(2)).is_ok())
+}
+
+/// The MongoDB-wire server the logger and the listener store into (SecantusDB from
+/// `make services`, `TEST_MONGO_URL`). Fails loudly if it is not there.
+fn external_mongo() -> String {
+    let url = std::env::var("TEST_MONGO_URL").unwrap_or_else(|_| "mongodb://127.0.0.1:27017".into());
+    assert!(
+        reachable(&url, 27017),
+        "a MongoDB-wire server is required for this test (TEST_MONGO_URL={url}). Run `make services`."
+    );
+    url
+}
+
+/// The RabbitMQ the broker publishes to and the listener consumes from (`make services`,
+/// `TEST_RABBIT_URL`). Fails loudly if it is not there.
+fn external_rabbit() -> String {
+    let url =
+        std::env::var("TEST_RABBIT_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into());
+    assert!(
+        reachable(&url, 5672),
+        "RabbitMQ is required for this test (TEST_RABBIT_URL={url}). Run `make services`."
+    );
+    url
 }
 
 /// The Maildir that SMTP server writes every received mail into (`TEST_SMTP_MAILDIR`).

@@ -1,6 +1,7 @@
 //! The COMPAT.md contract driven through the broker process, with each side effect checked
-//! where it lands (users in PostgreSQL, mail in the SMTP server's Maildir; logs and events as
-//! those services join).
+//! where it lands: users in PostgreSQL, mail in the SMTP server's Maildir, log entries and
+//! consumed events in MongoDB (read back through the broker's `GET /logs`, which asks the
+//! logger process).
 
 use std::time::Duration;
 
@@ -24,6 +25,16 @@ async fn every_process_answers_ping_healthz_and_readyz() {
                 parts(cluster.http.get(format!("{base}{path}")).send().await.expect("answer")).await;
             assert_eq!((status, &body["error"]), (200, &json!(false)), "{} {path}: {body}", service.name);
         }
+    }
+
+    // The broker's `/status` asks every service it knows (the listener through LISTENER_URL).
+    let (status, body) = parts(
+        cluster.http.get(format!("{}/status", cluster.url("broker"))).send().await.expect("broker answers"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    for name in ["broker", "auth", "logger", "mailer", "listener"] {
+        assert_eq!(body["data"]["services"][name]["ready"], true, "{name} in the broker's /status: {body}");
     }
 }
 
@@ -80,7 +91,21 @@ fn error_cases() -> Vec<Case> {
             status: 413,
             message: "",
         },
-        // TODO(logger): {"action":"log"} with the logger process killed -> 503.
+        // `log` with the logger process killed (503) is in `resilience`.
+        Case {
+            what: "event with an unknown level",
+            body: Body::Json(
+                json!({"action": "event", "event": {"name": "x", "data": "y", "level": "LOUD"}}),
+            ),
+            status: 422,
+            message: "",
+        },
+        Case {
+            what: "event without a name",
+            body: Body::Json(json!({"action": "event", "event": {"name": " ", "data": "y"}})),
+            status: 422,
+            message: "",
+        },
         Case {
             what: "mail to an invalid address",
             body: Body::Json(
@@ -153,11 +178,69 @@ async fn the_auth_action_authenticates_the_seeded_user_stored_in_postgres() {
     assert_eq!(user["first_name"], json!(row.get::<String, _>("first_name")));
     assert_eq!(user["last_name"], json!(row.get::<String, _>("last_name")));
     assert_eq!(user["active"], json!(row.get::<i32, _>("user_active")));
-    // TODO(logger): the attempt is stored as an audit entry named `authentication`.
+
+    // Side effect: the auth process audited the attempt through the logger process.
+    let audit = eventually(Duration::from_secs(20), "the login's `authentication` audit entry", || async {
+        cluster
+            .logs_named("authentication")
+            .await
+            .into_iter()
+            .find(|e| e["data"].as_str().is_some_and(|d| d.contains("admin@example.com")))
+    })
+    .await;
+    assert_eq!(audit["service"], "auth", "{audit}");
+    assert!(!audit.to_string().contains("verysecret"), "the password reached the audit log: {audit}");
 }
 
-// TODO(logger): `log` action -> 202 `Processed payload via RPC: <name>`, then the entry is
-//   readable through the logger (GET /logs) and stored in MongoDB; `POST /log-grpc` -> 202 `logged`.
+#[actix_web::test]
+async fn the_log_action_and_log_grpc_store_through_the_logger_process_into_mongodb() {
+    let cluster = Cluster::start().await;
+
+    // `log` (the Go broker's RPC path): 202, then readable through the broker.
+    let name = format!("e2e-log-{}", uuid::Uuid::new_v4().simple());
+    let (status, body) =
+        parts(cluster.handle(&json!({"action": "log", "log": {"name": name, "data": "via rpc"}})).await)
+            .await;
+    assert_eq!(
+        (status, &body["error"], &body["message"]),
+        (202, &json!(false), &json!(format!("Processed payload via RPC: {name}"))),
+        "{body}"
+    );
+    let entry = cluster.stored(&name).await;
+    assert_eq!(
+        (&entry["data"], &entry["service"], &entry["level"]),
+        (&json!("via rpc"), &json!("broker"), &json!("INFO"))
+    );
+    assert!(entry["id"].as_str().is_some_and(|id| id.len() == 24), "an ObjectId: {entry}");
+
+    // The entry is also readable by id, from the logger process directly.
+    let id = entry["id"].as_str().expect("id");
+    let (status, by_id) = parts(
+        cluster
+            .http
+            .get(format!("{}/logs/{id}", cluster.url("logger")))
+            .send()
+            .await
+            .expect("logger answers"),
+    )
+    .await;
+    assert_eq!((status, &by_id["data"]["name"]), (200, &json!(name)), "{by_id}");
+
+    // `POST /log-grpc`: 202 `logged`, stored over the logger's gRPC port.
+    let name = format!("e2e-grpc-{}", uuid::Uuid::new_v4().simple());
+    let res = cluster
+        .http
+        .post(format!("{}/log-grpc", cluster.url("broker")))
+        .json(&json!({"log": {"name": name, "data": "via grpc"}}))
+        .send()
+        .await
+        .expect("the broker answers");
+    let (status, body) = parts(res).await;
+    assert_eq!((status, &body["error"], &body["message"]), (202, &json!(false), &json!("logged")), "{body}");
+    let entry = cluster.stored(&name).await;
+    assert_eq!(entry["data"], "via grpc", "{entry}");
+}
+
 #[actix_web::test]
 async fn the_mail_action_delivers_through_the_mailer_process_to_the_smtp_server() {
     let cluster = Cluster::start().await;
@@ -187,8 +270,49 @@ async fn the_mail_action_delivers_through_the_mailer_process_to_the_smtp_server(
     assert_eq!(m.body_text(0).as_deref().map(str::trim_end), Some("Hello world!"));
 }
 
-// TODO(events): an event published through the broker is consumed by the listener process and
-//   stored through the logger.
+#[actix_web::test]
+async fn an_event_published_through_the_broker_is_consumed_and_stored_by_the_listener_process() {
+    let cluster = Cluster::start().await;
+    let name = format!("e2e-event-{}", uuid::Uuid::new_v4().simple());
+    let event = json!({"name": name, "data": {"answer": 42}, "level": "warning"});
+    let (status, body) = parts(cluster.handle(&json!({"action": "event", "event": event})).await).await;
+    assert_eq!(
+        (status, &body["error"], &body["message"]),
+        (202, &json!(false), &json!(format!("Event published: {name}"))),
+        "{body}"
+    );
+    let id = body["data"]["id"].as_str().unwrap_or_else(|| panic!("an event id: {body}")).to_owned();
+
+    // Side effect: RabbitMQ delivered it to the listener process, which stored it in MongoDB.
+    let entry = cluster.stored(&name).await;
+    assert_eq!(
+        (&entry["level"], &entry["service"], &entry["event_id"]),
+        (&json!("WARNING"), &json!("listener"), &json!(id)),
+        "{entry}"
+    );
+    assert_eq!(
+        serde_json::from_str::<Value>(entry["data"].as_str().expect("data")).ok(),
+        Some(json!({"answer": 42}))
+    );
+
+    // The listener's own routes report it.
+    let listener = cluster.url("listener");
+    let res = cluster.http.get(format!("{listener}/readyz")).send().await.expect("listener answers");
+    assert_eq!(res.status(), 200);
+    let status = eventually(Duration::from_secs(20), "the listener's /status counts the ack", || async {
+        let res = cluster.http.get(format!("{listener}/status")).send().await.expect("listener answers");
+        let (code, body) = parts(res).await;
+        assert_eq!((code, &body["error"]), (200, &json!(false)), "{body}");
+        (body["data"]["acked"].as_u64() >= Some(1)).then_some(body)
+    })
+    .await;
+    let data = &status["data"];
+    assert_eq!(
+        (&data["transport"], &data["queue"], &data["dead_lettered"]),
+        (&json!("rabbitmq"), &json!(cluster.env["LISTENER_QUEUE"]), &json!(0)),
+        "{status}"
+    );
+}
 
 #[actix_web::test]
 async fn the_console_points_its_page_at_the_broker_and_the_broker_allows_it() {

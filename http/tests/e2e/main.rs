@@ -1,12 +1,13 @@
 //! Split-mode end-to-end test: every service as its own `troupe serve <service>` process,
 //! wired like compose (ports and URLs from the environment) on loopback, against the real
-//! PostgreSQL (a fresh database per run) and a real SMTP server (aiosmtpd from `make services`,
-//! read through its Maildir). The COMPAT.md contract is driven through the
+//! PostgreSQL (a fresh database per run), MongoDB-wire server (a fresh database per run),
+//! RabbitMQ (a fresh exchange and queue per run) and SMTP server (aiosmtpd from
+//! `make services`, read through its Maildir). The COMPAT.md contract is driven through the
 //! broker, side effects are checked in the backends, and a service process is killed
 //! mid-run and started again.
 //!
-//! Adding a service (logger, listener) is one row in [`cluster::SERVICES`] plus its
-//! backend settings in [`cluster::Cluster::start`]; look for `TODO(logger)` and `TODO(events)`.
+//! Adding a service is one row in [`cluster::SERVICES`] plus its
+//! backend settings in [`cluster::Cluster::start`].
 
 mod cluster;
 mod contract;

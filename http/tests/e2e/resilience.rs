@@ -1,4 +1,4 @@
-//! Killing service processes mid-run: the rest keep serving, and the platform recovers when
+//! Killing service processes mid-run (auth, mailer, logger): the rest keep serving, and the platform recovers when
 //! the process comes back. Also: SIGTERM stops every process cleanly, and auth replicas
 //! starting together migrate the database once.
 
@@ -88,9 +88,116 @@ async fn a_killed_mailer_process_is_503_for_mail_only_and_mail_flows_again_when_
     .await;
 }
 
-// TODO(logger): kill the logger mid-run: `log` is 503 within REQUEST_TIMEOUT, logins still
-//   succeed (an audit-log outage must not fail a login), and logging recovers on restart.
-// TODO(events): kill one of two listeners: the other drains the shared queue.
+#[actix_web::test]
+async fn a_killed_logger_process_is_503_for_log_only_and_logging_resumes_when_it_returns() {
+    let mut cluster = Cluster::start().await;
+    let log = |name: &str| json!({"action": "log", "log": {"name": name, "data": "resilience"}});
+    let before = format!("e2e-before-{}", uuid::Uuid::new_v4().simple());
+    assert_eq!(cluster.handle(&log(&before)).await.status(), 202);
+    cluster.stored(&before).await;
+    let broker_pid = cluster.pid("broker");
+
+    cluster.kill("logger");
+
+    // The logger is gone: `log` and `/log-grpc` are 503 in the envelope (the client's 20 s
+    // timeout would fail a hang), never a 500.
+    let (status, body) = parts(cluster.handle(&log("while-down")).await).await;
+    assert_eq!(
+        (status, &body["error"], &body["message"]),
+        (503, &json!(true), &json!("logger unavailable")),
+        "{body}"
+    );
+    let res = cluster
+        .http
+        .post(format!("{}/log-grpc", cluster.url("broker")))
+        .json(&json!({"log": {"name": "while-down", "data": "grpc"}}))
+        .send()
+        .await
+        .expect("the broker answers");
+    let (status, body) = parts(res).await;
+    assert_eq!((status, &body["message"]), (503, &json!("logger unavailable")), "{body}");
+    let (_, status) = parts(
+        cluster.http.get(format!("{}/status", cluster.url("broker"))).send().await.expect("broker answers"),
+    )
+    .await;
+    let services = &status["data"]["services"];
+    assert_eq!(
+        (&services["logger"]["ready"], &services["auth"]["ready"]),
+        (&json!(false), &json!(true)),
+        "{status}"
+    );
+    // An audit-log outage never fails a login.
+    assert_eq!(
+        cluster.handle(&admin_login()).await.status(),
+        202,
+        "auth keeps working while the logger is down"
+    );
+
+    // The logger comes back on its addresses: the same broker process logs again, and the
+    // entry written before the outage is still in MongoDB.
+    cluster.spawn("logger");
+    cluster.wait_ready("logger").await;
+    let after = format!("e2e-after-{}", uuid::Uuid::new_v4().simple());
+    eventually(Duration::from_secs(20), "log through the broker after the logger returned", || async {
+        (cluster.handle(&log(&after)).await.status() == 202).then_some(())
+    })
+    .await;
+    cluster.stored(&after).await;
+    assert_eq!(cluster.logs_named(&before).await.len(), 1, "the entry from before the outage survived");
+    assert!(cluster.is_running("broker"), "the broker process died:\n{}", cluster.log("broker"));
+    assert_eq!(cluster.pid("broker"), broker_pid, "the broker was not restarted");
+}
+
+#[actix_web::test]
+async fn a_killed_listener_leaves_the_shared_queue_to_its_replica() {
+    let mut cluster = Cluster::start().await;
+    // A second listener replica: same queue and store, its own port (as a second pod).
+    let port = free_port();
+    let mut env = cluster.env.clone();
+    env.insert("LISTENER_PORT".into(), port.to_string());
+    let logs = tempfile::tempdir().expect("temp dir for process logs");
+    let log = logs.path().join("listener-2.log");
+    let mut replica = Processes(vec![troupe_serve("listener", &env, &log)]);
+    let status_url = format!("http://127.0.0.1:{port}/status");
+    eventually(Duration::from_secs(30), "the second listener is ready", || {
+        let exited = replica.0[0].try_wait().expect("poll child");
+        let (http, log) = (&cluster.http, &log);
+        async move {
+            if let Some(exit) = exited {
+                panic!(
+                    "listener replica exited ({exit}):\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+            let res = http.get(format!("http://127.0.0.1:{port}/readyz")).send().await.ok()?;
+            (res.status() == 200).then_some(())
+        }
+    })
+    .await;
+
+    cluster.kill("listener");
+
+    // Events published now can only reach the replica; it consumes and stores each.
+    let mut names = Vec::new();
+    for n in 0..3 {
+        let name = format!("e2e-replica-{n}-{}", uuid::Uuid::new_v4().simple());
+        let event = json!({"action": "event", "event": {"name": name, "data": "after the kill"}});
+        let (status, body) = parts(cluster.handle(&event).await).await;
+        assert_eq!(status, 202, "{body}");
+        names.push(name);
+    }
+    for name in &names {
+        let entry = cluster.stored(name).await;
+        assert_eq!(entry["service"], "listener", "{entry}");
+    }
+    let acked = eventually(Duration::from_secs(20), "the replica's /status counts its acks", || async {
+        let (_, body) = parts(cluster.http.get(&status_url).send().await.expect("replica answers")).await;
+        body["data"]["acked"].as_u64().filter(|&n| n >= 3)
+    })
+    .await;
+    assert!(acked >= 3, "the replica acked {acked}");
+    assert!(replica.0[0].try_wait().expect("poll child").is_none(), "the replica died");
+}
 
 #[actix_web::test]
 async fn sigterm_stops_every_process_cleanly() {
