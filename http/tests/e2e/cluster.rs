@@ -13,9 +13,10 @@ use std::time::Duration;
 
 use reqwest::{Client, Response};
 use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection};
 use tempfile::TempDir;
 use url::Url;
+
+pub use troupe_testkit::{eventually, fresh_pg_database, parts};
 
 /// A signing key good enough for tests (never used outside them).
 const TEST_SECRET: &str = "e2e-secret-e2e-secret-e2e-secret-e2e!";
@@ -303,20 +304,6 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// A fresh, empty PostgreSQL database; returns its URL. Fails loudly if PostgreSQL is missing.
-pub async fn fresh_pg_database() -> String {
-    let admin =
-        std::env::var("TEST_PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let mut conn = PgConnection::connect(&admin).await.unwrap_or_else(|e| {
-        panic!("PostgreSQL is required for this test (TEST_PG_URL={admin}): {e}. Run `make services`.")
-    });
-    let name = format!("troupe_test_{}", uuid::Uuid::new_v4().simple());
-    conn.execute(sqlx::AssertSqlSafe(format!(r#"CREATE DATABASE "{name}""#))).await.expect("create database");
-    let mut url = Url::parse(&admin).expect("TEST_PG_URL is a URL");
-    url.set_path(&name);
-    url.to_string()
-}
-
 /// The external SMTP server the mailer process sends to (aiosmtpd from `make services`,
 /// `TEST_SMTP_ADDR`). Fails loudly if it is not there.
 fn external_smtp() -> SocketAddr {
@@ -377,27 +364,4 @@ pub fn delivered(maildir: &Path, subject: &str) -> Option<Vec<u8>> {
         let parsed = mail_parser::MessageParser::default().parse_headers(&raw)?;
         (parsed.subject() == Some(subject)).then_some(raw)
     })
-}
-
-/// Status and JSON body of a reply.
-pub async fn parts(res: Response) -> (u16, Value) {
-    let status = res.status().as_u16();
-    let body = res.json().await.unwrap_or(Value::Null);
-    (status, body)
-}
-
-/// Retry `probe` until it returns `Some`, or panic after `within`.
-pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
