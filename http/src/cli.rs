@@ -128,6 +128,9 @@ pub enum ServeCommand {
         /// The logger that records login attempts (unset: not recorded).
         #[arg(long, env = "LOGGER_URL")]
         logger_url: Option<Url>,
+        #[command(flatten)]
+        #[allow(missing_docs)]
+        events: EventSettings,
     },
     /// The logger on LOGGER_PORT (HTTP), LOGGER_GRPC_PORT and LOGGER_RPC_PORT (MongoDB from
     /// MONGO_URL, else SQLite).
@@ -155,6 +158,9 @@ pub enum ServeCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         logger: LoggerSettings,
+        /// The mailer that runs `mail` jobs (unset: `mail` events are stored, not mailed).
+        #[arg(long, env = "MAILER_URL")]
+        mailer_url: Option<Url>,
     },
     /// The web console on FRONTEND_PORT.
     Frontend {

@@ -39,12 +39,12 @@ async fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(ServeCommand::Broker { common, broker, upstream, events }) => {
             platform::serve_broker(common, broker, upstream, events)?
         }
-        Command::Serve(ServeCommand::Auth { common, auth, logger_url }) => {
-            platform::serve_auth(common, auth, logger_url.as_ref())?
+        Command::Serve(ServeCommand::Auth { common, auth, logger_url, events }) => {
+            platform::serve_auth(common, auth, logger_url.as_ref(), events)?
         }
         Command::Serve(ServeCommand::Logger { common, logger }) => platform::serve_logger(common, logger)?,
-        Command::Serve(ServeCommand::Listener { common, events, listener, logger }) => {
-            platform::serve_listener(common, events, listener, logger)?
+        Command::Serve(ServeCommand::Listener { common, events, listener, logger, mailer_url }) => {
+            platform::serve_listener(common, events, listener, logger, mailer_url.as_ref())?
         }
         Command::Serve(ServeCommand::Frontend { common, frontend }) => {
             platform::serve_frontend(common, frontend)?

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use troupe_actors::auth::{AuthActor, AuthConfig};
 use troupe_actors::catcher::{self, CatcherStore};
 use troupe_actors::events::bus::EventBus;
+use troupe_actors::events::jobs::MailJob;
 use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
 use troupe_actors::events::{ListenerStats, Sink};
@@ -95,18 +96,20 @@ fn options(common: &CommonSettings, readiness: &Readiness, cors_origins: &[Strin
 }
 
 /// Start the auth actor and its HTTP server. `ephemeral_key`: allow a random JWT key.
+/// Login attempts are written to `audit` and published as `auth` events to `events`.
 pub fn start_auth(
     common: &CommonSettings,
     settings: &AuthSettings,
     readiness: &Readiness,
     ephemeral_key: bool,
     audit: Option<Recipient<WriteLog>>,
+    events: Option<Recipient<PublishEvent>>,
 ) -> anyhow::Result<(Addr<AuthActor>, RunningServer)> {
     let config =
         AuthConfig::from_settings(settings, common.backoff(), ephemeral_key).map_err(anyhow::Error::msg)?;
     let listener = bind(common.bind_address, settings.auth_port, "AUTH_PORT")?;
     let keys = config.keys.clone();
-    let config = AuthConfig { audit, ..config };
+    let config = AuthConfig { audit, events, ..config };
     let actor = AuthActor::start(config, readiness);
     let state = AuthState { actor: actor.clone(), keys, timeout: settings.db_timeout * 3 };
     let server = serve("auth", listener, options(common, readiness, &[]), crate::auth::routes(state))?;
@@ -281,7 +284,6 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Platform> {
     let logs = start_logger(common, logger, &readiness, &shutdown)?;
     let write: Recipient<WriteLog> = logs.actor.clone().recipient();
     let mut servers = Vec::new();
-    let (auth_actor, auth_server) = start_auth(common, auth, &readiness, true, Some(write.clone()))?;
     let mut services =
         ["broker", "auth", "logger", "mailer", "events", "frontend"].map(String::from).to_vec();
     let mut mail = mailer.clone();
@@ -294,8 +296,14 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Platform> {
         services.push("catcher".into());
     }
     let (mailer, mailer_server) = start_mailer(common, &mail, &readiness)?;
+    // The mailer's own deadline (three attempts with backoff), and a little more.
+    let mail_timeout = mail.mail_timeout * 7 + Duration::from_secs(1);
     let sink = Sink::new(write.clone(), listener.store_timeout.max(store_deadline(logger)));
+    let sink = with_mail_job(sink, mailer.clone().recipient(), mail_timeout);
     let transport = start_events(common, events, listener, sink, &readiness);
+    let publisher = transport.publisher.clone();
+    let (auth_actor, auth_server) =
+        start_auth(common, auth, &readiness, true, Some(write.clone()), Some(publisher))?;
     let listener_server = start_listener_server(common, listener, transport.listener, &readiness)?;
     let clients = LogClients {
         write: write.clone(),
@@ -355,18 +363,21 @@ pub fn serve_broker(
 }
 
 /// `troupe serve auth`: the authentication service alone; login attempts are audited to the
-/// logger at `logger_url` when given.
+/// logger at `logger_url` when given, and published as `auth` events when `RABBIT_URL` is
+/// set (the publisher's state does not gate auth's readiness: events are a side channel).
 pub fn serve_auth(
     common: &CommonSettings,
     auth: &AuthSettings,
     logger_url: Option<&Url>,
+    events: &EventSettings,
 ) -> anyhow::Result<Platform> {
     let readiness = Readiness::default();
     let audit = match logger_url {
         Some(url) => Some(LoggerProxy::new(url, AUDIT_TIMEOUT).context("LOGGER_URL")?.start().recipient()),
         None => None,
     };
-    let (_, server) = start_auth(common, auth, &readiness, false, audit)?;
+    let publisher = start_publisher(common, events, &Readiness::default(), "auth").map(Addr::recipient);
+    let (_, server) = start_auth(common, auth, &readiness, false, audit, publisher)?;
     Ok(Platform::new(vec![server], readiness))
 }
 
@@ -495,20 +506,37 @@ fn store_deadline(logger: &LoggerSettings) -> Duration {
     logger.log_store_timeout * 2 + Duration::from_millis(500)
 }
 
+/// How long a split-mode listener waits for the remote mailer to take one mail.
+pub const REMOTE_MAIL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Register the `mail` job on `sink`: a [`MailJob`] sending to `mailer`, waiting `timeout`.
+pub fn with_mail_job(sink: Sink, mailer: Recipient<SendMail>, timeout: Duration) -> Sink {
+    let job = MailJob::start(mailer, timeout);
+    sink.with_job("mail", job.recipient()).with_job_timeout(timeout + Duration::from_secs(1))
+}
+
 /// `troupe serve listener`: the RabbitMQ listener alone (`RABBIT_URL` required), storing
 /// through its own logger actor (MongoDB from `MONGO_URL`, else the embedded store), with
-/// `/healthz`, `/readyz` and `/status` on LISTENER_PORT.
+/// `/healthz`, `/readyz` and `/status` on LISTENER_PORT. `mail` events are sent to the
+/// mailer at `mailer_url` (`MAILER_URL`); without it they are only stored.
 pub fn serve_listener(
     common: &CommonSettings,
     events: &EventSettings,
     listener: &ListenerSettings,
     logger: &LoggerSettings,
+    mailer_url: Option<&Url>,
 ) -> anyhow::Result<Platform> {
     let url = events.rabbit_url.clone().context("RABBIT_URL: required by `troupe serve listener`")?;
     let readiness = Readiness::default();
     let config = LoggerConfig::from_settings(logger, common.backoff()).map_err(anyhow::Error::msg)?;
     let store = LoggerActor::start(config, &readiness);
-    let sink = Sink::new(store.recipient(), listener.store_timeout.max(store_deadline(logger)));
+    let mut sink = Sink::new(store.recipient(), listener.store_timeout.max(store_deadline(logger)));
+    if let Some(url) = mailer_url {
+        let proxy = MailerProxy::new(url, REMOTE_MAIL_TIMEOUT).context("MAILER_URL")?.start();
+        sink = with_mail_job(sink, proxy.recipient(), REMOTE_MAIL_TIMEOUT + Duration::from_secs(1));
+    } else {
+        tracing::warn!("MAILER_URL is not set: `mail` events are stored but not mailed");
+    }
     let state = start_listener(common, url, events, listener, sink, &readiness);
     let server = start_listener_server(common, listener, state, &readiness)?;
     Ok(Platform::new(vec![server], readiness))

@@ -9,7 +9,10 @@
 //!
 //! Every login attempt is recorded as an audit entry (name `authentication`, never the
 //! password) sent to the optional audit recipient in the background with a deadline, so a
-//! logger outage never fails or slows a login.
+//! logger outage never fails or slows a login. It is also published, the same way, as an
+//! `auth` event (INFO on success, WARNING on failure) to the optional event publisher. Both
+//! carry one fresh event id, so a logger that receives both (as in `troupe up`) stores one
+//! entry.
 
 pub mod dsn;
 pub mod password;
@@ -28,8 +31,8 @@ use troupe_core::config::AuthSettings;
 use troupe_core::domain::{Authenticated, MAX_EMAIL_LEN, Principal, User};
 use troupe_core::health::Readiness;
 use troupe_core::messages::{
-    Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, LogLevel, NewLogEntry, RegisterUser,
-    UpdateUser, WriteLog,
+    Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, LogLevel, NewLogEntry, PublishEvent,
+    RegisterUser, UpdateUser, WriteLog,
 };
 
 use self::dsn::DbTarget;
@@ -52,6 +55,8 @@ pub struct AuthConfig {
     pub backoff: BackoffPolicy,
     /// Where login attempts are recorded (the logger), if anywhere.
     pub audit: Option<Recipient<WriteLog>>,
+    /// Where login attempts are published as `auth` events (the event publisher), if anywhere.
+    pub events: Option<Recipient<PublishEvent>>,
 }
 
 impl AuthConfig {
@@ -74,6 +79,7 @@ impl AuthConfig {
             keys: TokenKeys::from_settings(s, ephemeral_key)?,
             backoff,
             audit: None,
+            events: None,
         })
     }
 }
@@ -217,10 +223,10 @@ impl Handler<Authenticate> for AuthActor {
     #[tracing::instrument(name = "authenticate", skip_all)]
     fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
         let keys = self.config.keys.clone();
-        let audit = self.config.audit.clone();
+        let audit = Audit { log: self.config.audit.clone(), events: self.config.events.clone() };
         let email = msg.email.trim().to_lowercase();
         if !self.link.is_ready() {
-            record_login(audit.as_ref(), &email, "failed: user store unavailable", LogLevel::Warning);
+            record_login(&audit, &email, "failed: user store unavailable", LogLevel::Warning);
         }
         supervision::call(self, move |store: UserStore| async move {
             let outcome = login(&store, &keys, &email, msg.password).await;
@@ -231,7 +237,7 @@ impl Handler<Authenticate> for AuthActor {
                 }
                 Err(_) => ("failed: user store error", LogLevel::Warning),
             };
-            record_login(audit.as_ref(), &email, text, level);
+            record_login(&audit, &email, text, level);
             outcome
         })
     }
@@ -262,25 +268,53 @@ async fn login(
 
 /// How long an audit entry may take to be accepted before it is given up.
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long publishing an `auth` event may take before it is given up.
+const EVENT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where login attempts are recorded.
+#[derive(Clone)]
+struct Audit {
+    log: Option<Recipient<WriteLog>>,
+    events: Option<Recipient<PublishEvent>>,
+}
 
 /// Record a login attempt in the background (never the password; the email is cut to its
-/// longest valid length). Never waits, never fails the login.
-fn record_login(audit: Option<&Recipient<WriteLog>>, email: &str, outcome: &str, level: LogLevel) {
-    let Some(audit) = audit.cloned() else { return };
+/// longest valid length): an audit entry and an `auth` event sharing one event id, so the
+/// logger stores one entry when it gets both. Never waits, never fails the login.
+fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) {
+    if audit.log.is_none() && audit.events.is_none() {
+        return;
+    }
     let shown: String = email.chars().take(MAX_EMAIL_LEN).collect();
-    let entry = NewLogEntry {
-        name: "authentication".into(),
-        data: format!("login {outcome} for {shown:?}"),
-        level,
-        service: "auth".into(),
-        request_id: None,
-        event_id: None,
-    };
-    actix::spawn(async move {
-        if let Err(err) = audit.send(WriteLog(entry)).timeout(AUDIT_TIMEOUT).await {
-            tracing::warn!(error = %err, "audit entry not recorded");
-        }
-    });
+    let data = format!("login {outcome} for {shown:?}");
+    let id = uuid::Uuid::new_v4().to_string();
+    if let Some(log) = audit.log.clone() {
+        let entry = NewLogEntry {
+            name: "authentication".into(),
+            data: data.clone(),
+            level,
+            service: "auth".into(),
+            request_id: None,
+            event_id: Some(id.clone()),
+        };
+        actix::spawn(async move {
+            match log.send(WriteLog(entry)).timeout(AUDIT_TIMEOUT).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "audit entry not recorded"),
+                Err(err) => tracing::warn!(error = %err, "audit entry not recorded"),
+            }
+        });
+    }
+    if let Some(events) = audit.events.clone() {
+        let event = PublishEvent { id: Some(id), name: "auth".into(), data, level };
+        actix::spawn(async move {
+            match events.send(event).timeout(EVENT_TIMEOUT).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(err)) => tracing::warn!(error = %err, "auth event not published"),
+                Err(err) => tracing::warn!(error = %err, "auth event not published"),
+            }
+        });
+    }
 }
 
 impl Handler<RegisterUser> for AuthActor {

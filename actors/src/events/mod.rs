@@ -2,6 +2,7 @@
 //!
 //! - [`publisher`]: RabbitMQ publisher with confirms (many in flight), persistent, mandatory.
 //! - [`listener`]: the supervised stream actor consuming the shared durable queue.
+//! - [`jobs`]: background jobs run for events named for them (`mail`).
 //! - [`bus`]: the in-process bus used when no `RABBIT_URL` is set, with the same
 //!   at-least-once semantics.
 //!
@@ -10,6 +11,7 @@
 //! A delivery is acknowledged only after the sink succeeded.
 
 pub mod bus;
+pub mod jobs;
 pub mod listener;
 pub mod publisher;
 
@@ -127,14 +129,22 @@ pub struct Sink {
     pub logger: Recipient<WriteLog>,
     /// Background jobs by event name (e.g. `mail`); see `docs/events.md`.
     pub jobs: HashMap<String, Recipient<RunJob>>,
-    /// Deadline for each store or job call.
+    /// Deadline for each store call.
     pub timeout: Duration,
+    /// Deadline for each job call (a mail may take longer than a store).
+    pub job_timeout: Duration,
 }
 
 impl Sink {
     /// A sink storing into `logger`, with no jobs.
     pub fn new(logger: Recipient<WriteLog>, timeout: Duration) -> Self {
-        Self { logger, jobs: HashMap::new(), timeout }
+        Self { logger, jobs: HashMap::new(), timeout, job_timeout: timeout }
+    }
+
+    /// Give each job call `deadline` instead of the store's.
+    pub fn with_job_timeout(mut self, deadline: Duration) -> Self {
+        self.job_timeout = deadline;
+        self
     }
 
     /// Run `job` for events named `name`.
@@ -153,7 +163,7 @@ impl Sink {
             Err(e) => return Err(SinkError::Transient(format!("store: {e}"))),
         }
         if let Some(job) = self.jobs.get(&event.name) {
-            match job.send(RunJob(event.clone())).timeout(self.timeout).await {
+            match job.send(RunJob(event.clone())).timeout(self.job_timeout).await {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => return Err(classify("job", e)),
                 Err(e) => return Err(SinkError::Transient(format!("job: {e}"))),

@@ -43,3 +43,98 @@ async fn bad_events_are_refused_in_the_envelope() {
         assert_eq!(reply["error"], true);
     }
 }
+
+/// The listener's counters.
+async fn listener_status(app: &TestApp) -> Option<Value> {
+    let body: Value =
+        app.http.get(format!("{}/status", app.listener)).send().await.ok()?.json().await.ok()?;
+    Some(body["data"].clone())
+}
+
+/// Mail the built-in catcher holds with `subject`.
+async fn caught_with_subject(app: &TestApp, subject: &str) -> Option<Vec<Value>> {
+    assert!(!app.catcher.is_empty(), "the built-in catcher runs in `troupe up` without MAIL_HOST");
+    let body: Value =
+        app.http.get(format!("{}/api/messages", app.catcher)).send().await.ok()?.json().await.ok()?;
+    let found: Vec<Value> =
+        body["data"].as_array()?.iter().filter(|m| m["subject"] == subject).cloned().collect();
+    (!found.is_empty()).then_some(found)
+}
+
+async fn publish(app: &TestApp, name: &str, data: Value) -> String {
+    let (status, body) =
+        parts(app.post_handle(&json!({"action": "event", "event": {"name": name, "data": data}})).await)
+            .await;
+    assert_eq!(status, 202, "{body}");
+    body["data"]["id"].as_str().expect("an event id").to_owned()
+}
+
+#[actix_rt::test]
+async fn a_mail_event_is_mailed_through_the_mailer_to_the_catcher() {
+    let app = TestApp::all_in_one().await;
+    // As a JSON string (the Go platform's `data`) and as an object.
+    let as_text = json!({"from": "", "to": "you@there.com", "subject": "Job as text", "message": "Hi"});
+    publish(&app, "mail", Value::String(as_text.to_string())).await;
+    let as_object =
+        json!({"from": "me@here.com", "to": "you@there.com", "subject": "Job as object", "message": "Hi"});
+    publish(&app, "mail", as_object).await;
+
+    let found = eventually(Duration::from_secs(15), "the text mail job in the catcher", || {
+        caught_with_subject(&app, "Job as text")
+    })
+    .await;
+    assert_eq!(found.len(), 1, "mailed once: {found:?}");
+    assert_eq!(found[0]["to"], json!(["you@there.com"]));
+    let found = eventually(Duration::from_secs(15), "the object mail job in the catcher", || {
+        caught_with_subject(&app, "Job as object")
+    })
+    .await;
+    assert_eq!(found[0]["from"], "me@here.com");
+}
+
+#[actix_rt::test]
+async fn an_invalid_mail_job_is_dead_lettered_and_later_events_still_run() {
+    let app = TestApp::all_in_one().await;
+    let bad = json!({"to": "not an address", "subject": "Never", "message": "x"});
+    publish(&app, "mail", Value::String(bad.to_string())).await;
+    publish(&app, "mail", Value::String("not json at all".into())).await;
+    let good = json!({"to": "you@there.com", "subject": "After the bad ones", "message": "x"});
+    publish(&app, "mail", Value::String(good.to_string())).await;
+
+    eventually(Duration::from_secs(15), "the good mail after the bad ones", || {
+        caught_with_subject(&app, "After the bad ones")
+    })
+    .await;
+    let stats = eventually(Duration::from_secs(15), "both bad jobs dead-lettered", || async {
+        let s = listener_status(&app).await?;
+        (s["dead_lettered"].as_u64() == Some(2)).then_some(s)
+    })
+    .await;
+    assert_eq!(stats["acked"], 1, "{stats}");
+    assert!(caught_with_subject(&app, "Never").await.is_none(), "an invalid job sends nothing");
+}
+
+#[actix_rt::test]
+async fn a_login_publishes_an_auth_event_stored_once_as_an_audit_entry() {
+    let app = TestApp::all_in_one().await;
+    let (status, _) = parts(app.login("admin@example.com", "wrong password").await).await;
+    assert_eq!(status, 401);
+
+    // The event went through the bus and was stored by the listener...
+    eventually(Duration::from_secs(15), "the auth event acked by the listener", || async {
+        let s = listener_status(&app).await?;
+        (s["acked"].as_u64() == Some(1)).then_some(())
+    })
+    .await;
+    // ...into the same entry as the direct audit write (one event id for both).
+    let url = format!("{}/logs?name=authentication", app.broker);
+    let (status, body) = parts(app.http.get(&url).send().await.expect("broker answers")).await;
+    assert_eq!(status, 200, "{body}");
+    let entries = body["data"]["entries"].as_array().cloned().unwrap_or_default();
+    assert_eq!(entries.len(), 1, "one audit entry per login: {entries:?}");
+    let entry = &entries[0];
+    assert_eq!((entry["service"].as_str(), entry["level"].as_str()), (Some("auth"), Some("WARNING")));
+    let data = entry["data"].as_str().unwrap_or_default();
+    assert!(data.contains("admin@example.com") && data.contains("failed"), "{data}");
+    assert!(!data.contains("wrong password"), "never the password: {data}");
+}

@@ -70,6 +70,8 @@ pub struct TestApp {
     pub logger_rpc: u16,
     /// The listener's base URL (`/status`), when it runs.
     pub listener: String,
+    /// The built-in mail catcher's API base URL, when it runs.
+    pub catcher: String,
     pub http: Client,
     pub _data: Option<TempDir>,
 }
@@ -82,6 +84,7 @@ impl TestApp {
         let mut app = Self::new(p.port("broker"), p.port("auth"), Some(dir));
         app.set_logger(&p);
         app.listener = p.port("listener").map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default();
+        app.catcher = p.port("catcher").map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default();
         actix_web::rt::spawn(p.run_until_stopped());
         app.wait_ready(&app.auth).await;
         app
@@ -120,7 +123,8 @@ impl TestApp {
         let mut auth = AuthSettings::embedded("/nonexistent", TEST_SECRET.into());
         auth.dsn = Some(dsn.into());
         auth.db_timeout = Duration::from_secs(1);
-        let p = platform::serve_auth(&common(), &auth, logger).expect("auth starts");
+        let p =
+            platform::serve_auth(&common(), &auth, logger, &EventSettings::default()).expect("auth starts");
         let port = p.port("auth").expect("auth port");
         actix_web::rt::spawn(p.run_until_stopped());
         port
@@ -167,6 +171,7 @@ impl TestApp {
             logger_grpc: 0,
             logger_rpc: 0,
             listener: String::new(),
+            catcher: String::new(),
             http: Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
             _data: data,
         }
