@@ -201,12 +201,20 @@ impl Browser {
         self.client.wait().at_most(PATIENCE).for_element(Locator::Css("body")).await.expect("page loads");
     }
 
+    /// Click the element matching `css`. When the page re-renders between finding the element
+    /// and clicking it (a stale element), find it again and retry, until `PATIENCE`.
     pub async fn click(&self, css: &str) {
-        let el = self.client.wait().at_most(PATIENCE).for_element(Locator::Css(css)).await;
-        el.unwrap_or_else(|e| panic!("no {css}: {e}"))
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let el = self.client.wait().at_most(PATIENCE).for_element(Locator::Css(css)).await;
+            let el = el.unwrap_or_else(|e| panic!("no {css}: {e}"));
+            match el.click().await {
+                Ok(_) => return,
+                Err(e)
+                    if e.to_string().contains("stale element") && tokio::time::Instant::now() < deadline => {}
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     pub async fn fill(&self, css: &str, text: &str) {
