@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::pin::Pin;
 use std::time::Duration;
 
-use actix::MailboxError;
+use actix::{Actor, Addr, Context, Handler, MailboxError, Message};
 use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle, Service as _};
 use actix_web::error::PayloadError;
@@ -55,6 +55,22 @@ pub fn unavailable(service: &'static str) -> impl Fn(MailboxError) -> ApiError {
         tracing::warn!(service, error = %err, "service did not answer");
         ApiError(ServiceError::unavailable(service))
     }
+}
+
+/// Send `msg` to a service actor with a deadline. A closed mailbox or a passed deadline is
+/// "`service` unavailable" (503); the actor's own `ServiceError` passes through.
+pub async fn ask<A, M, T>(
+    actor: &Addr<A>,
+    msg: M,
+    deadline: Duration,
+    service: &'static str,
+) -> Result<T, ApiError>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: Message<Result = Result<T, ServiceError>> + Send + 'static,
+    T: Send + 'static,
+{
+    Ok(actor.send(msg).timeout(deadline).await.map_err(unavailable(service))??)
 }
 
 /// A reply in the envelope with the given status.

@@ -25,7 +25,7 @@ use troupe_core::messages::{
 };
 use troupe_core::{Envelope, ServiceError};
 
-use crate::api::{ApiError, JsonBody, reply, unavailable};
+use crate::api::{ApiError, JsonBody, reply};
 
 /// What the auth routes need.
 #[derive(Clone)]
@@ -39,28 +39,13 @@ pub struct AuthState {
 }
 
 impl AuthState {
-    async fn ask<M>(&self, msg: M) -> Result<<M::Result as IntoOk>::Ok, ApiError>
+    async fn ask<M, T>(&self, msg: M) -> Result<T, ApiError>
     where
-        M: actix::Message + Send + 'static,
-        M::Result: IntoOk + Send,
+        M: actix::Message<Result = Result<T, ServiceError>> + Send + 'static,
+        T: Send + 'static,
         AuthActor: actix::Handler<M>,
     {
-        self.actor.send(msg).timeout(self.timeout).await.map_err(unavailable("auth"))?.into_ok()
-    }
-}
-
-/// A `Result<T, ServiceError>` reply, unwrapped into an API result.
-pub trait IntoOk {
-    /// The success type.
-    type Ok;
-    /// Convert.
-    fn into_ok(self) -> Result<Self::Ok, ApiError>;
-}
-
-impl<T> IntoOk for Result<T, ServiceError> {
-    type Ok = T;
-    fn into_ok(self) -> Result<T, ApiError> {
-        self.map_err(ApiError)
+        crate::api::ask(&self.actor, msg, self.timeout, "auth").await
     }
 }
 

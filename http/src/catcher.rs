@@ -17,7 +17,7 @@ use troupe_actors::catcher::CatcherStore;
 use troupe_core::messages::{DeleteCaught, GetCaught, GetCaughtRaw, ListCaught};
 use troupe_core::{Envelope, ServiceError};
 
-use crate::api::{ApiError, reply, unavailable};
+use crate::api::{ApiError, ask, reply};
 
 /// Deadline for each call to the store.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -43,37 +43,22 @@ pub fn routes(state: CatcherState) -> impl Fn(&mut ServiceConfig) + Clone + Send
 }
 
 async fn list(state: web::Data<CatcherState>) -> Result<HttpResponse, ApiError> {
-    let all = state.store.send(ListCaught).timeout(TIMEOUT).await.map_err(unavailable("catcher"))??;
+    let all = ask(&state.store, ListCaught, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{} messages", all.len()), all)))
 }
 
 async fn get(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let mail = state
-        .store
-        .send(GetCaught { id: id.into_inner() })
-        .timeout(TIMEOUT)
-        .await
-        .map_err(unavailable("catcher"))??;
+    let mail = ask(&state.store, GetCaught { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data("message", mail)))
 }
 
 async fn raw(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let bytes = state
-        .store
-        .send(GetCaughtRaw { id: id.into_inner() })
-        .timeout(TIMEOUT)
-        .await
-        .map_err(unavailable("catcher"))??;
+    let bytes = ask(&state.store, GetCaughtRaw { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
 }
 
 async fn html(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let mail = state
-        .store
-        .send(GetCaught { id: id.into_inner() })
-        .timeout(TIMEOUT)
-        .await
-        .map_err(unavailable("catcher"))??;
+    let mail = ask(&state.store, GetCaught { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     let html =
         mail.html.ok_or_else(|| ApiError(ServiceError::NotFound("message has no HTML part".into())))?;
     Ok(HttpResponse::Ok()
@@ -84,16 +69,11 @@ async fn html(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<H
 }
 
 async fn delete(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    state
-        .store
-        .send(DeleteCaught { id: Some(id.into_inner()) })
-        .timeout(TIMEOUT)
-        .await
-        .map_err(unavailable("catcher"))??;
+    ask(&state.store, DeleteCaught { id: Some(id.into_inner()) }, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::ok("deleted")))
 }
 
 async fn delete_all(state: web::Data<CatcherState>) -> Result<HttpResponse, ApiError> {
-    state.store.send(DeleteCaught { id: None }).timeout(TIMEOUT).await.map_err(unavailable("catcher"))??;
+    ask(&state.store, DeleteCaught { id: None }, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::ok("deleted all messages")))
 }

@@ -5,6 +5,7 @@
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
 //! - [`fresh_pg_database`]: an empty PostgreSQL database per test.
 //! - [`parts`]: status and JSON body of an HTTP reply.
+//! - [`common_settings`]: process settings for tests (loopback, fast backoff and shutdown).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +17,19 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
+use troupe_core::config::CommonSettings;
 use url::Url;
+
+/// Process settings for tests: loopback only, fast reconnects, a short shutdown grace.
+pub fn common_settings() -> CommonSettings {
+    CommonSettings {
+        bind_address: [127, 0, 0, 1].into(),
+        backoff_min: Duration::from_millis(50),
+        backoff_max: Duration::from_millis(500),
+        shutdown_timeout: Duration::from_secs(1),
+        ..CommonSettings::default()
+    }
+}
 
 /// Where the test PostgreSQL server is (its maintenance database): `TEST_PG_URL`, default
 /// `postgres://postgres@127.0.0.1:5432/postgres`.

@@ -8,8 +8,8 @@ use reqwest::{Client, Response};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
-    ListenerSettings, LoggerSettings, LoggerUpstream, MailerSettings, UpstreamSettings,
+    AuthSettings, BrokerSettings, CatcherSettings, EventSettings, FrontendSettings, ListenerSettings,
+    LoggerSettings, LoggerUpstream, MailerSettings, UpstreamSettings,
 };
 use troupe_http::cli::UpArgs;
 use troupe_http::platform;
@@ -20,15 +20,7 @@ pub use troupe_testkit::{TcpProxy, eventually, fresh_pg_database, parts};
 /// A key good enough for tests (never used outside them).
 pub const TEST_SECRET: &str = "test-secret-test-secret-test-secret!";
 
-pub fn common() -> CommonSettings {
-    CommonSettings {
-        bind_address: [127, 0, 0, 1].into(),
-        backoff_min: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        shutdown_timeout: Duration::from_secs(1),
-        ..CommonSettings::default()
-    }
-}
+pub use troupe_testkit::common_settings as common;
 
 pub fn broker_settings() -> BrokerSettings {
     BrokerSettings {

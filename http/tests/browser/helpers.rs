@@ -12,8 +12,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use troupe_core::config::{
-    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
-    ListenerSettings, LoggerSettings, MailerSettings,
+    AuthSettings, BrokerSettings, CatcherSettings, EventSettings, FrontendSettings, ListenerSettings,
+    LoggerSettings, MailerSettings,
 };
 use troupe_http::cli::UpArgs;
 use troupe_http::platform;
@@ -44,15 +44,7 @@ pub fn free_ports<const N: usize>() -> [u16; N] {
     ports.try_into().expect("N ports")
 }
 
-pub fn common() -> CommonSettings {
-    CommonSettings {
-        bind_address: [127, 0, 0, 1].into(),
-        backoff_min: Duration::from_millis(50),
-        backoff_max: Duration::from_millis(500),
-        shutdown_timeout: Duration::from_secs(1),
-        ..CommonSettings::default()
-    }
-}
+pub use troupe_testkit::common_settings as common;
 
 /// `troupe up` with the console's page pointed at its broker and mail catcher, both of which
 /// allow the console's origin (CORS).
