@@ -354,7 +354,7 @@ pub fn serve_broker(
     if let Some(url) = &upstream.listener_url {
         sources.push(("listener".into(), url.clone()));
     }
-    let status = StatusSource::remote(sources);
+    let status = StatusSource::remote(sources)?;
     let publisher = start_publisher(common, events, &readiness, "broker").map(Addr::recipient);
     let recipients =
         BrokerRecipients { auth: auth.recipient(), mail: mail.recipient(), logs, events: publisher };

@@ -47,9 +47,8 @@ pub enum StatusSource {
 
 impl StatusSource {
     /// Status of services reached over HTTP, each probed with [`PROBE_TIMEOUT`].
-    pub fn remote(services: Vec<(String, Url)>) -> Self {
-        let client = reqwest::Client::builder().timeout(PROBE_TIMEOUT).build().unwrap_or_default();
-        Self::Remote { services, client }
+    pub fn remote(services: Vec<(String, Url)>) -> anyhow::Result<Self> {
+        Ok(Self::Remote { services, client: crate::proxy::client(PROBE_TIMEOUT)? })
     }
 }
 
