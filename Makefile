@@ -12,8 +12,7 @@ IMAGE ?= troupe:latest
 # `make start` keeps its pid and log here.
 RUN_DIR := .run
 BENCH_TARGETS = $(shell grep -hoE '^bench-[a-z0-9_-]+:' $(MAKEFILE_LIST) | tr -d :)
-.PHONY: help run test services lint fmt build release bench-logger-fds
-.PHONY: help run test services lint fmt build release bench-events bench-logger-fds
+.PHONY: $(BENCH_TARGETS)
 
 help: ## list targets
 	@grep -E '^[a-z_ -]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort

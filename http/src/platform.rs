@@ -124,8 +124,7 @@ pub fn start_mailer(
 ) -> anyhow::Result<(Addr<Mailer>, RunningServer)> {
     let config = MailerConfig::from_settings(settings, common.backoff()).map_err(anyhow::Error::msg)?;
     let listener = bind(common.bind_address, settings.mailer_port, "MAILER_PORT")?;
-    // Up to three attempts, each bounded by two command deadlines, plus backoff.
-    let timeout = settings.mail_timeout * 7;
+    let timeout = settings.answer_within();
     let actor = Mailer::start(config, readiness);
     let state = MailerState { mailer: actor.clone().recipient(), timeout };
     let server = serve("mailer", listener, options(common, readiness, &[]), crate::mailer::routes(state))?;
@@ -297,7 +296,7 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Platform> {
     }
     let (mailer, mailer_server) = start_mailer(common, &mail, &readiness)?;
     // The mailer's own deadline (three attempts with backoff), and a little more.
-    let mail_timeout = mail.mail_timeout * 7 + Duration::from_secs(1);
+    let mail_timeout = mail.answer_within() + Duration::from_secs(1);
     let sink = Sink::new(write.clone(), listener.store_timeout.max(store_deadline(logger)));
     let sink = with_mail_job(sink, mailer.clone().recipient(), mail_timeout);
     let transport = start_events(common, events, listener, sink, &readiness);

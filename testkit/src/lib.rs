@@ -1,7 +1,8 @@
 //! Test support shared by Troupe's test suites (a dev-dependency only).
 //!
 //! - [`TcpProxy`]: a loopback proxy to a real server that a test can cut and restore, to
-//!   stage a backend outage without touching the server other tests use.
+//!   stage a backend outage without touching the server other tests use; it also counts the
+//!   connections made through it (in all, open now, most open at once).
 //! - [`eventually`]: poll a condition until it holds or a deadline passes.
 //! - [`fresh_pg_database`]: an empty PostgreSQL database per test.
 //! - [`parts`]: status and JSON body of an HTTP reply.
@@ -9,7 +10,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::Response;
@@ -81,6 +82,23 @@ pub struct TcpProxy {
     pub port: u16,
     cut: Arc<AtomicBool>,
     kill: watch::Sender<u64>,
+    counts: Arc<Counts>,
+}
+
+/// Connections through a [`TcpProxy`].
+#[derive(Default)]
+struct Counts {
+    accepted: AtomicUsize,
+    open: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Counts {
+    fn opened(&self) {
+        self.accepted.fetch_add(1, Ordering::SeqCst);
+        let now = self.open.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak.fetch_max(now, Ordering::SeqCst);
+    }
 }
 
 impl TcpProxy {
@@ -90,7 +108,8 @@ impl TcpProxy {
         let port = listener.local_addr().expect("addr").port();
         let cut = Arc::new(AtomicBool::new(false));
         let (kill, _) = watch::channel(0u64);
-        let (cut2, kill2) = (cut.clone(), kill.clone());
+        let counts = Arc::new(Counts::default());
+        let (cut2, kill2, counts2) = (cut.clone(), kill.clone(), counts.clone());
         tokio::spawn(async move {
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if cut2.load(Ordering::SeqCst) {
@@ -98,16 +117,35 @@ impl TcpProxy {
                     continue;
                 }
                 let mut killed = kill2.subscribe();
+                let counts = counts2.clone();
+                counts.opened();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(upstream).await else { return };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
-                        _ = killed.changed() => {}
+                    if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        tokio::select! {
+                            _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            _ = killed.changed() => {}
+                        }
                     }
+                    counts.open.fetch_sub(1, Ordering::SeqCst);
                 });
             }
         });
-        TcpProxy { port, cut, kill }
+        TcpProxy { port, cut, kill, counts }
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.counts.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Connections open now.
+    pub fn open(&self) -> usize {
+        self.counts.open.load(Ordering::SeqCst)
+    }
+
+    /// Most connections that were open at once.
+    pub fn peak_open(&self) -> usize {
+        self.counts.peak.load(Ordering::SeqCst)
     }
 
     /// Refuse new connections and drop the open ones.

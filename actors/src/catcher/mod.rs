@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context, Handler, Supervised, Supervisor};
 use chrono::{SecondsFormat, Utc};
-use mailin_embedded::{Handler as SmtpHandler, Response, Server, SslConfig, response};
+use mailin_embedded::{Action, Handler as SmtpHandler, Response, Server, SslConfig, response};
 use serde::{Deserialize, Serialize};
 use troupe_core::ServiceError;
 use troupe_core::messages::{
@@ -240,7 +240,7 @@ impl SmtpHandler for Session {
 
     fn data_end(&mut self) -> Response {
         if self.too_big {
-            return response::NO_STORAGE;
+            return closing(response::NO_STORAGE);
         }
         let msg =
             CatchMail { from: self.from.clone(), to: self.to.clone(), raw: std::mem::take(&mut self.data) };
@@ -250,8 +250,16 @@ impl SmtpHandler for Session {
         self.arbiter.spawn(async move {
             let _ = tx.send(matches!(store.send(msg).await, Ok(Ok(_))));
         });
-        if rx.blocking_recv().unwrap_or(false) { response::OK } else { response::INTERNAL_ERROR }
+        if rx.blocking_recv().unwrap_or(false) { response::OK } else { closing(response::INTERNAL_ERROR) }
     }
+}
+
+/// `reply`, then close the session. After an error at the end of DATA, mailin stays in its
+/// DATA state and would read the client's next commands (RSET, QUIT) as message text,
+/// leaving the client waiting for a reply that never comes; closing ends the session cleanly.
+pub fn closing(mut reply: Response) -> Response {
+    reply.action = Action::Close;
+    reply
 }
 
 /// Serve SMTP on `listener` (bind it first, so the port is known), handing mail to `store`.

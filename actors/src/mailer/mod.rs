@@ -2,28 +2,40 @@
 //!
 //! It is a supervised [`Backend`]: `started()` checks that the SMTP server answers
 //! (connect, EHLO, STARTTLS when asked, NOOP), with backoff while it does not; meanwhile
-//! callers get `Unavailable` (503) at once. Each mail opens its own SMTP session, so a server
-//! restart never leaves a stale pooled connection behind.
+//! callers get `Unavailable` (503) at once.
+//!
+//! Sessions: lettre's connection pool keeps finished SMTP sessions open for the next mail
+//! (`MAIL_POOL_SIZE` of them, closed after `MAIL_POOL_IDLE_TIMEOUT` unused). A pooled session
+//! is checked with NOOP before it is reused, so one the server closed meanwhile is replaced,
+//! not failed. At most `MAIL_POOL_SIZE` mails are in flight at once (a semaphore); a mail that
+//! finds no free session within `MAIL_TIMEOUT` gets `Unavailable` and is not sent.
 //!
 //! Delivery: a 4xx reply or a dropped connection is retried a few times with backoff — the
 //! server did not accept the mail, so a retry cannot send it twice; a 5xx reply is reported
-//! (422) and never retried. When the last attempt fails on the connection the actor
-//! reconnects, as the supervision module describes.
+//! (422) and never retried. lettre's async client times out only the connect, not the
+//! commands, so each attempt has its own deadline (two `MAIL_TIMEOUT`s). An attempt that
+//! outlives it is not retried (the server may yet accept the mail) and the actor reconnects
+//! with a fresh pool, since the abandoned session may have been handed back to the old one
+//! mid-command. When the last attempt fails on the connection the actor reconnects too, as
+//! the supervision module describes.
 
 pub mod templates;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor};
 use futures_util::future::LocalBoxFuture;
 use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
+use tokio::sync::Semaphore;
 use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::{MailEncryption, MailerSettings};
@@ -63,8 +75,12 @@ pub struct MailerConfig {
     pub tls_ca: Option<Vec<u8>>,
     /// Accept any certificate.
     pub tls_insecure: bool,
-    /// Deadline for connecting and for each SMTP command.
+    /// Deadline for connecting; each attempt at a mail gets two.
     pub timeout: Duration,
+    /// Most sessions open at once, and most kept open unused.
+    pub pool_size: u32,
+    /// How long an unused session stays open.
+    pub pool_idle_timeout: Duration,
     /// Reconnect and retry policy.
     pub backoff: BackoffPolicy,
 }
@@ -87,6 +103,9 @@ impl MailerConfig {
             Some(path) => Some(read_file(path, "MAIL_TLS_CA_FILE")?),
             None => None,
         };
+        if s.mail_pool_idle_timeout < Duration::from_secs(1) {
+            return Err("MAIL_POOL_IDLE_TIMEOUT must be at least 1s".into());
+        }
         let templates = Templates::load(s.mail_templates_dir.as_deref()).map_err(|e| format!("{e:#}"))?;
         Ok(Self {
             host,
@@ -100,6 +119,8 @@ impl MailerConfig {
             tls_ca,
             tls_insecure: s.mail_tls_insecure,
             timeout: s.mail_timeout,
+            pool_size: s.mail_pool_size.max(1),
+            pool_idle_timeout: s.mail_pool_idle_timeout,
             backoff,
         })
     }
@@ -109,7 +130,8 @@ impl MailerConfig {
         let mut builder = Transport::builder_dangerous(&self.host)
             .port(self.port)
             .timeout(Some(self.timeout))
-            .hello_name(ClientId::Domain(self.hello.clone()));
+            .hello_name(ClientId::Domain(self.hello.clone()))
+            .pool_config(PoolConfig::new().max_size(self.pool_size).idle_timeout(self.pool_idle_timeout));
         if let Some((user, password)) = &self.credentials {
             builder =
                 builder.credentials(Credentials::new(user.clone(), password.expose_secret().to_owned()));
@@ -165,6 +187,8 @@ fn read_file(path: &Path, variable: &str) -> Result<Vec<u8>, String> {
 pub struct Mailer {
     config: MailerConfig,
     link: Link<Transport>,
+    /// One permit per SMTP session allowed at once.
+    sessions: Arc<Semaphore>,
 }
 
 impl Mailer {
@@ -172,7 +196,8 @@ impl Mailer {
     pub fn start(config: MailerConfig, readiness: &Readiness) -> Addr<Self> {
         let probe = readiness.probe("mailer.smtp");
         let link = Link::new("mailer", probe, config.backoff).with_check_every(Duration::from_secs(5));
-        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link })
+        let sessions = Arc::new(Semaphore::new(config.pool_size as usize));
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link, sessions })
     }
 }
 
@@ -226,6 +251,8 @@ async fn probe(transport: &Transport, deadline: Duration) -> anyhow::Result<()> 
 pub enum DeliveryError {
     /// No session could be held with the server (refused, dropped, timed out, TLS).
     Connection(String),
+    /// Every session was busy for longer than the deadline; nothing was sent.
+    Busy,
     /// The server answered 4xx on every attempt.
     Transient(String),
     /// The server refused the mail for good (5xx).
@@ -241,6 +268,7 @@ impl fmt::Display for DeliveryError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Connection(e) => write!(f, "SMTP connection failed: {e}"),
+            Self::Busy => write!(f, "every SMTP session stayed busy"),
             Self::Transient(e) => write!(f, "SMTP server deferred the mail: {e}"),
             Self::Permanent { detail, .. } => write!(f, "SMTP server refused the mail: {detail}"),
         }
@@ -255,7 +283,7 @@ impl BackendError for DeliveryError {
     fn into_service_error(self, service: &str) -> ServiceError {
         tracing::warn!(error = %self, "mail not delivered");
         match self {
-            Self::Connection(_) | Self::Transient(_) => ServiceError::unavailable(service),
+            Self::Connection(_) | Self::Transient(_) | Self::Busy => ServiceError::unavailable(service),
             Self::Permanent { code, .. } if code.starts_with("53") => {
                 tracing::error!("SMTP authentication failed: check MAIL_USERNAME and MAIL_PASSWORD");
                 ServiceError::unavailable(service)
@@ -267,7 +295,8 @@ impl BackendError for DeliveryError {
     }
 }
 
-/// Send `mail`, retrying 4xx replies and connection failures (never 5xx) with backoff.
+/// Send `mail`, retrying 4xx replies and connection failures (never 5xx, never an attempt
+/// that outlived `deadline`) with backoff.
 pub async fn deliver(
     transport: &Transport,
     mail: &Message,
@@ -285,7 +314,10 @@ pub async fn deliver(
             }
             Ok(Err(e)) if e.is_transient() => DeliveryError::Transient(e.to_string()),
             Ok(Err(e)) => DeliveryError::Connection(e.to_string()),
-            Err(_) => DeliveryError::Connection(format!("no reply within {deadline:?}")),
+            // The server may still accept it, so it is not tried again; and the session,
+            // abandoned mid-command, may have gone back to the pool: reconnecting (the caller
+            // sees a connection error) drops that pool.
+            Err(_) => return Err(DeliveryError::Connection(format!("no reply within {deadline:?}"))),
         };
         if attempt >= ATTEMPTS {
             return Err(failure);
@@ -306,9 +338,13 @@ impl Handler<SendMail> for Mailer {
             Ok(mail) => mail,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
-        let (backoff, deadline) = (self.config.backoff, self.config.timeout * 2);
+        let (backoff, timeout) = (self.config.backoff, self.config.timeout);
+        let sessions = self.sessions.clone();
         supervision::call(self, move |transport: Transport| async move {
-            deliver(&transport, &mail, backoff, deadline).await
+            let Ok(Ok(_session)) = tokio::time::timeout(timeout, sessions.acquire_owned()).await else {
+                return Err(DeliveryError::Busy);
+            };
+            deliver(&transport, &mail, backoff, timeout * 2).await
         })
     }
 }

@@ -58,9 +58,16 @@ pub struct MailerSettings {
     /// Accept any TLS certificate (development only).
     #[arg(long, env = "MAIL_TLS_INSECURE", default_value_t = false)]
     pub mail_tls_insecure: bool,
-    /// Deadline for connecting and for each SMTP command.
+    /// Deadline for connecting; each attempt at sending a mail gets two.
     #[arg(long, env = "MAIL_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub mail_timeout: Duration,
+    /// Most SMTP sessions open at once; finished ones are kept open for the next mail.
+    #[arg(long, env = "MAIL_POOL_SIZE", default_value_t = 8,
+          value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub mail_pool_size: u32,
+    /// How long an unused pooled SMTP session stays open (at least 1s).
+    #[arg(long, env = "MAIL_POOL_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub mail_pool_idle_timeout: Duration,
 }
 
 impl MailerSettings {
@@ -80,7 +87,16 @@ impl MailerSettings {
             mail_tls_ca_file: None,
             mail_tls_insecure: false,
             mail_timeout: Duration::from_secs(2),
+            mail_pool_size: 8,
+            mail_pool_idle_timeout: Duration::from_secs(30),
         }
+    }
+
+    /// How long a caller waits for the mailer to answer one mail: a pooled session
+    /// (one `MAIL_TIMEOUT`), then up to three attempts of two command deadlines each, plus
+    /// the backoff between them.
+    pub fn answer_within(&self) -> Duration {
+        self.mail_timeout * 8
     }
 }
 

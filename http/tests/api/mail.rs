@@ -269,6 +269,54 @@ async fn smtp_down_is_503_and_the_same_process_sends_again_when_it_is_back() {
 }
 
 #[actix_rt::test]
+async fn mails_one_after_another_reuse_one_pooled_smtp_session() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, smtp) = bare_catcher(dir.path(), None);
+    let proxy = TcpProxy::start(smtp).await;
+    let mailer = spawn_mailer(&MailerSettings::local(proxy.port));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+
+    for i in 0..10 {
+        let (status, body) = send(&http, &mailer, &format!("pooled {i}")).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    assert_eq!(count(&store).await, 10);
+    // One session per mail would be 11 (the readiness probe's and ten more).
+    assert!(proxy.accepted() <= 2, "10 mails took {} SMTP sessions", proxy.accepted());
+}
+
+#[actix_rt::test]
+async fn a_burst_is_held_to_mail_pool_size_sessions_and_idle_ones_are_closed() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, smtp) = bare_catcher(dir.path(), None);
+    let proxy = TcpProxy::start(smtp).await;
+    let settings = MailerSettings {
+        mail_pool_size: 2,
+        mail_pool_idle_timeout: Duration::from_secs(1),
+        ..MailerSettings::local(proxy.port)
+    };
+    let mailer = spawn_mailer(&settings);
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+
+    let burst = (0..12).map(|i| {
+        let (http, mailer) = (http.clone(), mailer.clone());
+        async move { send(&http, &mailer, &format!("burst {i}")).await }
+    });
+    for (status, body) in futures_util::future::join_all(burst).await {
+        assert_eq!(status, 202, "{body}");
+    }
+    assert_eq!(count(&store).await, 12);
+    // Two sending sessions, and at most one more for the periodic readiness check.
+    assert!(proxy.peak_open() <= 3, "{} SMTP sessions were open at once", proxy.peak_open());
+
+    eventually(WITHIN, "idle SMTP sessions closed", || async { (proxy.open() == 0).then_some(()) }).await;
+    let (status, body) = send(&http, &mailer, "after the pool emptied").await;
+    assert_eq!(status, 202, "{body}");
+}
+
+#[actix_rt::test]
 async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_is_down() {
     let dir = tempfile::tempdir().expect("dir");
     let (store, smtp) = bare_catcher(dir.path(), None);
@@ -441,7 +489,7 @@ impl mailin_embedded::Handler for Scripted {
     fn data_end(&mut self) -> mailin_embedded::Response {
         let next = self.data_replies.lock().expect("lock").pop();
         match next {
-            Some(reply) => reply,
+            Some(reply) => catcher::closing(reply),
             None => {
                 self.accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 mailin_embedded::response::OK
@@ -500,6 +548,58 @@ async fn a_5xx_reply_is_reported_as_422_and_not_retried() {
     );
     assert_eq!(server.rcpts.load(std::sync::atomic::Ordering::SeqCst), 1, "not retried");
     assert_eq!(server.accepted.load(std::sync::atomic::Ordering::SeqCst), 0);
+}
+
+/// An SMTP server that greets, answers EHLO and NOOP, then never answers `MAIL FROM`;
+/// returns its port and how many `MAIL FROM`s it was sent.
+async fn stalling_smtp() -> (u16, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mails = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = mails.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read).lines();
+                let _ = write.write_all(b"220 stalling ESMTP\r\n").await;
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let reply: &[u8] = match line.to_ascii_uppercase().get(..4) {
+                        Some("EHLO") => b"250 stalling\r\n",
+                        Some("NOOP") => b"250 OK\r\n",
+                        Some("MAIL") => {
+                            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            continue;
+                        }
+                        _ => continue,
+                    };
+                    let _ = write.write_all(reply).await;
+                }
+            });
+        }
+    });
+    (port, mails)
+}
+
+#[actix_rt::test]
+async fn a_server_that_stops_answering_mid_mail_is_503_within_the_deadline_and_not_retried() {
+    let (port, mails) = stalling_smtp().await;
+    let settings = MailerSettings::local(port);
+    let mailer = spawn_mailer(&settings);
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+
+    let started = std::time::Instant::now();
+    let (status, body) = send(&http, &mailer, "into the void").await;
+    assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");
+    assert!(started.elapsed() < settings.answer_within(), "answered after {:?}", started.elapsed());
+    assert_eq!(
+        mails.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "a mail the server may yet accept is not sent again"
+    );
 }
 
 #[actix_rt::test]
