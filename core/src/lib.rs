@@ -16,7 +16,9 @@ pub mod envelope;
 pub mod error;
 pub mod health;
 pub mod messages;
+pub mod request_id;
 pub mod telemetry;
 
 pub use envelope::Envelope;
 pub use error::ServiceError;
+pub use request_id::RequestId;

@@ -16,9 +16,10 @@ use actix_web::web::{self, ServiceConfig};
 use actix_web::{App, FromRequest, HttpMessage, HttpRequest, HttpResponse, HttpServer, ResponseError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
-use tracing_actix_web::{RequestId, TracingLogger};
+use tracing::Span;
+use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder, TracingLogger};
 use troupe_core::health::Readiness;
-use troupe_core::{Envelope, ServiceError};
+use troupe_core::{Envelope, RequestId, ServiceError, request_id};
 
 /// Largest request body accepted (1 MiB), as in the Go platform.
 pub const BODY_LIMIT: usize = 1_048_576;
@@ -200,6 +201,66 @@ impl RunningServer {
     }
 }
 
+/// The caller's `x-request-id` when it is well formed ([`RequestId::parse`]), else a new one.
+pub fn incoming_request_id(headers: &header::HeaderMap) -> RequestId {
+    headers
+        .get(request_id::HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RequestId::parse)
+        .unwrap_or_else(RequestId::generate)
+}
+
+/// The request id of the request being served (set by [`serve`]'s middleware); handlers take
+/// it as an argument.
+pub type CurrentRequestId = web::ReqData<RequestId>;
+
+/// tracing-actix-web's request span, with Troupe's request id (adopted from the caller) in
+/// place of the per-hop UUID it would make; when the request ends, one access-log line
+/// (`INFO`; `DEBUG` for health probes and metrics scrapes) inside that span.
+pub struct RequestSpan;
+
+/// When the request arrived (for the access log).
+#[derive(Clone, Copy)]
+struct Started(std::time::Instant);
+
+impl RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> Span {
+        let id = request.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
+        let route = request.match_pattern().unwrap_or_else(|| "UNMATCHED".into());
+        tracing::info_span!(
+            "HTTP request",
+            http.method = %request.method(),
+            http.route = %route,
+            http.target = %request.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+            http.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+            request_id = %id,
+            exception.message = tracing::field::Empty,
+            exception.details = tracing::field::Empty,
+        )
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        if let Ok(res) = outcome {
+            let req = res.request();
+            let ms = req
+                .extensions()
+                .get::<Started>()
+                .map(|s| (s.0.elapsed().as_secs_f64() * 10_000.0).round() / 10.0);
+            let (method, path, status) = (req.method().as_str(), req.path(), res.status().as_u16());
+            if matches!(path, "/ping" | "/healthz" | "/readyz" | "/metrics") {
+                tracing::debug!(parent: &span, status, elapsed_ms = ms, "{method} {path}");
+            } else {
+                tracing::info!(parent: &span, status, elapsed_ms = ms, "{method} {path}");
+            }
+        }
+        DefaultRootSpanBuilder::on_request_end(span, outcome);
+    }
+}
+
 /// Options shared by every server.
 #[derive(Clone)]
 pub struct ServerOptions {
@@ -232,23 +293,25 @@ where
     let readiness = web::Data::new(opts.readiness.clone());
     let origins = opts.cors_origins.clone();
     let server = HttpServer::new(move || {
-        // Middleware runs outermost-last: metrics time the whole request, TracingLogger opens
-        // the request span (with its request id), the id is echoed on the reply, then CORS
-        // answers preflights.
+        // Middleware runs outermost-last: metrics time the whole request, the request id is
+        // adopted (or made) and echoed on the reply, TracingLogger opens the request span
+        // with it, then CORS answers preflights.
         App::new()
             .wrap(cors(&origins))
+            .wrap(TracingLogger::<RequestSpan>::new())
             .wrap_fn(|req, srv| {
-                let id = req.extensions().get::<RequestId>().map(ToString::to_string);
+                let id = incoming_request_id(req.headers());
+                req.extensions_mut().insert(id.clone());
+                req.extensions_mut().insert(Started(std::time::Instant::now()));
                 let res = srv.call(req);
                 async move {
                     let mut res = res.await?;
-                    if let Some(value) = id.and_then(|id| header::HeaderValue::from_str(&id).ok()) {
-                        res.headers_mut().insert(header::HeaderName::from_static("x-request-id"), value);
+                    if let Ok(value) = header::HeaderValue::from_str(id.as_str()) {
+                        res.headers_mut().insert(header::HeaderName::from_static(request_id::HEADER), value);
                     }
                     Ok(res)
                 }
             })
-            .wrap(TracingLogger::default())
             .wrap(metrics.clone())
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
             .app_data(readiness.clone())

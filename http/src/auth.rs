@@ -25,7 +25,7 @@ use troupe_core::messages::{
 };
 use troupe_core::{Envelope, ServiceError};
 
-use crate::api::{ApiError, JsonBody, reply};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, reply};
 
 /// What the auth routes need.
 #[derive(Clone)]
@@ -100,9 +100,11 @@ struct Credentials {
 
 async fn authenticate(
     state: web::Data<AuthState>,
+    request_id: CurrentRequestId,
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
-    let done = state.ask(Authenticate { email: c.email, password: c.password }).await?;
+    let request_id = Some(request_id.into_inner());
+    let done = state.ask(Authenticate { email: c.email, password: c.password, request_id }).await?;
     let message = format!("Logged in user {}", done.user.email);
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data(message, done.user).with_token(done.token)))
 }

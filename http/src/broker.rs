@@ -16,11 +16,10 @@ use actix_web::web::{self, ServiceConfig};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
-use tracing_actix_web::RequestId;
 use troupe_core::messages::{Authenticate, LogLevel, MailRequest, PublishEvent, SendMail, WriteLog};
-use troupe_core::{Envelope, ServiceError};
+use troupe_core::{Envelope, RequestId, ServiceError};
 
-use crate::api::{ApiError, JsonBody, member, reply, unavailable};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, member, reply, unavailable};
 use crate::logger::{LogClients, LogPayload, read_routes};
 
 /// Where the broker sends each action.
@@ -62,13 +61,14 @@ struct AuthPayload {
 
 async fn handle(
     state: web::Data<BrokerState>,
-    request_id: RequestId,
+    request_id: CurrentRequestId,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    let request_id = request_id.into_inner();
     match body.get("action").and_then(Value::as_str) {
-        Some("auth") => authenticate(&state, member(&body, "auth")?).await,
-        Some("mail") => mail(&state, member(&body, "mail")?).await,
-        Some("event") => publish_event(&state, member(&body, "event")?).await,
+        Some("auth") => authenticate(&state, member(&body, "auth")?, request_id).await,
+        Some("mail") => mail(&state, member(&body, "mail")?, request_id).await,
+        Some("event") => publish_event(&state, member(&body, "event")?, request_id).await,
         Some("log") => {
             let payload: LogPayload = member(&body, "log")?;
             let name = payload.name.clone();
@@ -80,15 +80,23 @@ async fn handle(
 }
 
 #[tracing::instrument(name = "broker.auth", skip_all)]
-async fn authenticate(state: &BrokerState, payload: AuthPayload) -> Result<HttpResponse, ApiError> {
-    let msg = Authenticate { email: payload.email, password: payload.password };
+async fn authenticate(
+    state: &BrokerState,
+    payload: AuthPayload,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let msg = Authenticate { email: payload.email, password: payload.password, request_id: Some(request_id) };
     let done = state.auth.send(msg).timeout(state.timeout).await.map_err(unavailable("auth"))??;
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("Authenticated!", done.user).with_token(done.token)))
 }
 
 #[tracing::instrument(name = "broker.mail", skip_all)]
-async fn mail(state: &BrokerState, payload: MailRequest) -> Result<HttpResponse, ApiError> {
-    let to = crate::mailer::send_mail(&state.mail, payload, state.timeout).await?;
+async fn mail(
+    state: &BrokerState,
+    payload: MailRequest,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
+    let to = crate::mailer::send_mail(&state.mail, payload, request_id, state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Message sent to {to}"))))
 }
 
@@ -104,7 +112,11 @@ struct EventPayload {
 /// `{"action":"event","event":{"name","data","level"}}`: 202 once the publisher got the
 /// broker's confirm, with the event id in `data`.
 #[tracing::instrument(name = "broker.event", skip_all)]
-async fn publish_event(state: &BrokerState, payload: EventPayload) -> Result<HttpResponse, ApiError> {
+async fn publish_event(
+    state: &BrokerState,
+    payload: EventPayload,
+    request_id: RequestId,
+) -> Result<HttpResponse, ApiError> {
     let name = payload.name.trim().to_owned();
     if name.is_empty() {
         return Err(ApiError(ServiceError::Invalid("event name must not be empty".into())));
@@ -120,7 +132,7 @@ async fn publish_event(state: &BrokerState, payload: EventPayload) -> Result<Htt
         other => other.to_string(),
     };
     let events = state.events.as_ref().ok_or_else(|| ApiError(ServiceError::unavailable("events")))?;
-    let msg = PublishEvent { id: None, name: name.clone(), data, level };
+    let msg = PublishEvent { id: None, name: name.clone(), data, level, request_id: Some(request_id) };
     let id = events.send(msg).timeout(state.timeout).await.map_err(unavailable("events"))??;
     Ok(reply(
         StatusCode::ACCEPTED,
@@ -136,7 +148,7 @@ async fn write_log(
     payload: LogPayload,
     request_id: RequestId,
 ) -> Result<String, ApiError> {
-    let entry = payload.into_entry("broker", &request_id.to_string())?;
+    let entry = payload.into_entry("broker", request_id.as_str())?;
     let entry = troupe_core::messages::NewLogEntry { service: "broker".into(), ..entry };
     Ok(to.send(WriteLog(entry)).timeout(state.timeout).await.map_err(unavailable("logger"))??)
 }
@@ -145,10 +157,10 @@ async fn write_log(
 /// mode (directly to the logger actor in `troupe up`).
 async fn log_grpc(
     state: web::Data<BrokerState>,
-    request_id: RequestId,
+    request_id: CurrentRequestId,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let payload: LogPayload = member(&body, "log")?;
-    write_log(&state.logs.write_grpc, &state, payload, request_id).await?;
+    write_log(&state.logs.write_grpc, &state, payload, request_id.into_inner()).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok("logged")))
 }

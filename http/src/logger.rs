@@ -12,11 +12,10 @@ use actix_web::{HttpResponse, Responder};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use tracing_actix_web::RequestId;
 use troupe_core::messages::{GetLog, LogCursor, LogFilter, LogLevel, NewLogEntry, QueryLogs, WriteLog};
 use troupe_core::{Envelope, ServiceError};
 
-use crate::api::{ApiError, JsonBody, reply, unavailable};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, reply, unavailable};
 
 /// Default page size of `GET /logs`.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -107,10 +106,10 @@ pub fn read_routes(cfg: &mut ServiceConfig) {
 #[tracing::instrument(name = "logger.write", skip_all)]
 async fn write_log(
     clients: web::Data<LogClients>,
-    request_id: RequestId,
+    request_id: CurrentRequestId,
     JsonBody(payload): JsonBody<LogPayload>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = payload.into_entry("logger", &request_id.to_string())?;
+    let entry = payload.into_entry("logger", request_id.as_str())?;
     let id = clients
         .write
         .send(WriteLog(entry))

@@ -8,10 +8,10 @@ use actix::Recipient;
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
-use troupe_core::Envelope;
 use troupe_core::messages::{MailRequest, SendMail};
+use troupe_core::{Envelope, RequestId};
 
-use crate::api::{ApiError, JsonBody, reply, unavailable};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, reply, unavailable};
 
 /// What the mailer routes need.
 #[derive(Clone)]
@@ -29,13 +29,15 @@ pub fn routes(state: MailerState) -> impl Fn(&mut ServiceConfig) + Clone + Send 
     }
 }
 
-/// Send a parsed mail through `mailer` within `timeout`; returns the recipient.
+/// Send a parsed mail for request `request_id` through `mailer` within `timeout`; returns
+/// the recipient.
 pub async fn send_mail(
     mailer: &Recipient<SendMail>,
     request: MailRequest,
+    request_id: RequestId,
     timeout: Duration,
 ) -> Result<String, ApiError> {
-    let msg = request.parse()?;
+    let msg = request.parse()?.for_request(Some(request_id));
     let to = msg.to.to_string();
     mailer.send(msg).timeout(timeout).await.map_err(unavailable("mailer"))??;
     Ok(to)
@@ -44,8 +46,9 @@ pub async fn send_mail(
 #[tracing::instrument(name = "mailer.send", skip_all)]
 async fn send(
     state: web::Data<MailerState>,
+    request_id: CurrentRequestId,
     JsonBody(request): JsonBody<MailRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    let to = send_mail(&state.mailer, request, state.timeout).await?;
+    let to = send_mail(&state.mailer, request, request_id.into_inner(), state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("sent to {to}"))))
 }

@@ -3,7 +3,7 @@
 //! `Result<_, ServiceError>` the local actor would give.
 //!
 //! One `reqwest::Client` (a keep-alive connection pool) per proxy; every call has a
-//! connect timeout and a total deadline.
+//! connect timeout and a total deadline, and carries the request id (`x-request-id`) on.
 
 use std::time::Duration;
 
@@ -13,7 +13,7 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 use troupe_core::domain::{Authenticated, User};
 use troupe_core::messages::{Authenticate, GetLog, LogEntry, LogPage, QueryLogs, SendMail, WriteLog};
-use troupe_core::{Envelope, ServiceError};
+use troupe_core::{Envelope, RequestId, ServiceError, request_id};
 use url::Url;
 
 /// Forwards [`Authenticate`] to a remote auth service (`AUTH_URL`).
@@ -49,7 +49,8 @@ impl Handler<Authenticate> for AuthProxy {
 
     fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
         let body = json!({"email": msg.email, "password": msg.password.expose_secret()});
-        let request = self.http.post(self.authenticate.clone()).json(&body).send();
+        let request =
+            tagged(self.http.post(self.authenticate.clone()), msg.request_id.as_ref()).json(&body).send();
         Box::pin(async move {
             let res = request.await.map_err(|e| {
                 tracing::warn!(error = %e, "auth service unreachable");
@@ -68,6 +69,14 @@ impl Handler<Authenticate> for AuthProxy {
                 (status, envelope) => Err(remote_error(status, envelope, "auth")),
             }
         })
+    }
+}
+
+/// `request` carrying the id of the request it is made for, so the next service adopts it.
+fn tagged(request: reqwest::RequestBuilder, id: Option<&RequestId>) -> reqwest::RequestBuilder {
+    match id {
+        Some(id) => request.header(request_id::HEADER, id.as_str()),
+        None => request,
     }
 }
 
@@ -112,7 +121,8 @@ impl Handler<SendMail> for MailerProxy {
     type Result = ResponseFuture<Result<(), ServiceError>>;
 
     fn handle(&mut self, msg: SendMail, _: &mut Context<Self>) -> Self::Result {
-        let request = self.http.post(self.send.clone()).json(&msg.to_request()).send();
+        let request =
+            tagged(self.http.post(self.send.clone()), msg.request_id.as_ref()).json(&msg.to_request()).send();
         Box::pin(async move {
             let res = request.await.map_err(|e| {
                 tracing::warn!(error = %e, "mailer unreachable");
@@ -171,7 +181,8 @@ impl Handler<WriteLog> for LoggerProxy {
     type Result = ResponseFuture<Result<String, ServiceError>>;
 
     fn handle(&mut self, WriteLog(entry): WriteLog, _: &mut Context<Self>) -> Self::Result {
-        let request = self.http.post(self.log.clone()).json(&entry);
+        let request_id = entry.request_id.as_deref().and_then(RequestId::parse);
+        let request = tagged(self.http.post(self.log.clone()), request_id.as_ref()).json(&entry);
         Box::pin(async move {
             #[derive(serde::Deserialize)]
             struct Stored {

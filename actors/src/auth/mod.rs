@@ -25,7 +25,6 @@ use std::time::Duration;
 use actix::{Actor, Addr, Arbiter, Context, Handler, Recipient, ResponseActFuture, Supervised, Supervisor};
 use futures_util::future::LocalBoxFuture;
 use secrecy::ExposeSecret;
-use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::AuthSettings;
 use troupe_core::domain::{Authenticated, MAX_EMAIL_LEN, Principal, User};
@@ -34,6 +33,7 @@ use troupe_core::messages::{
     Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, LogLevel, NewLogEntry, PublishEvent,
     RegisterUser, UpdateUser, WriteLog,
 };
+use troupe_core::{RequestId, ServiceError};
 
 use self::dsn::DbTarget;
 use self::store::{NewUserRow, StoreError, UserRecord, UserStore};
@@ -220,10 +220,15 @@ async fn authorize(
 impl Handler<Authenticate> for AuthActor {
     type Result = Reply<Authenticated>;
 
-    #[tracing::instrument(name = "authenticate", skip_all)]
+    #[tracing::instrument(name = "authenticate", skip_all,
+                          fields(request_id = msg.request_id.as_ref().map(tracing::field::display)))]
     fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
         let keys = self.config.keys.clone();
-        let audit = Audit { log: self.config.audit.clone(), events: self.config.events.clone() };
+        let audit = Audit {
+            log: self.config.audit.clone(),
+            events: self.config.events.clone(),
+            request_id: msg.request_id.clone(),
+        };
         let email = msg.email.trim().to_lowercase();
         if !self.link.is_ready() {
             record_login(&audit, &email, "failed: user store unavailable", LogLevel::Warning);
@@ -276,6 +281,8 @@ const EVENT_TIMEOUT: Duration = Duration::from_secs(2);
 struct Audit {
     log: Option<Recipient<WriteLog>>,
     events: Option<Recipient<PublishEvent>>,
+    /// The login request's id, carried into the entry and the event.
+    request_id: Option<RequestId>,
 }
 
 /// Record a login attempt in the background (never the password; the email is cut to its
@@ -294,7 +301,7 @@ fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) {
             data: data.clone(),
             level,
             service: "auth".into(),
-            request_id: None,
+            request_id: audit.request_id.clone().map(String::from),
             event_id: Some(id.clone()),
         };
         actix::spawn(async move {
@@ -306,7 +313,8 @@ fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) {
         });
     }
     if let Some(events) = audit.events.clone() {
-        let event = PublishEvent { id: Some(id), name: "auth".into(), data, level };
+        let request_id = audit.request_id.clone();
+        let event = PublishEvent { id: Some(id), name: "auth".into(), data, level, request_id };
         actix::spawn(async move {
             match events.send(event).timeout(EVENT_TIMEOUT).await {
                 Ok(Ok(_)) => {}

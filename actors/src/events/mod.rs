@@ -24,8 +24,8 @@ use actix::Recipient;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use troupe_core::ServiceError;
 use troupe_core::messages::{Event, LogLevel, NewLogEntry, RunJob, WriteLog};
+use troupe_core::{RequestId, ServiceError};
 
 /// Why a message could not be turned into an [`Event`] (it goes to the dead-letter queue).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -69,7 +69,9 @@ pub fn decode(
         .map(str::to_owned)
         .or_else(|| message_id.filter(|s| !s.is_empty()).map(str::to_owned))
         .unwrap_or_else(|| derived_id(body, routing_key, fallback));
-    Ok(Event { id: Some(id), name, data, level })
+    let request_id =
+        obj.get("request_id").and_then(Value::as_str).and_then(RequestId::parse).map(String::from);
+    Ok(Event { id: Some(id), name, data, level, request_id })
 }
 
 /// A deterministic id for an event that carries none: the SHA-256 of its routing key, the
@@ -99,7 +101,7 @@ pub fn log_entry(event: &Event) -> NewLogEntry {
         data: event.data.clone(),
         level: event.level,
         service,
-        request_id: None,
+        request_id: event.request_id().map(String::from),
         event_id: event.id.clone(),
     }
 }
@@ -290,10 +292,24 @@ mod tests {
 
     #[test]
     fn auth_events_are_stored_as_audit_entries() {
-        let ev =
-            Event { id: Some("x".into()), name: "auth".into(), data: "login".into(), level: LogLevel::Info };
+        let ev = Event {
+            id: Some("x".into()),
+            name: "auth".into(),
+            data: "login".into(),
+            level: LogLevel::Info,
+            request_id: Some("req-1".into()),
+        };
         let entry = log_entry(&ev);
         assert_eq!((entry.name.as_str(), entry.service.as_str()), ("authentication", "auth"));
         assert_eq!(entry.event_id.as_deref(), Some("x"));
+        assert_eq!(entry.request_id.as_deref(), Some("req-1"));
+    }
+
+    #[test]
+    fn a_well_formed_request_id_travels_in_the_body_and_a_bad_one_is_dropped() {
+        let ok = decode(br#"{"name":"event","data":"x","request_id":"req-7"}"#, None, "log.INFO", "");
+        assert_eq!(ok.expect("decodes").request_id.as_deref(), Some("req-7"));
+        let bad = decode(br#"{"name":"event","data":"x","request_id":"a\r\nb"}"#, None, "log.INFO", "");
+        assert_eq!(bad.expect("still decodes").request_id, None);
     }
 }

@@ -332,7 +332,8 @@ pub async fn deliver(
 impl Handler<SendMail> for Mailer {
     type Result = ResponseActFuture<Self, Result<(), ServiceError>>;
 
-    #[tracing::instrument(name = "send_mail", skip_all, fields(to = %msg.to))]
+    #[tracing::instrument(name = "send_mail", skip_all,
+                          fields(to = %msg.to, request_id = msg.request_id.as_ref().map(tracing::field::display)))]
     fn handle(&mut self, msg: SendMail, _: &mut Context<Self>) -> Self::Result {
         let mail = match self.config.compose(&msg) {
             Ok(mail) => mail,

@@ -23,6 +23,7 @@ async fn publish_until_confirmed(publisher: &Addr<PublisherActor>, id: String, n
         name: "event".into(),
         data: format!("event {n}"),
         level: LogLevel::Info,
+        request_id: None,
     };
     loop {
         match publisher.send(msg.clone()).await {

@@ -3,8 +3,8 @@
 use actix::Message;
 use secrecy::SecretString;
 
-use crate::ServiceError;
 use crate::domain::{Authenticated, Email, Password, PersonName, Principal, User};
+use crate::{RequestId, ServiceError};
 
 /// Check an email and password; on success return the user and a fresh access token.
 #[derive(Debug, Message)]
@@ -14,6 +14,8 @@ pub struct Authenticate {
     pub email: String,
     /// The password as typed.
     pub password: SecretString,
+    /// The request this login belongs to (carried into its audit entry and `auth` event).
+    pub request_id: Option<RequestId>,
 }
 
 /// Create a user (admins only).

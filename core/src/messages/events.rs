@@ -9,8 +9,8 @@
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::ServiceError;
 use crate::messages::LogLevel;
+use crate::{RequestId, ServiceError};
 
 /// One event as carried on the exchange (JSON body).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -25,12 +25,21 @@ pub struct Event {
     /// Severity; decides the routing key `log.<LEVEL>`.
     #[serde(default)]
     pub level: LogLevel,
+    /// The request that published it, when there was one (Troupe's; not checked on the wire:
+    /// read it with [`Event::request_id`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 impl Event {
     /// The routing key this event is published with: `log.<LEVEL>`.
     pub fn routing_key(&self) -> String {
         format!("log.{}", self.level.as_str())
+    }
+
+    /// The publishing request's id, when the event carries a well-formed one.
+    pub fn request_id(&self) -> Option<RequestId> {
+        self.request_id.as_deref().and_then(RequestId::parse)
     }
 }
 
@@ -47,12 +56,14 @@ pub struct PublishEvent {
     pub data: String,
     /// Severity (routing key `log.<LEVEL>`).
     pub level: LogLevel,
+    /// The request that publishes it (travels in the event).
+    pub request_id: Option<RequestId>,
 }
 
 impl PublishEvent {
     /// An `INFO` event.
     pub fn info(name: impl Into<String>, data: impl Into<String>) -> Self {
-        Self { id: None, name: name.into(), data: data.into(), level: LogLevel::Info }
+        Self { id: None, name: name.into(), data: data.into(), level: LogLevel::Info, request_id: None }
     }
 }
 

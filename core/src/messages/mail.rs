@@ -3,8 +3,8 @@
 use actix::Message;
 use serde::{Deserialize, Serialize};
 
-use crate::ServiceError;
 use crate::domain::Email;
+use crate::{RequestId, ServiceError};
 
 /// Longest subject accepted, in characters (RFC 5322 line limit).
 pub const MAX_SUBJECT_LEN: usize = 998;
@@ -90,6 +90,7 @@ impl MailRequest {
             to,
             subject: Subject::parse(&self.subject)?,
             message: MailBody::parse(self.message)?,
+            request_id: None,
         })
     }
 }
@@ -106,6 +107,15 @@ pub struct SendMail {
     pub subject: Subject,
     /// Body text.
     pub message: MailBody,
+    /// The request (or event) this mail is sent for; logged with it and forwarded.
+    pub request_id: Option<RequestId>,
+}
+
+impl SendMail {
+    /// The same mail, sent for request `id`.
+    pub fn for_request(self, id: Option<RequestId>) -> Self {
+        Self { request_id: id, ..self }
+    }
 }
 
 impl SendMail {

@@ -26,8 +26,9 @@ async fn main() -> anyhow::Result<()> {
     }
 
     for password in ["verysecret", "wrong"] {
-        let reply =
-            auth.send(Authenticate { email: "admin@example.com".into(), password: password.into() }).await?;
+        let login =
+            Authenticate { email: "admin@example.com".into(), password: password.into(), request_id: None };
+        let reply = auth.send(login).await?;
         match reply {
             Ok(done) => println!(
                 "{password:>10}: authenticated {} (id {}), token expires in {} s",

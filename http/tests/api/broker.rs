@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, fresh_pg_database, parts};
+use crate::helpers::{TestApp, eventually, fresh_pg_database, parts};
 
 /// What both modes must do for `auth`.
 async fn assert_auth_contract(app: &TestApp) {
@@ -167,11 +167,61 @@ async fn metrics_are_exposed_for_prometheus() {
 }
 
 #[actix_web::test]
-async fn responses_carry_a_request_id() {
+async fn responses_carry_a_request_id_adopted_from_the_caller_when_well_formed() {
     let app = TestApp::all_in_one().await;
+    let echoed = |res: &reqwest::Response| {
+        res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned()
+    };
     let res = app.http.post(format!("{}/", app.broker)).send().await.expect("answer");
-    let id = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    assert_eq!(id.len(), 36, "a UUID: {id:?}");
+    let fresh = echoed(&res);
+    assert!(uuid::Uuid::parse_str(&fresh).is_ok(), "a UUID: {fresh:?}");
+
+    let res = app.http.post(format!("{}/", app.broker)).header("x-request-id", "checkout-42").send().await;
+    assert_eq!(echoed(&res.expect("answer")), "checkout-42");
+
+    for bad in ["has spaces in it", &"x".repeat(129)] {
+        let res = app.http.post(format!("{}/", app.broker)).header("x-request-id", bad).send().await;
+        let id = echoed(&res.expect("answer"));
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{bad:?} is replaced by a UUID, got {id:?}");
+    }
+}
+
+#[actix_web::test]
+async fn the_request_id_reaches_the_login_audit_entry_and_the_event_it_published() {
+    let app = TestApp::all_in_one().await;
+    let id = format!("req-{}", uuid::Uuid::new_v4().simple());
+    let res = app
+        .http
+        .post(format!("{}/handle", app.broker))
+        .header("x-request-id", &id)
+        .json(&json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 202);
+    let res = app
+        .http
+        .post(format!("{}/handle", app.broker))
+        .header("x-request-id", &id)
+        .json(&json!({"action": "event", "event": {"name": "traced", "data": "x"}}))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(res.status(), 202);
+
+    let names = eventually(Duration::from_secs(10), "both entries under the request id", || async {
+        let res = app.http.get(format!("{}/logs?request_id={id}", app.broker)).send().await.ok()?;
+        let (_, body) = parts(res).await;
+        let mut names: Vec<String> = body["data"]["entries"]
+            .as_array()?
+            .iter()
+            .map(|e| format!("{}/{}", e["service"].as_str().unwrap_or(""), e["name"].as_str().unwrap_or("")))
+            .collect();
+        names.sort();
+        (names.len() >= 2).then_some(names)
+    })
+    .await;
+    assert_eq!(names, ["auth/authentication", "listener/traced"], "one audit entry, one event");
 }
 
 #[actix_web::test]

@@ -11,4 +11,5 @@
 
 mod cluster;
 mod contract;
+mod flows;
 mod resilience;
