@@ -83,6 +83,7 @@ async fn the_health_view_shows_the_platforms_services_from_the_brokers_status() 
             assert!(cards.contains(part), "{part} missing from {cards}");
         }
         assert!(!cards.contains("not ready"), "{cards}");
+        b.screenshot("health").await;
         b
     })
     .await;
@@ -162,6 +163,14 @@ async fn logs_written_through_the_page_show_in_the_logs_view_and_a_script_stays_
         let rows = b.text("#logRows").await;
         assert!(rows.contains("Some kind of gRPC data"), "the request's own entry: {rows}");
         assert!(!rows.contains("Some kind of data"), "only that request's entries: {rows}");
+
+        // The login's request id leads to what the auth service recorded for it.
+        b.click("#nav a[data-view=console]").await;
+        b.click("#output div:nth-child(4) a").await;
+        let rows = b.wait_text("#logRows", "authentication").await;
+        assert!(rows.contains("auth") && rows.contains("admin@example.com"), "the login's audit entry: {rows}");
+        assert!(!rows.contains("Some kind of"), "only that request's entries: {rows}");
+        b.screenshot("logs-request").await;
         b
     })
     .await;

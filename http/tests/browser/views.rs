@@ -69,7 +69,6 @@ async fn the_logs_view_shows_hostile_entries_as_text_pages_filters_and_follows_a
         for service in ["broker", "auth", "mailer"] {
             assert!(b.text("#logRows").await.contains(service), "{service} missing from the request's trail");
         }
-        b.screenshot("logs-request").await;
 
         b.click("#logRows tr:first-child td:nth-child(4) a").await;
         b.wait_text("#logDetail", "\"request_id\"").await;
@@ -134,7 +133,7 @@ async fn the_health_view_shows_each_service_and_backend_and_fits_a_phone() {
         let down =
             b.js("return document.querySelector('[data-service=logger]').classList.contains('down')").await;
         assert_eq!(down, json!(true));
-        b.screenshot("health").await;
+        b.screenshot("health-degraded").await;
 
         b.client.set_window_size(390, 844).await.expect("phone-sized window");
         for view in ["console", "logs", "mail", "health"] {
