@@ -314,6 +314,16 @@ where
             })
             .wrap(metrics.clone())
             .app_data(web::PayloadConfig::new(BODY_LIMIT))
+            .app_data(web::QueryConfig::default().error_handler(|err, _| {
+                let detail = match &err {
+                    actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+                    other => other.to_string(),
+                };
+                ApiError(ServiceError::BadRequest(format!("invalid query string: {detail}"))).into()
+            }))
+            .app_data(web::PathConfig::default().error_handler(|_, req| {
+                ApiError(ServiceError::NotFound(format!("no such resource: {}", req.path()))).into()
+            }))
             .app_data(readiness.clone())
             .configure(health_routes)
             .configure(configure.clone())

@@ -59,6 +59,10 @@ async fn user_lifecycle(app: &TestApp) {
     assert_eq!(body["data"].as_array().map(Vec::len), Some(2));
     let (_, page) = app.call(Method::GET, "/users?after=1&limit=1", Some(&admin), None).await;
     assert_eq!(page["data"][0]["id"].as_i64(), Some(id), "cursor pagination");
+    let (status, body) = app.call(Method::GET, "/users?limit=ten", Some(&admin), None).await;
+    assert_eq!((status, body["error"].as_bool()), (400, Some(true)), "a bad query in the envelope: {body}");
+    let (status, body) = app.call(Method::GET, "/users/not-a-number", Some(&admin), None).await;
+    assert_eq!((status, body["error"].as_bool()), (404, Some(true)), "a bad path in the envelope: {body}");
 
     // Changing your own password needs the current one.
     let change = |current: &str| json!({"current_password": current, "new_password": "difference-engine"});
