@@ -190,24 +190,13 @@ async fn responses_carry_a_request_id_adopted_from_the_caller_when_well_formed()
 async fn the_request_id_reaches_the_login_audit_entry_and_the_event_it_published() {
     let app = TestApp::all_in_one().await;
     let id = format!("req-{}", uuid::Uuid::new_v4().simple());
-    let res = app
-        .http
-        .post(format!("{}/handle", app.broker))
-        .header("x-request-id", &id)
-        .json(&json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}}))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(res.status(), 202);
-    let res = app
-        .http
-        .post(format!("{}/handle", app.broker))
-        .header("x-request-id", &id)
-        .json(&json!({"action": "event", "event": {"name": "traced", "data": "x"}}))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(res.status(), 202);
+    for body in [
+        json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}}),
+        json!({"action": "event", "event": {"name": "traced", "data": "x"}}),
+    ] {
+        let res = app.http.post(format!("{}/handle", app.broker)).header("x-request-id", &id).json(&body);
+        assert_eq!(res.send().await.expect("answer").status(), 202, "{body}");
+    }
 
     let names = eventually(Duration::from_secs(10), "both entries under the request id", || async {
         let res = app.http.get(format!("{}/logs?request_id={id}", app.broker)).send().await.ok()?;

@@ -244,14 +244,29 @@ async fn send(http: &Client, mailer: &str, subject: &str) -> (u16, Value) {
         .await
 }
 
-#[actix_rt::test]
-async fn smtp_down_is_503_and_the_same_process_sends_again_when_it_is_back() {
+/// A catcher behind a [`TcpProxy`], and a ready mailer sending through the proxy.
+struct ProxiedMailer {
+    store: Addr<CatcherStore>,
+    proxy: TcpProxy,
+    mailer: String,
+    http: Client,
+    _dir: TempDir,
+}
+
+/// Start a [`ProxiedMailer`]; `settings` gets the proxy's port.
+async fn proxied_mailer(settings: impl FnOnce(u16) -> MailerSettings) -> ProxiedMailer {
     let dir = tempfile::tempdir().expect("dir");
     let (store, smtp) = bare_catcher(dir.path(), None);
     let proxy = TcpProxy::start(smtp).await;
-    let mailer = spawn_mailer(&MailerSettings::local(proxy.port));
+    let mailer = spawn_mailer(&settings(proxy.port));
     let http = Client::new();
     wait_ready(&http, &mailer).await;
+    ProxiedMailer { store, proxy, mailer, http, _dir: dir }
+}
+
+#[actix_rt::test]
+async fn smtp_down_is_503_and_the_same_process_sends_again_when_it_is_back() {
+    let ProxiedMailer { store, proxy, mailer, http, _dir } = proxied_mailer(MailerSettings::local).await;
     assert_eq!(send(&http, &mailer, "before").await.0, 202);
 
     proxy.cut();
@@ -270,12 +285,7 @@ async fn smtp_down_is_503_and_the_same_process_sends_again_when_it_is_back() {
 
 #[actix_rt::test]
 async fn mails_one_after_another_reuse_one_pooled_smtp_session() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (store, smtp) = bare_catcher(dir.path(), None);
-    let proxy = TcpProxy::start(smtp).await;
-    let mailer = spawn_mailer(&MailerSettings::local(proxy.port));
-    let http = Client::new();
-    wait_ready(&http, &mailer).await;
+    let ProxiedMailer { store, proxy, mailer, http, _dir } = proxied_mailer(MailerSettings::local).await;
 
     for i in 0..10 {
         let (status, body) = send(&http, &mailer, &format!("pooled {i}")).await;
@@ -288,17 +298,12 @@ async fn mails_one_after_another_reuse_one_pooled_smtp_session() {
 
 #[actix_rt::test]
 async fn a_burst_is_held_to_mail_pool_size_sessions_and_idle_ones_are_closed() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (store, smtp) = bare_catcher(dir.path(), None);
-    let proxy = TcpProxy::start(smtp).await;
-    let settings = MailerSettings {
+    let ProxiedMailer { store, proxy, mailer, http, _dir } = proxied_mailer(|port| MailerSettings {
         mail_pool_size: 2,
         mail_pool_idle_timeout: Duration::from_secs(1),
-        ..MailerSettings::local(proxy.port)
-    };
-    let mailer = spawn_mailer(&settings);
-    let http = Client::new();
-    wait_ready(&http, &mailer).await;
+        ..MailerSettings::local(port)
+    })
+    .await;
 
     let burst = (0..12).map(|i| {
         let (http, mailer) = (http.clone(), mailer.clone());
