@@ -89,5 +89,8 @@ stop: ## stop what `make start` started (SIGTERM, waits for a graceful exit)
 bench-logger-fds: ## 100,000 broker `log` actions in split mode; open fds of broker and logger
 	scripts/bench-logger-fds.sh
 
+bench-mail: ## mails/s to the built-in catcher: one SMTP session per mail vs pooled, plain and STARTTLS
+	$(CARGO) run -p troupe-examples --bin bench_mail
+
 bench-events: services ## events/s publish->stored vs raw lapin publish+consume on the same RabbitMQ (optimised build)
 	$(CARGO) run --release -p troupe-examples --bin bench_events

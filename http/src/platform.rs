@@ -291,6 +291,15 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Platform> {
         mail.mail_host = Some("127.0.0.1".into());
         mail.mail_port = smtp_port;
         mail.mail_encryption = troupe_core::config::MailEncryption::None;
+        if mail.mail_pool_size > catcher::SESSIONS / 2 {
+            tracing::warn!(
+                MAIL_POOL_SIZE = mail.mail_pool_size,
+                "the built-in catcher serves {} sessions at once: using a pool of {}",
+                catcher::SESSIONS,
+                catcher::SESSIONS / 2
+            );
+            mail.mail_pool_size = catcher::SESSIONS / 2;
+        }
         servers.push(catcher_server);
         services.push("catcher".into());
     }

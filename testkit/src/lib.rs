@@ -1,4 +1,4 @@
-//! Test support shared by Troupe's test suites (a dev-dependency only).
+//! Test support shared by Troupe's test suites and benches (never part of a service binary).
 //!
 //! - [`TcpProxy`]: a loopback proxy to a real server that a test can cut and restore, to
 //!   stage a backend outage without touching the server other tests use; it also counts the
@@ -7,6 +7,7 @@
 //! - [`fresh_pg_database`]: an empty PostgreSQL database per test.
 //! - [`parts`]: status and JSON body of an HTTP reply.
 //! - [`common_settings`]: process settings for tests (loopback, fast backoff and shutdown).
+//! - [`self_signed_cert`]: a self-signed certificate for `localhost` (STARTTLS tests, benches).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -121,6 +122,8 @@ impl TcpProxy {
                 counts.opened();
                 tokio::spawn(async move {
                     if let Ok(mut outbound) = TcpStream::connect(upstream).await {
+                        // Forward small writes at once, as the two ends would see them.
+                        let _ = (inbound.set_nodelay(true), outbound.set_nodelay(true));
                         tokio::select! {
                             _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                             _ = killed.changed() => {}
@@ -158,4 +161,38 @@ impl TcpProxy {
     pub fn restore(&self) {
         self.cut.store(false, Ordering::SeqCst);
     }
+}
+
+/// A self-signed certificate for `localhost` and its key, written as PEM files
+/// `cert.pem` and `key.pem` in `dir`; returns their paths.
+pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::hash::MessageDigest;
+    use openssl::pkey::PKey;
+    use openssl::rsa::Rsa;
+    use openssl::x509::extension::SubjectAlternativeName;
+    use openssl::x509::{X509, X509NameBuilder};
+
+    let key = PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("key");
+    let mut name = X509NameBuilder::new().expect("name");
+    name.append_entry_by_text("CN", "localhost").expect("cn");
+    let name = name.build();
+    let mut b = X509::builder().expect("builder");
+    b.set_version(2).expect("v3");
+    b.set_serial_number(&BigNum::from_u32(1).and_then(|n| n.to_asn1_integer()).expect("serial"))
+        .expect("serial");
+    b.set_subject_name(&name).expect("subject");
+    b.set_issuer_name(&name).expect("issuer");
+    b.set_pubkey(&key).expect("pubkey");
+    b.set_not_before(&Asn1Time::days_from_now(0).expect("t")).expect("nb");
+    b.set_not_after(&Asn1Time::days_from_now(2).expect("t")).expect("na");
+    let san =
+        SubjectAlternativeName::new().dns("localhost").build(&b.x509v3_context(None, None)).expect("san");
+    b.append_extension(san).expect("ext");
+    b.sign(&key, MessageDigest::sha256()).expect("sign");
+    let (cert, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, b.build().to_pem().expect("pem")).expect("write cert");
+    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().expect("pem")).expect("write key");
+    (cert, key_path)
 }

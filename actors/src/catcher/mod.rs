@@ -262,6 +262,11 @@ pub fn closing(mut reply: Response) -> Response {
     reply
 }
 
+/// SMTP sessions the catcher serves at once (one thread each). A session past this waits
+/// for a free thread, and a pooled client session holds its thread while idle, so a mailer
+/// sending here keeps its pool well below this (`troupe up` caps `MAIL_POOL_SIZE` at half).
+pub const SESSIONS: u32 = 64;
+
 /// Serve SMTP on `listener` (bind it first, so the port is known), handing mail to `store`.
 /// `tls` is `(cert, key)` PEM paths to offer STARTTLS with (tests use a self-signed pair).
 pub fn start_smtp(
@@ -289,7 +294,7 @@ pub fn start_smtp(
         .with_name("troupe-catcher")
         .with_ssl(ssl)
         .map_err(|e| format!("catcher TLS: {e}"))?
-        .with_num_threads(16)
+        .with_num_threads(SESSIONS)
         .with_tcp_listener(listener);
     std::thread::Builder::new()
         .name("catcher-smtp".into())

@@ -345,7 +345,11 @@ impl Handler<SendMail> for Mailer {
             let Ok(Ok(_session)) = tokio::time::timeout(timeout, sessions.acquire_owned()).await else {
                 return Err(DeliveryError::Busy);
             };
-            deliver(&transport, &mail, backoff, timeout * 2).await
+            let delivered = deliver(&transport, &mail, backoff, timeout * 2).await;
+            // lettre hands the session back to its pool in a task of its own; let that run
+            // before the permit goes to the next mail, which would otherwise open a session.
+            tokio::task::yield_now().await;
+            delivered
         })
     }
 }

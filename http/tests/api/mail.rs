@@ -313,8 +313,9 @@ async fn a_burst_is_held_to_mail_pool_size_sessions_and_idle_ones_are_closed() {
         assert_eq!(status, 202, "{body}");
     }
     assert_eq!(count(&store).await, 12);
-    // Two sending sessions, and at most one more for the periodic readiness check.
-    assert!(proxy.peak_open() <= 3, "{} SMTP sessions were open at once", proxy.peak_open());
+    // Two sending sessions, one more for the periodic readiness check, and at most one on its
+    // way back to the pool or out (one session per mail in flight would be 12).
+    assert!(proxy.peak_open() <= 4, "{} SMTP sessions were open at once", proxy.peak_open());
 
     eventually(WITHIN, "idle SMTP sessions closed", || async { (proxy.open() == 0).then_some(()) }).await;
     let (status, body) = send(&http, &mailer, "after the pool emptied").await;
@@ -364,43 +365,10 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
     assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");
 }
 
-/// A self-signed certificate for `localhost` and its key, as PEM files in `dir`.
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    use openssl::asn1::Asn1Time;
-    use openssl::bn::BigNum;
-    use openssl::hash::MessageDigest;
-    use openssl::pkey::PKey;
-    use openssl::rsa::Rsa;
-    use openssl::x509::extension::SubjectAlternativeName;
-    use openssl::x509::{X509, X509NameBuilder};
-
-    let key = PKey::from_rsa(Rsa::generate(2048).expect("rsa")).expect("key");
-    let mut name = X509NameBuilder::new().expect("name");
-    name.append_entry_by_text("CN", "localhost").expect("cn");
-    let name = name.build();
-    let mut b = X509::builder().expect("builder");
-    b.set_version(2).expect("v3");
-    b.set_serial_number(&BigNum::from_u32(1).and_then(|n| n.to_asn1_integer()).expect("serial"))
-        .expect("serial");
-    b.set_subject_name(&name).expect("subject");
-    b.set_issuer_name(&name).expect("issuer");
-    b.set_pubkey(&key).expect("pubkey");
-    b.set_not_before(&Asn1Time::days_from_now(0).expect("t")).expect("nb");
-    b.set_not_after(&Asn1Time::days_from_now(2).expect("t")).expect("na");
-    let san =
-        SubjectAlternativeName::new().dns("localhost").build(&b.x509v3_context(None, None)).expect("san");
-    b.append_extension(san).expect("ext");
-    b.sign(&key, MessageDigest::sha256()).expect("sign");
-    let (cert, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
-    std::fs::write(&cert, b.build().to_pem().expect("pem")).expect("write cert");
-    std::fs::write(&key_path, key.private_key_to_pem_pkcs8().expect("pem")).expect("write key");
-    (cert, key_path)
-}
-
 #[actix_rt::test]
 async fn starttls_with_a_self_signed_certificate_works_once_it_is_trusted() {
     let dir = tempfile::tempdir().expect("dir");
-    let (cert, key) = self_signed(dir.path());
+    let (cert, key) = troupe_testkit::self_signed_cert(dir.path());
     let (store, smtp) = bare_catcher(dir.path(), Some((&cert, &key)));
     let http = Client::new();
     let tls = MailerSettings {
