@@ -16,7 +16,7 @@ use troupe_actors::auth::{AuthActor, AuthConfig};
 use troupe_actors::catcher::{self, CatcherStore};
 use troupe_actors::events::bus::EventBus;
 use troupe_actors::events::jobs::MailJob;
-use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
+use troupe_actors::events::listener::{Drain, ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
 use troupe_actors::events::{ListenerStats, Sink};
 use troupe_actors::logger::{LoggerActor, LoggerConfig};
@@ -51,11 +51,22 @@ pub struct Platform {
     pub tasks: Vec<(&'static str, u16, JoinHandle<()>)>,
     /// Stops the non-HTTP servers once the HTTP servers have stopped.
     pub shutdown: CancellationToken,
+    /// RabbitMQ listeners to drain (stop consuming, finish what was delivered) at shutdown,
+    /// with the grace period (`SHUTDOWN_TIMEOUT`).
+    pub drains: Vec<(Recipient<Drain>, Duration)>,
 }
 
 impl Platform {
     fn new(servers: Vec<RunningServer>, readiness: Readiness) -> Self {
-        Self { servers, readiness, tasks: Vec::new(), shutdown: CancellationToken::new() }
+        Self { servers, readiness, tasks: Vec::new(), shutdown: CancellationToken::new(), drains: Vec::new() }
+    }
+
+    /// Drain the listener in `state` (if it is a RabbitMQ one) when the platform stops.
+    fn drain_on_stop(mut self, state: &ListenerState, common: &CommonSettings) -> Self {
+        if let Some(listener) = &state.listener {
+            self.drains.push((listener.clone().recipient(), common.shutdown_timeout));
+        }
+        self
     }
 
     /// The port a service got (`broker`, `logger`, `logger-grpc`, `logger-rpc`, ...).
@@ -67,11 +78,17 @@ impl Platform {
             .or_else(|| self.tasks.iter().find(|t| t.0 == name).map(|t| t.1))
     }
 
-    /// Serve until SIGTERM / Ctrl-C; every server drains its in-flight requests, then the
-    /// gRPC and JSON-RPC servers are stopped.
+    /// Serve until SIGTERM / Ctrl-C; every server drains its in-flight requests, the RabbitMQ
+    /// listeners finish what they were delivered, then the gRPC and JSON-RPC servers are
+    /// stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let res =
             try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop);
+        for (listener, within) in self.drains {
+            if listener.send(Drain(within)).timeout(within + Duration::from_secs(1)).await.is_err() {
+                tracing::warn!("the listener did not drain in time");
+            }
+        }
         self.shutdown.cancel();
         for (name, _, task) in self.tasks {
             if tokio::time::timeout(Duration::from_secs(10), task).await.is_err() {
@@ -312,7 +329,8 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Platform> {
     let publisher = transport.publisher.clone();
     let (auth_actor, auth_server) =
         start_auth(common, auth, &readiness, true, Some(write.clone()), Some(publisher))?;
-    let listener_server = start_listener_server(common, listener, transport.listener, &readiness)?;
+    let listener_state = transport.listener;
+    let listener_server = start_listener_server(common, listener, listener_state.clone(), &readiness)?;
     let clients = LogClients {
         write: write.clone(),
         write_grpc: write,
@@ -337,7 +355,8 @@ pub fn up(args: &UpArgs) -> anyhow::Result<Platform> {
         logs.server,
         listener_server,
     ]);
-    Ok(Platform { servers, readiness, tasks: logs.tasks, shutdown })
+    let platform = Platform { servers, readiness, tasks: logs.tasks, shutdown, drains: Vec::new() };
+    Ok(platform.drain_on_stop(&listener_state, common))
 }
 
 /// `troupe serve broker`: the broker alone, reaching the services over HTTP;
@@ -394,7 +413,7 @@ pub fn serve_logger(common: &CommonSettings, logger: &LoggerSettings) -> anyhow:
     let readiness = Readiness::default();
     let shutdown = CancellationToken::new();
     let logs = start_logger(common, logger, &readiness, &shutdown)?;
-    Ok(Platform { servers: vec![logs.server], readiness, tasks: logs.tasks, shutdown })
+    Ok(Platform { servers: vec![logs.server], readiness, tasks: logs.tasks, shutdown, drains: Vec::new() })
 }
 
 /// `troupe serve frontend`: the console alone.
@@ -546,6 +565,6 @@ pub fn serve_listener(
         tracing::warn!("MAILER_URL is not set: `mail` events are stored but not mailed");
     }
     let state = start_listener(common, url, events, listener, sink, &readiness);
-    let server = start_listener_server(common, listener, state, &readiness)?;
-    Ok(Platform::new(vec![server], readiness))
+    let server = start_listener_server(common, listener, state.clone(), &readiness)?;
+    Ok(Platform::new(vec![server], readiness).drain_on_stop(&state, common))
 }

@@ -13,17 +13,26 @@
 //! the stream errors or ends, or the connection check fails, the actor stops and its
 //! supervisor restarts it, which reconnects and re-declares; unacked deliveries are
 //! redelivered by RabbitMQ and stored once thanks to their event id.
+//!
+//! Shutdown ([`Drain`]): the consumer is cancelled, so RabbitMQ sends nothing more; what it
+//! had already sent (up to `prefetch`) is still stored and acked, and the reply comes once
+//! nothing is in flight (or the grace period is over). A stopped process thus hands nothing
+//! back to the queue half-done, and a `mail` job is not sent twice by the next listener.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::fut::wrap_future;
-use actix::{Actor, Addr, Arbiter, AsyncContext, Context, StreamHandler, Supervised, Supervisor};
+use actix::{
+    Actor, Addr, Arbiter, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler, Supervised,
+    Supervisor,
+};
 use futures_util::future::LocalBoxFuture;
 use lapin::message::Delivery;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions, ExchangeDeclareOptions,
-    QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Consumer, ExchangeKind};
@@ -82,6 +91,10 @@ pub struct ListenerActor {
     link: Link<ListenerConn>,
     sink: Sink,
     stats: Arc<ListenerStats>,
+    /// Set by [`Drain`]: consume nothing more, never reconnect.
+    draining: bool,
+    /// The cancelled consumer's stream has ended (every delivery it had was handed over).
+    drained: Arc<AtomicBool>,
 }
 
 impl ListenerActor {
@@ -96,7 +109,14 @@ impl ListenerActor {
     ) -> Addr<Self> {
         let probe = readiness.probe("events.listener");
         let link = Link::new("listener", probe, config.backoff).with_check_every(Duration::from_millis(500));
-        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link, sink, stats })
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
+            config,
+            link,
+            sink,
+            stats,
+            draining: false,
+            drained: Arc::new(AtomicBool::new(false)),
+        })
     }
 
     /// The counters this listener updates.
@@ -159,7 +179,9 @@ impl Actor for ListenerActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        supervision::connect(self, ctx);
+        if !self.draining {
+            supervision::connect(self, ctx);
+        }
     }
 }
 
@@ -221,7 +243,9 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
         let sink = self.sink.clone();
         let stats = self.stats.clone();
         let mut delays = self.config.backoff.delays();
+        let in_flight = stats.start_delivery();
         ctx.spawn(wrap_future(async move {
+            let _in_flight = in_flight;
             let event = match decoded {
                 Ok(ev) => ev,
                 Err(why) => {
@@ -257,7 +281,52 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
     }
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
-        supervision::lost(self, ctx, &"the consumer stream ended");
+        if self.draining {
+            self.drained.store(true, Ordering::SeqCst);
+        } else {
+            supervision::lost(self, ctx, &"the consumer stream ended");
+        }
+    }
+}
+
+/// Stop consuming and finish what was delivered, within the grace period; answered when
+/// nothing is in flight or the period is over (see the module docs).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "()")]
+pub struct Drain(pub Duration);
+
+impl Handler<Drain> for ListenerActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, Drain(within): Drain, _: &mut Context<Self>) -> Self::Result {
+        self.draining = true;
+        let conn = self.link.conn().ok();
+        let tag = self.stats.snapshot().consumer_tag;
+        let (stats, drained) = (self.stats.clone(), self.drained.clone());
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + within;
+            let cancelled = match (&conn, tag) {
+                (Some(conn), Some(tag)) => {
+                    let cancel =
+                        conn.amqp.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+                    matches!(tokio::time::timeout_at(deadline, cancel).await, Ok(Ok(())))
+                }
+                _ => false,
+            };
+            // Without a consumer (never connected, or the cancel failed) there is no stream
+            // to wait for; what is in flight still is.
+            let stream_done = || !cancelled || drained.load(Ordering::SeqCst);
+            while !(stream_done() && stats.in_flight() == 0) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            match stats.in_flight() {
+                0 => tracing::info!("listener drained"),
+                n => tracing::warn!(
+                    in_flight = n,
+                    "listener stopped with deliveries in flight; RabbitMQ redelivers them"
+                ),
+            }
+        })
     }
 }
 

@@ -183,6 +183,7 @@ pub struct ListenerStats {
     dead_lettered: AtomicU64,
     retries: AtomicU64,
     reconnects: AtomicU64,
+    in_flight: AtomicU64,
     consumer: Mutex<ConsumerInfo>,
 }
 
@@ -191,6 +192,15 @@ struct ConsumerInfo {
     tag: Option<String>,
     queue: String,
     transport: &'static str,
+}
+
+/// One delivery in flight; dropping it (the delivery acked, rejected or abandoned) ends it.
+struct InFlight(Arc<ListenerStats>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// A snapshot of [`ListenerStats`].
@@ -212,6 +222,8 @@ pub struct ListenerStatus {
     pub retries: u64,
     /// Times the consumer was (re)started.
     pub reconnects: u64,
+    /// Deliveries being stored or run now (not yet acked or dead-lettered).
+    pub in_flight: u64,
 }
 
 impl ListenerStats {
@@ -238,7 +250,19 @@ impl ListenerStats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
         }
+    }
+
+    /// Count one delivery as in flight until the returned guard is dropped.
+    fn start_delivery(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.clone())
+    }
+
+    /// Deliveries in flight now.
+    pub fn in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
     }
 
     fn set_consumer(&self, tag: Option<String>) {

@@ -233,3 +233,55 @@ async fn an_unroutable_event_is_a_failure_not_a_success() {
     assert!(reply.is_err(), "{reply:?}");
     cleanup(&probe, &names).await;
 }
+
+#[actix_rt::test]
+async fn a_draining_listener_finishes_what_it_was_delivered_and_takes_nothing_more() {
+    use lapin::options::BasicGetOptions;
+    use troupe_actors::events::listener::Drain;
+
+    let names = Names::new();
+    let probe = test_channel(&names).await;
+    let readiness = Readiness::default();
+    let store = Store::mongo_behind_proxy().await;
+    let proxy = store.proxy.as_ref().expect("proxy");
+    let (listener, stats) = listener(&names, 0, store.recipient(), &readiness);
+    let publisher = publisher(&names, &readiness);
+    wait_ready(&readiness).await;
+
+    // The store is down: the listener holds a prefetch's worth of deliveries, retrying them.
+    proxy.cut();
+    for n in 0..300 {
+        publish_until_confirmed(&publisher, uuid::Uuid::new_v4().to_string(), n).await;
+    }
+    eventually(Duration::from_secs(15), "a prefetch's worth in flight, the rest queued", || async {
+        let s = stats.snapshot();
+        (s.in_flight == 64 && s.retries > 0 && ready_in(&probe, &names.queue).await == 300 - 64).then_some(())
+    })
+    .await;
+
+    // Shutdown starts; the store comes back while the listener drains.
+    let drained = actix_rt::spawn(listener.send(Drain(Duration::from_secs(30))));
+    proxy.restore();
+    drained.await.expect("the drain task").expect("the listener answers");
+
+    let s = stats.snapshot();
+    assert_eq!(
+        (s.in_flight, s.acked, s.delivered),
+        (0, 64, 64),
+        "what was delivered was stored and acked: {s:?}"
+    );
+    assert_eq!(store.event_ids().await.len(), 64);
+    // The rest is still in the queue, never handed out: no redelivery for the next listener.
+    let mut left = 0;
+    while let Some(msg) = probe
+        .channel
+        .basic_get(names.queue.as_str().into(), BasicGetOptions { no_ack: true })
+        .await
+        .expect("basic.get")
+    {
+        assert!(!msg.delivery.redelivered, "a message was handed back half-done");
+        left += 1;
+    }
+    assert_eq!(left, 300 - 64, "the draining listener took nothing more");
+    cleanup(&probe, &names).await;
+}
