@@ -3,18 +3,23 @@
 //!
 //! One JSON object per line: `{"method","params":[{"Name","Data"}],"id"}` is answered with
 //! `{"id","result","error"}` (`id` echoed as the JSON value it came as). Each connection is a
-//! task serving many calls in order; any number of connections are served at once. A line that
-//! is not a request gets an error reply and the connection stays open; a line longer than the
-//! limit gets an error reply and the connection is closed.
+//! task serving many calls in order; up to `LOGGER_RPC_MAX_CONNECTIONS` connections are
+//! served at once, and one more gets a `server busy` error reply and is closed (idle ones
+//! close after 5 minutes). A line that is not a request gets an error reply and the
+//! connection stays open; a line longer than the limit gets an error reply and the connection
+//! is closed.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Recipient;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
 use troupe_core::messages::{LogLevel, NewLogEntry, WriteLog};
 
@@ -34,21 +39,27 @@ struct RpcPayload {
     data: String,
 }
 
-/// Serve `RPCServer.LogInfo` on `listener` until `shutdown` resolves.
+/// Serve `RPCServer.LogInfo` on `listener`, at most `max_connections` connections at once,
+/// until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
     write: Recipient<WriteLog>,
     timeout: Duration,
+    max_connections: usize,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     tokio::pin!(shutdown);
+    let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(stream, write.clone(), timeout));
+                    match slots.clone().try_acquire_owned() {
+                        Ok(slot) => tokio::spawn(connection(stream, write.clone(), timeout, slot)),
+                        Err(_) => tokio::spawn(busy(stream, max_connections)),
+                    };
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -61,7 +72,22 @@ pub async fn serve(
     tracing::info!("JSON-RPC server stopped");
 }
 
-async fn connection(stream: TcpStream, write: Recipient<WriteLog>, timeout: Duration) {
+/// Tell a connection over the limit why it is closed.
+async fn busy(mut stream: TcpStream, max_connections: usize) {
+    tracing::warn!(max_connections, "JSON-RPC connection refused: LOGGER_RPC_MAX_CONNECTIONS reached");
+    let line =
+        reply(&Value::Null, Err(format!("server busy: {max_connections} connections open; retry later")));
+    let _ =
+        tokio::time::timeout(Duration::from_secs(1), stream.write_all(format!("{line}\n").as_bytes())).await;
+}
+
+/// Serve one connection; `_slot` frees its place when the connection ends.
+async fn connection(
+    stream: TcpStream,
+    write: Recipient<WriteLog>,
+    timeout: Duration,
+    _slot: OwnedSemaphorePermit,
+) {
     let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(crate::api::BODY_LIMIT));
     loop {
         let line = match tokio::time::timeout(IDLE_TIMEOUT, framed.next()).await {

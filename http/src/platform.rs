@@ -216,8 +216,10 @@ pub fn start_logger(
         }
     });
     let stop = shutdown.clone();
+    let max_connections = settings.logger_rpc_max_connections as usize;
     let rpc_task = tokio::spawn(async move {
-        crate::jsonrpc::serve(rpc, write, timeout, async move { stop.cancelled().await }).await;
+        let shutdown = async move { stop.cancelled().await };
+        crate::jsonrpc::serve(rpc, write, timeout, max_connections, shutdown).await;
     });
     tracing::info!(grpc_port, rpc_port, "logger RPC servers listening");
     let tasks = vec![("logger-grpc", grpc_port, grpc_task), ("logger-rpc", rpc_port, rpc_task)];

@@ -21,6 +21,10 @@ pub struct LoggerSettings {
     /// JSON-RPC port (`RPCServer.LogInfo`, Go `net/rpc/jsonrpc` framing).
     #[arg(long, env = "LOGGER_RPC_PORT", default_value_t = 5001)]
     pub logger_rpc_port: u16,
+    /// Most JSON-RPC connections served at once; one more is told the server is busy.
+    #[arg(long, env = "LOGGER_RPC_MAX_CONNECTIONS", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub logger_rpc_max_connections: u32,
     /// MongoDB to keep logs in (`mongodb://host:27017`). Unset: SQLite in TROUPE_DATA_DIR.
     #[arg(long, env = "MONGO_URL", value_parser = parse_secret, hide_env_values = true)]
     pub mongo_url: Option<SecretString>,
@@ -51,6 +55,7 @@ impl LoggerSettings {
             logger_port: 0,
             logger_grpc_port: 0,
             logger_rpc_port: 0,
+            logger_rpc_max_connections: 1024,
             mongo_url: None,
             mongo_username: None,
             mongo_password: None,

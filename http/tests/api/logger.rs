@@ -346,3 +346,33 @@ async fn a_logger_outage_never_fails_a_login() {
         .expect("answers");
     assert_eq!(res.status(), 202);
 }
+
+#[actix_web::test]
+async fn json_rpc_connections_over_the_limit_are_told_the_server_is_busy() {
+    let dir = tempfile::tempdir().expect("dir");
+    let settings = LoggerSettings { logger_rpc_max_connections: 2, ..LoggerSettings::embedded(dir.path()) };
+    let mut app = TestApp::split_parts();
+    spawn_logger(&mut app, &settings);
+    app.wait_ready(&app.logger.clone()).await;
+
+    let mut first = RpcConn::open(app.logger_rpc).await;
+    let mut second = RpcConn::open(app.logger_rpc).await;
+    assert_eq!(first.log_info(json!(1), "rpc-a", "a").await["error"], Value::Null);
+    assert_eq!(second.log_info(json!(2), "rpc-b", "b").await["error"], Value::Null);
+
+    let mut third = RpcConn::open(app.logger_rpc).await;
+    let refused = third.log_info(json!(3), "rpc-c", "c").await;
+    assert!(refused["error"].as_str().is_some_and(|e| e.starts_with("server busy")), "{refused}");
+    assert_eq!(third.call_raw("{}").await, None, "the refused connection is closed");
+
+    // A place frees when a connection closes; the held ones keep working meanwhile.
+    drop(first);
+    let reply = eventually(Duration::from_secs(10), "a freed place", || async {
+        let mut conn = RpcConn::open(app.logger_rpc).await;
+        let reply = conn.log_info(json!(4), "rpc-d", "d").await;
+        reply["error"].is_null().then_some(reply)
+    })
+    .await;
+    assert_eq!(reply["result"], "Processed payload via RPC: rpc-d");
+    assert_eq!(second.log_info(json!(5), "rpc-e", "e").await["error"], Value::Null);
+}
