@@ -4,12 +4,12 @@
 
 use std::sync::Arc;
 
-use actix::Addr;
+use actix::{Addr, Recipient};
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
-use troupe_actors::events::ListenerStats;
 use troupe_actors::events::listener::ListenerActor;
+use troupe_actors::events::{Drain, ListenerStats};
 use troupe_core::Envelope;
 
 use crate::api::reply;
@@ -22,6 +22,8 @@ pub struct ListenerState {
     /// The listener actor (held so its supervisor keeps restarting it); `None` with the
     /// in-process bus.
     pub listener: Option<Addr<ListenerActor>>,
+    /// What to drain at shutdown: the listener, or the in-process bus.
+    pub drain: Recipient<Drain>,
 }
 
 /// The listener's routes.

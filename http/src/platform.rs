@@ -16,9 +16,9 @@ use troupe_actors::auth::{AuthActor, AuthConfig};
 use troupe_actors::catcher::{self, CatcherStore};
 use troupe_actors::events::bus::EventBus;
 use troupe_actors::events::jobs::MailJob;
-use troupe_actors::events::listener::{Drain, ListenerActor, ListenerConfig};
+use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
-use troupe_actors::events::{ListenerStats, Sink};
+use troupe_actors::events::{Drain, ListenerStats, Sink};
 use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use troupe_actors::mailer::{Mailer, MailerConfig};
 use troupe_core::config::{
@@ -61,11 +61,9 @@ impl Platform {
         Self { servers, readiness, tasks: Vec::new(), shutdown: CancellationToken::new(), drains: Vec::new() }
     }
 
-    /// Drain the listener in `state` (if it is a RabbitMQ one) when the platform stops.
+    /// Drain the listener or bus in `state` when the platform stops.
     fn drain_on_stop(mut self, state: &ListenerState, common: &CommonSettings) -> Self {
-        if let Some(listener) = &state.listener {
-            self.drains.push((listener.clone().recipient(), common.shutdown_timeout));
-        }
+        self.drains.push((state.drain.clone(), common.shutdown_timeout));
         self
     }
 
@@ -490,7 +488,8 @@ pub fn start_events(
         _ => {
             let stats = EventBus::new_stats();
             let bus = EventBus::start(sink, stats.clone(), common.backoff(), 100_000);
-            EventTransport { publisher: bus.recipient(), listener: ListenerState { stats, listener: None } }
+            let listener = ListenerState { stats, listener: None, drain: bus.clone().recipient() };
+            EventTransport { publisher: bus.recipient(), listener }
         }
     }
 }
@@ -515,7 +514,7 @@ pub fn start_listener(
         connection_name: "troupe-listener".into(),
     };
     let addr = ListenerActor::start(config, sink, stats.clone(), readiness);
-    ListenerState { stats, listener: Some(addr) }
+    ListenerState { stats, drain: addr.clone().recipient(), listener: Some(addr) }
 }
 
 /// The listener's HTTP server (`/healthz`, `/readyz`, `/status`) on LISTENER_PORT.

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use actix::fut::wrap_future;
 use actix::{
-    Actor, Addr, Arbiter, AsyncContext, Context, Handler, Message, ResponseFuture, StreamHandler, Supervised,
+    Actor, Addr, Arbiter, AsyncContext, Context, Handler, ResponseFuture, StreamHandler, Supervised,
     Supervisor,
 };
 use futures_util::future::LocalBoxFuture;
@@ -41,7 +41,7 @@ use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 
 use super::publisher::{AmqpChannel, declare_exchange, open};
-use super::{ListenerStats, Sink, SinkError, decode};
+use super::{Drain, ListenerStats, Sink, SinkError, decode, wait_drained};
 use crate::supervision::{self, Backend, Link};
 
 /// The routing keys the queue is bound to.
@@ -289,12 +289,6 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
     }
 }
 
-/// Stop consuming and finish what was delivered, within the grace period; answered when
-/// nothing is in flight or the period is over (see the module docs).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "()")]
-pub struct Drain(pub Duration);
-
 impl Handler<Drain> for ListenerActor {
     type Result = ResponseFuture<()>;
 
@@ -315,17 +309,9 @@ impl Handler<Drain> for ListenerActor {
             };
             // Without a consumer (never connected, or the cancel failed) there is no stream
             // to wait for; what is in flight still is.
+            // RabbitMQ redelivers whatever is still in flight at the deadline.
             let stream_done = || !cancelled || drained.load(Ordering::SeqCst);
-            while !(stream_done() && stats.in_flight() == 0) && tokio::time::Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            match stats.in_flight() {
-                0 => tracing::info!("listener drained"),
-                n => tracing::warn!(
-                    in_flight = n,
-                    "listener stopped with deliveries in flight; RabbitMQ redelivers them"
-                ),
-            }
+            wait_drained(&stats, stream_done, deadline, "listener").await;
         })
     }
 }

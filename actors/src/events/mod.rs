@@ -203,6 +203,30 @@ impl Drop for InFlight {
     }
 }
 
+/// Shut down a consumer of events (the RabbitMQ listener, the in-process bus): take nothing
+/// more and finish what was taken, within the grace period; answered when nothing is in
+/// flight or the period is over.
+#[derive(Debug, Clone, Copy, actix::Message)]
+#[rtype(result = "()")]
+pub struct Drain(pub std::time::Duration);
+
+/// Wait until `stats` shows nothing in flight and `done()` holds, or `deadline` passes; log
+/// the outcome.
+pub(crate) async fn wait_drained(
+    stats: &ListenerStats,
+    done: impl Fn() -> bool,
+    deadline: tokio::time::Instant,
+    what: &str,
+) {
+    while !(done() && stats.in_flight() == 0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    match stats.in_flight() {
+        0 => tracing::info!("{what} drained"),
+        n => tracing::warn!(in_flight = n, "{what} stopped with events in flight"),
+    }
+}
+
 /// A snapshot of [`ListenerStats`].
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct ListenerStatus {

@@ -237,7 +237,7 @@ async fn an_unroutable_event_is_a_failure_not_a_success() {
 #[actix_rt::test]
 async fn a_draining_listener_finishes_what_it_was_delivered_and_takes_nothing_more() {
     use lapin::options::BasicGetOptions;
-    use troupe_actors::events::listener::Drain;
+    use troupe_actors::events::Drain;
 
     let names = Names::new();
     let probe = test_channel(&names).await;
