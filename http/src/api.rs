@@ -195,7 +195,8 @@ impl RunningServer {
         self.server.handle()
     }
 
-    /// Serve until SIGTERM / Ctrl-C (or the handle) stops it, draining in-flight requests.
+    /// Serve until the handle stops it (the platform does on SIGTERM / Ctrl-C), draining
+    /// in-flight requests.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
@@ -330,6 +331,9 @@ where
             .default_service(web::to(not_found))
     })
     .shutdown_timeout(opts.shutdown_timeout.as_secs().max(1))
+    // The platform owns SIGTERM / Ctrl-C: actix-server's own handling would stop the whole
+    // actor system with the servers, before the event consumers could drain.
+    .disable_signals()
     .listen(listener)?
     .run();
     tracing::info!(service = name, port, "listening");

@@ -80,11 +80,23 @@ impl Platform {
     /// listeners finish what they were delivered, then the gRPC and JSON-RPC servers are
     /// stopped.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let res =
-            try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped)).await.map(drop);
+        let handles: Vec<_> = self.servers.iter().map(RunningServer::handle).collect();
+        let servers = try_join_all(self.servers.into_iter().map(RunningServer::run_until_stopped));
+        tokio::pin!(servers);
+        let res = tokio::select! {
+            res = &mut servers => res.map(drop),
+            () = stop_signal() => {
+                tracing::info!("stopping: draining requests in flight");
+                for handle in &handles {
+                    // The command is sent at once; the servers' own futures carry it out.
+                    drop(handle.stop(true));
+                }
+                servers.await.map(drop)
+            }
+        };
         for (listener, within) in self.drains {
-            if listener.send(Drain(within)).timeout(within + Duration::from_secs(1)).await.is_err() {
-                tracing::warn!("the listener did not drain in time");
+            if let Err(err) = listener.send(Drain(within)).timeout(within + Duration::from_secs(1)).await {
+                tracing::warn!(error = %err, "the event consumer did not drain");
             }
         }
         self.shutdown.cancel();
@@ -94,6 +106,30 @@ impl Platform {
             }
         }
         res
+    }
+}
+
+/// SIGTERM or Ctrl-C (SIGINT); never resolves if neither can be listened for.
+async fn stop_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
     }
 }
 

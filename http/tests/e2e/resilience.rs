@@ -211,6 +211,9 @@ async fn sigterm_stops_every_process_cleanly() {
             cluster.log(service.name)
         );
     }
+    // The listener gave up its consumer and finished its deliveries before exiting.
+    let log = cluster.log("listener");
+    assert!(log.contains("listener drained"), "no drain in the listener's log:\n{log}");
 }
 
 #[actix_web::test]
