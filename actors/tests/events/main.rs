@@ -107,21 +107,35 @@ async fn ten_thousand_events_survive_forced_connection_closes_exactly_once() {
     cleanup(&probe, &names).await;
 }
 
-#[actix_rt::test]
-async fn events_wait_in_the_queue_while_the_store_is_down_and_are_all_stored_after() {
+/// A listener whose MongoDB-wire store has been cut away, and `n` events published to it.
+struct StoreDown {
+    names: Names,
+    probe: troupe_actors::events::publisher::AmqpChannel,
+    store: Store,
+    listener: Addr<troupe_actors::events::listener::ListenerActor>,
+    stats: std::sync::Arc<troupe_actors::events::ListenerStats>,
+}
+
+async fn publish_while_the_store_is_down(n: usize) -> StoreDown {
     let names = Names::new();
     let probe = test_channel(&names).await;
     let readiness = Readiness::default();
     let store = Store::mongo_behind_proxy().await;
-    let proxy = store.proxy.as_ref().expect("proxy");
-    let (_listener, stats) = listener(&names, 0, store.recipient(), &readiness);
+    let (listener, stats) = listener(&names, 0, store.recipient(), &readiness);
     let publisher = publisher(&names, &readiness);
     wait_ready(&readiness).await;
-    proxy.cut();
-
-    for n in 0..500 {
-        publish_until_confirmed(&publisher, uuid::Uuid::new_v4().to_string(), n).await;
+    store.proxy.as_ref().expect("proxy").cut();
+    for i in 0..n {
+        publish_until_confirmed(&publisher, uuid::Uuid::new_v4().to_string(), i).await;
     }
+    StoreDown { names, probe, store, listener, stats }
+}
+
+#[actix_rt::test]
+async fn events_wait_in_the_queue_while_the_store_is_down_and_are_all_stored_after() {
+    let StoreDown { names, probe, store, listener: _listener, stats } =
+        publish_while_the_store_is_down(500).await;
+    let proxy = store.proxy.as_ref().expect("proxy");
     eventually(
         Duration::from_secs(15),
         "the listener retrying and the rest waiting in the queue",
@@ -239,20 +253,9 @@ async fn a_draining_listener_finishes_what_it_was_delivered_and_takes_nothing_mo
     use lapin::options::BasicGetOptions;
     use troupe_actors::events::Drain;
 
-    let names = Names::new();
-    let probe = test_channel(&names).await;
-    let readiness = Readiness::default();
-    let store = Store::mongo_behind_proxy().await;
-    let proxy = store.proxy.as_ref().expect("proxy");
-    let (listener, stats) = listener(&names, 0, store.recipient(), &readiness);
-    let publisher = publisher(&names, &readiness);
-    wait_ready(&readiness).await;
-
     // The store is down: the listener holds a prefetch's worth of deliveries, retrying them.
-    proxy.cut();
-    for n in 0..300 {
-        publish_until_confirmed(&publisher, uuid::Uuid::new_v4().to_string(), n).await;
-    }
+    let StoreDown { names, probe, store, listener, stats } = publish_while_the_store_is_down(300).await;
+    let proxy = store.proxy.as_ref().expect("proxy");
     eventually(Duration::from_secs(15), "a prefetch's worth in flight, the rest queued", || async {
         let s = stats.snapshot();
         (s.in_flight == 64 && s.retries > 0 && ready_in(&probe, &names.queue).await == 300 - 64).then_some(())
