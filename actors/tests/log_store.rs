@@ -188,7 +188,11 @@ async fn the_actor_batches_concurrent_writes_and_answers_each_with_its_id(s: Sub
 }
 
 macro_rules! suite {
-    ($store:ident: $($test:ident),* $(,)?) => {
+    // Every store runs every test: `suite!([a, b]: { t1, t2 })` makes modules `a` and `b`.
+    ([$($store:ident),*]: $tests:tt) => {
+        $( suite!(@one $store: $tests); )*
+    };
+    (@one $store:ident: { $($test:ident),* $(,)? }) => {
         mod $store {
             $(
                 #[actix_rt::test]
@@ -200,7 +204,7 @@ macro_rules! suite {
     };
 }
 
-suite!(sqlite:
+suite!([sqlite, mongo]: {
     stored_entries_read_back_newest_first,
     an_event_id_is_stored_at_most_once,
     filters_select_by_name_level_service_request_and_time,
@@ -208,14 +212,4 @@ suite!(sqlite:
     unknown_or_malformed_ids_are_not_found,
     entries_survive_reopening_the_store,
     the_actor_batches_concurrent_writes_and_answers_each_with_its_id,
-);
-
-suite!(mongo:
-    stored_entries_read_back_newest_first,
-    an_event_id_is_stored_at_most_once,
-    filters_select_by_name_level_service_request_and_time,
-    pages_follow_the_cursor_without_gaps_or_repeats,
-    unknown_or_malformed_ids_are_not_found,
-    entries_survive_reopening_the_store,
-    the_actor_batches_concurrent_writes_and_answers_each_with_its_id,
-);
+});
