@@ -219,6 +219,27 @@ impl Cluster {
         .await
     }
 
+    /// `POST /handle` with `body` is 503 `<service> unavailable` in the envelope.
+    pub async fn assert_unavailable(&self, body: &Value, service: &str) {
+        let (status, reply) = parts(self.handle(body).await).await;
+        assert_eq!(
+            (status, &reply["error"], reply["message"].as_str()),
+            (503, &Value::Bool(true), Some(format!("{service} unavailable").as_str())),
+            "{reply}"
+        );
+    }
+
+    /// Start `name` again, wait until it is ready, and until the broker takes `body` (202)
+    /// through it again.
+    pub async fn bring_back(&mut self, name: &'static str, body: &Value) {
+        self.spawn(name);
+        self.wait_ready(name).await;
+        eventually(Duration::from_secs(20), &format!("the broker serving through {name} again"), || async {
+            (self.handle(body).await.status() == 202).then_some(())
+        })
+        .await;
+    }
+
     /// `POST /handle` on the broker with a JSON body.
     pub async fn handle(&self, body: &Value) -> Response {
         self.http

@@ -24,12 +24,7 @@ async fn a_killed_auth_process_is_503_while_down_and_the_broker_recovers_when_it
     cluster.kill("auth");
 
     // auth is gone: its action is 503 in the envelope, never a hang or a 500.
-    let (status, body) = parts(cluster.handle(&admin_login()).await).await;
-    assert_eq!(
-        (status, &body["error"], &body["message"]),
-        (503, &json!(true), &json!("auth unavailable")),
-        "{body}"
-    );
+    cluster.assert_unavailable(&admin_login(), "auth").await;
     // Everything else keeps serving.
     let res = cluster.http.post(cluster.url("broker")).send().await.expect("broker answers");
     assert_eq!(res.status(), 200);
@@ -42,12 +37,7 @@ async fn a_killed_auth_process_is_503_while_down_and_the_broker_recovers_when_it
     assert_eq!(cluster.http.get(cluster.url("frontend")).send().await.expect("page").status(), 200);
 
     // auth comes back on its address: the same broker process serves logins again.
-    cluster.spawn("auth");
-    cluster.wait_ready("auth").await;
-    eventually(Duration::from_secs(20), "login through the broker after auth returned", || async {
-        (cluster.handle(&admin_login()).await.status() == 202).then_some(())
-    })
-    .await;
+    cluster.bring_back("auth", &admin_login()).await;
     assert!(cluster.is_running("broker"), "the broker process died:\n{}", cluster.log("broker"));
     assert_eq!(cluster.pid("broker"), broker_pid, "the broker was not restarted");
 }
@@ -62,25 +52,15 @@ async fn a_killed_mailer_process_is_503_for_mail_only_and_mail_flows_again_when_
 
     cluster.kill("mailer");
 
-    let (status, body) = parts(cluster.handle(&mail("while down")).await).await;
-    assert_eq!(
-        (status, &body["error"], &body["message"]),
-        (503, &json!(true), &json!("mailer unavailable")),
-        "{body}"
-    );
+    cluster.assert_unavailable(&mail("while down"), "mailer").await;
     assert_eq!(
         cluster.handle(&admin_login()).await.status(),
         202,
         "auth keeps working while the mailer is down"
     );
 
-    cluster.spawn("mailer");
-    cluster.wait_ready("mailer").await;
     let subject = format!("E2E after restart {}", uuid::Uuid::new_v4().simple());
-    eventually(Duration::from_secs(20), "mail through the broker after the mailer returned", || async {
-        (cluster.handle(&mail(&subject)).await.status() == 202).then_some(())
-    })
-    .await;
+    cluster.bring_back("mailer", &mail(&subject)).await;
     let maildir = crate::cluster::maildir();
     eventually(Duration::from_secs(20), "the mail sent after the restart arrives", || async {
         crate::cluster::delivered(&maildir, &subject).map(drop)
@@ -101,12 +81,7 @@ async fn a_killed_logger_process_is_503_for_log_only_and_logging_resumes_when_it
 
     // The logger is gone: `log` and `/log-grpc` are 503 in the envelope (the client's 20 s
     // timeout would fail a hang), never a 500.
-    let (status, body) = parts(cluster.handle(&log("while-down")).await).await;
-    assert_eq!(
-        (status, &body["error"], &body["message"]),
-        (503, &json!(true), &json!("logger unavailable")),
-        "{body}"
-    );
+    cluster.assert_unavailable(&log("while-down"), "logger").await;
     let res = cluster
         .http
         .post(format!("{}/log-grpc", cluster.url("broker")))
@@ -135,13 +110,8 @@ async fn a_killed_logger_process_is_503_for_log_only_and_logging_resumes_when_it
 
     // The logger comes back on its addresses: the same broker process logs again, and the
     // entry written before the outage is still in MongoDB.
-    cluster.spawn("logger");
-    cluster.wait_ready("logger").await;
     let after = format!("e2e-after-{}", uuid::Uuid::new_v4().simple());
-    eventually(Duration::from_secs(20), "log through the broker after the logger returned", || async {
-        (cluster.handle(&log(&after)).await.status() == 202).then_some(())
-    })
-    .await;
+    cluster.bring_back("logger", &log(&after)).await;
     cluster.stored(&after).await;
     assert_eq!(cluster.logs_named(&before).await.len(), 1, "the entry from before the outage survived");
     assert!(cluster.is_running("broker"), "the broker process died:\n{}", cluster.log("broker"));
