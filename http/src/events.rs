@@ -4,11 +4,10 @@
 
 use std::sync::Arc;
 
-use actix::{Addr, Recipient};
+use actix::Recipient;
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
-use troupe_actors::events::listener::ListenerActor;
 use troupe_actors::events::{Drain, ListenerStats};
 use troupe_core::Envelope;
 
@@ -19,10 +18,8 @@ use crate::api::reply;
 pub struct ListenerState {
     /// The consumer's counters.
     pub stats: Arc<ListenerStats>,
-    /// The listener actor (held so its supervisor keeps restarting it); `None` with the
-    /// in-process bus.
-    pub listener: Option<Addr<ListenerActor>>,
-    /// What to drain at shutdown: the listener, or the in-process bus.
+    /// The consumer (the RabbitMQ listener or the in-process bus), drained at shutdown. It
+    /// also keeps the listener's address alive, so its supervisor keeps restarting it.
     pub drain: Recipient<Drain>,
 }
 

@@ -524,7 +524,7 @@ pub fn start_events(
         _ => {
             let stats = EventBus::new_stats();
             let bus = EventBus::start(sink, stats.clone(), common.backoff(), 100_000);
-            let listener = ListenerState { stats, listener: None, drain: bus.clone().recipient() };
+            let listener = ListenerState { stats, drain: bus.clone().recipient() };
             EventTransport { publisher: bus.recipient(), listener }
         }
     }
@@ -550,7 +550,7 @@ pub fn start_listener(
         connection_name: "troupe-listener".into(),
     };
     let addr = ListenerActor::start(config, sink, stats.clone(), readiness);
-    ListenerState { stats, drain: addr.clone().recipient(), listener: Some(addr) }
+    ListenerState { stats, drain: addr.recipient() }
 }
 
 /// The listener's HTTP server (`/healthz`, `/readyz`, `/status`) on LISTENER_PORT.

@@ -295,17 +295,16 @@ impl Handler<Drain> for ListenerActor {
     fn handle(&mut self, Drain(within): Drain, _: &mut Context<Self>) -> Self::Result {
         self.draining = true;
         let conn = self.link.conn().ok();
-        let tag = self.stats.snapshot().consumer_tag;
         let (stats, drained) = (self.stats.clone(), self.drained.clone());
         Box::pin(async move {
             let deadline = tokio::time::Instant::now() + within;
-            let cancelled = match (&conn, tag) {
-                (Some(conn), Some(tag)) => {
-                    let cancel =
-                        conn.amqp.channel.basic_cancel(tag.as_str().into(), BasicCancelOptions::default());
+            let cancelled = match &conn {
+                Some(conn) => {
+                    let tag = conn.consumer.tag();
+                    let cancel = conn.amqp.channel.basic_cancel(tag, BasicCancelOptions::default());
                     matches!(tokio::time::timeout_at(deadline, cancel).await, Ok(Ok(())))
                 }
-                _ => false,
+                None => false,
             };
             // Without a consumer (never connected, or the cancel failed) there is no stream
             // to wait for; what is in flight still is.
