@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The header the id travels in.
 pub const HEADER: &str = "x-request-id";
@@ -19,8 +19,8 @@ const MAX_LEN: usize = 128;
 
 /// A request id: 1 to 128 characters of ASCII letters, digits and `-_.:/+=@`, so it is
 /// always a valid header value and safe in logs.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-#[serde(transparent)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct RequestId(String);
 
 impl RequestId {
@@ -44,6 +44,14 @@ impl RequestId {
 impl fmt::Display for RequestId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for RequestId {
+    type Error = String;
+
+    fn try_from(raw: String) -> Result<Self, String> {
+        Self::parse(&raw).ok_or_else(|| format!("not a request id: {raw:?}"))
     }
 }
 

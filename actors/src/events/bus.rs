@@ -73,9 +73,13 @@ impl Handler<PublishEvent> for EventBus {
             return Err(ServiceError::unavailable("events"));
         }
         let id = msg.id.unwrap_or_else(new_event_id);
-        let request_id = msg.request_id.map(String::from);
-        let event =
-            Event { id: Some(id.clone()), name: msg.name, data: msg.data, level: msg.level, request_id };
+        let event = Event {
+            id: Some(id.clone()),
+            name: msg.name,
+            data: msg.data,
+            level: msg.level,
+            request_id: msg.request_id,
+        };
         self.pending.fetch_add(1, Ordering::Relaxed);
         let (sink, stats, pending) = (self.sink.clone(), self.stats.clone(), self.pending.clone());
         let mut delays = self.backoff.delays();

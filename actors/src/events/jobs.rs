@@ -78,7 +78,7 @@ impl Handler<RunJob> for MailJob {
             return Box::pin(actix::fut::ready(Ok(())));
         }
         let mail = match mail_request(&event.data) {
-            Ok(mail) => mail.for_request(event.request_id()),
+            Ok(mail) => mail.for_request(event.request_id.clone()),
             Err(e) => {
                 tracing::warn!(event_id = ?event.id, error = %e, "refusing an invalid mail job");
                 return Box::pin(actix::fut::ready(Err(e)));

@@ -69,8 +69,8 @@ pub fn decode(
         .map(str::to_owned)
         .or_else(|| message_id.filter(|s| !s.is_empty()).map(str::to_owned))
         .unwrap_or_else(|| derived_id(body, routing_key, fallback));
-    let request_id =
-        obj.get("request_id").and_then(Value::as_str).and_then(RequestId::parse).map(String::from);
+    // A malformed request id is dropped, not a reason to refuse the event.
+    let request_id = obj.get("request_id").and_then(Value::as_str).and_then(RequestId::parse);
     Ok(Event { id: Some(id), name, data, level, request_id })
 }
 
@@ -101,7 +101,7 @@ pub fn log_entry(event: &Event) -> NewLogEntry {
         data: event.data.clone(),
         level: event.level,
         service,
-        request_id: event.request_id().map(String::from),
+        request_id: event.request_id.clone().map(String::from),
         event_id: event.id.clone(),
     }
 }
@@ -345,7 +345,7 @@ mod tests {
             name: "auth".into(),
             data: "login".into(),
             level: LogLevel::Info,
-            request_id: Some("req-1".into()),
+            request_id: RequestId::parse("req-1"),
         };
         let entry = log_entry(&ev);
         assert_eq!((entry.name.as_str(), entry.service.as_str()), ("authentication", "auth"));
@@ -356,7 +356,7 @@ mod tests {
     #[test]
     fn a_well_formed_request_id_travels_in_the_body_and_a_bad_one_is_dropped() {
         let ok = decode(br#"{"name":"event","data":"x","request_id":"req-7"}"#, None, "log.INFO", "");
-        assert_eq!(ok.expect("decodes").request_id.as_deref(), Some("req-7"));
+        assert_eq!(ok.expect("decodes").request_id, RequestId::parse("req-7"));
         let bad = decode(br#"{"name":"event","data":"x","request_id":"a\r\nb"}"#, None, "log.INFO", "");
         assert_eq!(bad.expect("still decodes").request_id, None);
     }

@@ -230,9 +230,13 @@ impl Handler<PublishEvent> for PublisherActor {
         let timeout = self.config.timeout;
         supervision::call(self, move |amqp: AmqpChannel| async move {
             let id = msg.id.unwrap_or_else(new_event_id);
-            let request_id = msg.request_id.map(String::from);
-            let event =
-                Event { id: Some(id.clone()), name: msg.name, data: msg.data, level: msg.level, request_id };
+            let event = Event {
+                id: Some(id.clone()),
+                name: msg.name,
+                data: msg.data,
+                level: msg.level,
+                request_id: msg.request_id,
+            };
             match tokio::time::timeout(timeout, publish(&amqp.channel, &exchange, &event)).await {
                 Ok(Ok(())) => Ok(id),
                 Ok(Err(e)) => Err(e),

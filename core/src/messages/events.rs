@@ -25,21 +25,15 @@ pub struct Event {
     /// Severity; decides the routing key `log.<LEVEL>`.
     #[serde(default)]
     pub level: LogLevel,
-    /// The request that published it, when there was one (Troupe's; not checked on the wire:
-    /// read it with [`Event::request_id`]).
+    /// The request that published it, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
+    pub request_id: Option<RequestId>,
 }
 
 impl Event {
     /// The routing key this event is published with: `log.<LEVEL>`.
     pub fn routing_key(&self) -> String {
         format!("log.{}", self.level.as_str())
-    }
-
-    /// The publishing request's id, when the event carries a well-formed one.
-    pub fn request_id(&self) -> Option<RequestId> {
-        self.request_id.as_deref().and_then(RequestId::parse)
     }
 }
 
