@@ -1,11 +1,13 @@
-//! The readiness registry: each backend-owning actor reports its connection state here, and
-//! `GET /readyz` reads it.
+//! The readiness registry: each backend-owning actor reports its connection state here,
+//! `GET /readyz` reads it, and [`Readiness::wait_ready`] waits on it (woken by every change,
+//! never polling).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use tokio::sync::watch;
 
 /// Where a backend connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -30,7 +32,20 @@ pub struct BackendStatus {
 
 /// Shared map of backend name -> status. Cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct Readiness(Arc<Mutex<BTreeMap<String, BackendStatus>>>);
+pub struct Readiness(Arc<Registry>);
+
+#[derive(Debug)]
+struct Registry {
+    backends: Mutex<BTreeMap<String, BackendStatus>>,
+    /// Bumped on every change, to wake [`Readiness::wait_ready`].
+    changed: watch::Sender<u64>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self { backends: Mutex::default(), changed: watch::Sender::new(0) }
+    }
+}
 
 impl Readiness {
     /// Register a backend (initially connecting) and return its probe.
@@ -43,12 +58,22 @@ impl Readiness {
 
     /// A copy of every backend's status.
     pub fn snapshot(&self) -> BTreeMap<String, BackendStatus> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0.backends.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// True when every registered backend is ready.
     pub fn is_ready(&self) -> bool {
         self.snapshot().values().all(|s| s.state == BackendState::Ready)
+    }
+
+    /// Resolves once every registered backend is ready (at once if they are). Bound it
+    /// with a timeout: a backend that never comes up keeps it waiting.
+    pub async fn wait_ready(&self) {
+        let mut changes = self.0.changed.subscribe();
+        while !self.is_ready() {
+            // The sender lives in the registry this borrows: it cannot close.
+            let _ = changes.changed().await;
+        }
     }
 }
 
@@ -62,12 +87,15 @@ pub struct Probe {
 impl Probe {
     /// Record a new state (the timestamp changes only when the state does).
     pub fn set(&self, state: BackendState, failed_attempts: u32) {
-        let mut map = self.registry.0.lock().unwrap_or_else(PoisonError::into_inner);
-        let since = match map.get(&self.name) {
-            Some(old) if old.state == state => old.since,
-            _ => Utc::now(),
-        };
-        map.insert(self.name.clone(), BackendStatus { state, since, failed_attempts });
+        {
+            let mut map = self.registry.0.backends.lock().unwrap_or_else(PoisonError::into_inner);
+            let since = match map.get(&self.name) {
+                Some(old) if old.state == state => old.since,
+                _ => Utc::now(),
+            };
+            map.insert(self.name.clone(), BackendStatus { state, since, failed_attempts });
+        }
+        self.registry.0.changed.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// The backend's name.
@@ -91,5 +119,23 @@ mod tests {
         db.set(BackendState::Connecting, 3);
         assert_eq!(r.snapshot()["auth.database"].failed_attempts, 3);
         assert!(!r.is_ready());
+    }
+
+    #[tokio::test]
+    async fn waiting_for_readiness_ends_when_the_last_backend_connects() {
+        let r = Readiness::default();
+        let (db, store) = (r.probe("auth.database"), r.probe("logger.store"));
+        let waiter = tokio::spawn({
+            let r = r.clone();
+            async move { r.wait_ready().await }
+        });
+        db.set(BackendState::Ready, 0);
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished(), "one backend is still connecting");
+        store.set(BackendState::Ready, 0);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiter)
+            .await
+            .expect("woken once every backend is ready")
+            .expect("the waiter ran");
     }
 }

@@ -46,11 +46,9 @@ async fn main() -> anyhow::Result<()> {
         MailerConfig::from_settings(&settings, BackoffPolicy::default()).map_err(anyhow::Error::msg)?;
     let mailer = Mailer::start(config, &readiness);
     // The actor answers "unavailable" until its first SMTP connection test has passed.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while !readiness.is_ready() {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "the SMTP server did not answer within 10 s");
-        actix_rt::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    tokio::time::timeout(std::time::Duration::from_secs(10), readiness.wait_ready())
+        .await
+        .map_err(|_| anyhow::anyhow!("the SMTP server did not answer within 10 s"))?;
     mailer.send(msg).await??;
     println!("sent through {}", server(&settings));
 

@@ -271,6 +271,33 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// The readiness registry behind `/readyz`.
     pub readiness: Readiness,
+    /// HTTP worker threads (each its own event loop).
+    pub workers: usize,
+}
+
+/// Prometheus metrics of the service `name`, served at `/metrics`.
+fn metrics(name: &str) -> std::io::Result<actix_web_prom::PrometheusMetrics> {
+    actix_web_prom::PrometheusMetricsBuilder::new("troupe")
+        .endpoint("/metrics")
+        .const_labels([("service".to_owned(), name.to_owned())].into())
+        .mask_unmatched_patterns("UNMATCHED")
+        .build()
+        .map_err(|e| std::io::Error::other(format!("metrics: {e}")))
+}
+
+/// The body limit, and every extractor failure (query string, path) in the envelope.
+fn extractor_errors(cfg: &mut ServiceConfig) {
+    cfg.app_data(web::PayloadConfig::new(BODY_LIMIT))
+        .app_data(web::QueryConfig::default().error_handler(|err, _| {
+            let detail = match &err {
+                actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
+                other => other.to_string(),
+            };
+            ApiError(ServiceError::BadRequest(format!("invalid query string: {detail}"))).into()
+        }))
+        .app_data(web::PathConfig::default().error_handler(|_, req| {
+            ApiError(ServiceError::NotFound(format!("no such resource: {}", req.path()))).into()
+        }));
 }
 
 /// Build an actix-web server on `listener` with the shared middleware, limits, health routes
@@ -285,12 +312,7 @@ where
     F: Fn(&mut ServiceConfig) + Send + Clone + 'static,
 {
     let port = listener.local_addr()?.port();
-    let metrics = actix_web_prom::PrometheusMetricsBuilder::new("troupe")
-        .endpoint("/metrics")
-        .const_labels([("service".to_owned(), name.to_owned())].into())
-        .mask_unmatched_patterns("UNMATCHED")
-        .build()
-        .map_err(|e| std::io::Error::other(format!("metrics: {e}")))?;
+    let metrics = metrics(name)?;
     let readiness = web::Data::new(opts.readiness.clone());
     let origins = opts.cors_origins.clone();
     let server = HttpServer::new(move || {
@@ -314,22 +336,13 @@ where
                 }
             })
             .wrap(metrics.clone())
-            .app_data(web::PayloadConfig::new(BODY_LIMIT))
-            .app_data(web::QueryConfig::default().error_handler(|err, _| {
-                let detail = match &err {
-                    actix_web::error::QueryPayloadError::Deserialize(e) => e.to_string(),
-                    other => other.to_string(),
-                };
-                ApiError(ServiceError::BadRequest(format!("invalid query string: {detail}"))).into()
-            }))
-            .app_data(web::PathConfig::default().error_handler(|_, req| {
-                ApiError(ServiceError::NotFound(format!("no such resource: {}", req.path()))).into()
-            }))
             .app_data(readiness.clone())
+            .configure(extractor_errors)
             .configure(health_routes)
             .configure(configure.clone())
             .default_service(web::to(not_found))
     })
+    .workers(opts.workers.max(1))
     .shutdown_timeout(opts.shutdown_timeout.as_secs().max(1))
     // The platform owns SIGTERM / Ctrl-C: actix-server's own handling would stop the whole
     // actor system with the servers, before the event consumers could drain.

@@ -110,14 +110,24 @@ pub struct GrpcLogProxy {
 }
 
 impl GrpcLogProxy {
-    /// A proxy to the logger's gRPC endpoint at `url` (connected lazily).
+    /// A proxy to the logger's gRPC endpoint at `url` (connected lazily). Needs a Tokio
+    /// runtime: the channel's worker is spawned on the current one.
     pub fn new(url: &Url, timeout: Duration) -> anyhow::Result<Self> {
-        let channel = Endpoint::from_shared(url.to_string())?
+        Ok(Self::lazy(Self::endpoint(url, timeout)?, timeout))
+    }
+
+    /// The endpoint at `url`, checked, with connect and call deadlines (no connection yet).
+    pub fn endpoint(url: &Url, timeout: Duration) -> anyhow::Result<Endpoint> {
+        Ok(Endpoint::from_shared(url.to_string())?
             .connect_timeout(timeout.min(Duration::from_secs(2)))
             .timeout(timeout)
-            .tcp_nodelay(true)
-            .connect_lazy();
-        Ok(Self { client: LogServiceClient::new(channel), timeout })
+            .tcp_nodelay(true))
+    }
+
+    /// A proxy over a channel to `endpoint`, connected on first use; its worker runs on the
+    /// current runtime.
+    pub fn lazy(endpoint: Endpoint, timeout: Duration) -> Self {
+        Self { client: LogServiceClient::new(endpoint.connect_lazy()), timeout }
     }
 }
 

@@ -54,7 +54,7 @@ async fn run(command: Command) -> anyhow::Result<()> {
             platform::serve_catcher(common, catcher)?
         }
     };
-    platform.run_until_stopped().await?;
+    platform.run_until(platform::stop_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }

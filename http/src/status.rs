@@ -34,7 +34,7 @@ pub enum StatusSource {
         /// The process's readiness registry.
         readiness: Readiness,
         /// Names of the services running in this process.
-        services: Vec<String>,
+        services: crate::platform::ServiceNames,
     },
     /// Services run in their own processes: ask each one's `/readyz`.
     Remote {
@@ -73,7 +73,7 @@ pub fn routes(source: StatusSource) -> impl Fn(&mut ServiceConfig) + Clone + Sen
 
 async fn status(source: web::Data<StatusSource>) -> HttpResponse {
     let services = match source.get_ref() {
-        StatusSource::Local { readiness, services } => local(readiness, services),
+        StatusSource::Local { readiness, services } => local(readiness, &services.list()),
         StatusSource::Remote { services, client } => remote(client, services).await,
     };
     reply(StatusCode::OK, Envelope::with_data("status", serde_json::json!({ "services": services })))

@@ -7,12 +7,12 @@
 //! Authorisation (self or admin) is decided here from the database, not from the token alone,
 //! so a deactivated user or a revoked admin loses access at once.
 //!
-//! Every login attempt is recorded as an audit entry (name `authentication`, never the
-//! password) sent to the optional audit recipient in the background with a deadline, so a
-//! logger outage never fails or slows a login. It is also published, the same way, as an
-//! `auth` event (INFO on success, WARNING on failure) to the optional event publisher. Both
-//! carry one fresh event id, so a logger that receives both (as in `troupe up`) stores one
-//! entry.
+//! Every login attempt is recorded (never the password) by one road, [`AuditTo`]: published
+//! as an `auth` event (INFO on success, WARNING on failure), which the listener stores as an
+//! audit entry named `authentication`, or written straight to the logger where no event
+//! transport exists. It is sent in the background with a deadline, so a logger or broker
+//! outage never fails or slows a login. Each attempt carries a fresh event id, so a
+//! redelivered event is stored once.
 
 pub mod dsn;
 pub mod password;
@@ -23,6 +23,7 @@ use std::fmt;
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, Recipient, ResponseActFuture, Supervised, Supervisor};
+use futures_util::FutureExt as _;
 use futures_util::future::LocalBoxFuture;
 use secrecy::ExposeSecret;
 use troupe_core::backoff::BackoffPolicy;
@@ -53,10 +54,20 @@ pub struct AuthConfig {
     pub keys: TokenKeys,
     /// Reconnect policy.
     pub backoff: BackoffPolicy,
-    /// Where login attempts are recorded (the logger), if anywhere.
-    pub audit: Option<Recipient<WriteLog>>,
-    /// Where login attempts are published as `auth` events (the event publisher), if anywhere.
-    pub events: Option<Recipient<PublishEvent>>,
+    /// Where login attempts are recorded.
+    pub audit: AuditTo,
+}
+
+/// The one road login attempts are recorded by.
+#[derive(Clone, Default)]
+pub enum AuditTo {
+    /// Not recorded.
+    #[default]
+    Nowhere,
+    /// Published as `auth` events; the listener stores each as an audit entry.
+    Events(Recipient<PublishEvent>),
+    /// Written straight to the logger (a process with no event transport).
+    Log(Recipient<WriteLog>),
 }
 
 impl AuthConfig {
@@ -78,8 +89,7 @@ impl AuthConfig {
             max_connections: s.db_max_connections.max(1),
             keys: TokenKeys::from_settings(s, ephemeral_key)?,
             backoff,
-            audit: None,
-            events: None,
+            audit: AuditTo::Nowhere,
         })
     }
 }
@@ -224,11 +234,7 @@ impl Handler<Authenticate> for AuthActor {
                           fields(request_id = msg.request_id.as_ref().map(tracing::field::display)))]
     fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
         let keys = self.config.keys.clone();
-        let audit = Audit {
-            log: self.config.audit.clone(),
-            events: self.config.events.clone(),
-            request_id: msg.request_id.clone(),
-        };
+        let audit = Audit { to: self.config.audit.clone(), request_id: msg.request_id.clone() };
         let email = msg.email.trim().to_lowercase();
         if !self.link.is_ready() {
             record_login(&audit, &email, "failed: user store unavailable", LogLevel::Warning);
@@ -271,58 +277,49 @@ async fn login(
     }
 }
 
-/// How long an audit entry may take to be accepted before it is given up.
-const AUDIT_TIMEOUT: Duration = Duration::from_secs(2);
-/// How long publishing an `auth` event may take before it is given up.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long recording a login attempt (a write or a publish) may take before it is given up.
+pub const AUDIT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Where login attempts are recorded.
+/// Where a login attempt is recorded, and for which request.
 #[derive(Clone)]
 struct Audit {
-    log: Option<Recipient<WriteLog>>,
-    events: Option<Recipient<PublishEvent>>,
-    /// The login request's id, carried into the entry and the event.
+    to: AuditTo,
+    /// The login request's id, carried into the entry or event.
     request_id: Option<RequestId>,
 }
 
 /// Record a login attempt in the background (never the password; the email is cut to its
-/// longest valid length): an audit entry and an `auth` event sharing one event id, so the
-/// logger stores one entry when it gets both. Never waits, never fails the login.
+/// longest valid length), with a fresh event id. Never waits, never fails the login.
 fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) {
-    if audit.log.is_none() && audit.events.is_none() {
-        return;
-    }
     let shown: String = email.chars().take(MAX_EMAIL_LEN).collect();
     let data = format!("login {outcome} for {shown:?}");
     let id = uuid::Uuid::new_v4().to_string();
-    if let Some(log) = audit.log.clone() {
-        let entry = NewLogEntry {
-            name: "authentication".into(),
-            data: data.clone(),
-            level,
-            service: "auth".into(),
-            request_id: audit.request_id.clone().map(String::from),
-            event_id: Some(id.clone()),
-        };
-        actix::spawn(async move {
-            match log.send(WriteLog(entry)).timeout(AUDIT_TIMEOUT).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => tracing::warn!(error = %err, "audit entry not recorded"),
-                Err(err) => tracing::warn!(error = %err, "audit entry not recorded"),
-            }
-        });
-    }
-    if let Some(events) = audit.events.clone() {
-        let request_id = audit.request_id.clone();
-        let event = PublishEvent { id: Some(id), name: "auth".into(), data, level, request_id };
-        actix::spawn(async move {
-            match events.send(event).timeout(EVENT_TIMEOUT).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(err)) => tracing::warn!(error = %err, "auth event not published"),
-                Err(err) => tracing::warn!(error = %err, "auth event not published"),
-            }
-        });
-    }
+    let request_id = audit.request_id.clone();
+    let sent = match audit.to.clone() {
+        AuditTo::Nowhere => return,
+        AuditTo::Events(events) => {
+            let event = PublishEvent { id: Some(id), name: "auth".into(), data, level, request_id };
+            events.send(event).timeout(AUDIT_TIMEOUT).map(|r| r.map(|r| r.map(drop))).boxed_local()
+        }
+        AuditTo::Log(log) => {
+            let entry = NewLogEntry {
+                name: "authentication".into(),
+                data,
+                level,
+                service: "auth".into(),
+                request_id: request_id.map(String::from),
+                event_id: Some(id),
+            };
+            log.send(WriteLog(entry)).timeout(AUDIT_TIMEOUT).map(|r| r.map(|r| r.map(drop))).boxed_local()
+        }
+    };
+    actix::spawn(async move {
+        match sent.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "login attempt not recorded"),
+            Err(err) => tracing::warn!(error = %err, "login attempt not recorded"),
+        }
+    });
 }
 
 impl Handler<RegisterUser> for AuthActor {

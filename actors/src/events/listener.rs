@@ -20,7 +20,6 @@
 //! back to the queue half-done, and a `mail` job is not sent twice by the next listener.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix::fut::wrap_future;
@@ -37,6 +36,7 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Consumer, ExchangeKind};
 use secrecy::SecretString;
+use tokio::sync::watch;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 
@@ -94,7 +94,7 @@ pub struct ListenerActor {
     /// Set by [`Drain`]: consume nothing more, never reconnect.
     draining: bool,
     /// The cancelled consumer's stream has ended (every delivery it had was handed over).
-    drained: Arc<AtomicBool>,
+    drained: Arc<watch::Sender<bool>>,
 }
 
 impl ListenerActor {
@@ -115,7 +115,7 @@ impl ListenerActor {
             sink,
             stats,
             draining: false,
-            drained: Arc::new(AtomicBool::new(false)),
+            drained: Arc::new(watch::Sender::new(false)),
         })
     }
 
@@ -282,7 +282,7 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
 
     fn finished(&mut self, ctx: &mut Context<Self>) {
         if self.draining {
-            self.drained.store(true, Ordering::SeqCst);
+            self.drained.send_replace(true);
         } else {
             supervision::lost(self, ctx, &"the consumer stream ended");
         }
@@ -309,7 +309,12 @@ impl Handler<Drain> for ListenerActor {
             // Without a consumer (never connected, or the cancel failed) there is no stream
             // to wait for; what is in flight still is.
             // RabbitMQ redelivers whatever is still in flight at the deadline.
-            let stream_done = || !cancelled || drained.load(Ordering::SeqCst);
+            let mut ended = drained.subscribe();
+            let stream_done = async move {
+                if cancelled {
+                    let _ = ended.wait_for(|done| *done).await;
+                }
+            };
             wait_drained(&stats, stream_done, deadline, "listener").await;
         })
     }

@@ -20,6 +20,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use tokio::sync::watch;
+
 use actix::Recipient;
 use serde::Serialize;
 use serde_json::Value;
@@ -176,15 +178,30 @@ impl Sink {
 }
 
 /// Counters and consumer state of a listener (or the bus), shown by `GET /status`.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct ListenerStats {
     delivered: AtomicU64,
     acked: AtomicU64,
     dead_lettered: AtomicU64,
     retries: AtomicU64,
     reconnects: AtomicU64,
-    in_flight: AtomicU64,
+    /// Deliveries in flight; a watch, so a drain waits for zero without polling.
+    in_flight: watch::Sender<u64>,
     consumer: Mutex<ConsumerInfo>,
+}
+
+impl Default for ListenerStats {
+    fn default() -> Self {
+        Self {
+            delivered: AtomicU64::default(),
+            acked: AtomicU64::default(),
+            dead_lettered: AtomicU64::default(),
+            retries: AtomicU64::default(),
+            reconnects: AtomicU64::default(),
+            in_flight: watch::Sender::new(0),
+            consumer: Mutex::default(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -199,7 +216,7 @@ struct InFlight(Arc<ListenerStats>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.send_modify(|n| *n = n.saturating_sub(1));
     }
 }
 
@@ -210,17 +227,21 @@ impl Drop for InFlight {
 #[rtype(result = "()")]
 pub struct Drain(pub std::time::Duration);
 
-/// Wait until `stats` shows nothing in flight and `done()` holds, or `deadline` passes; log
-/// the outcome.
+/// Wait until `done` resolves and then `stats` shows nothing in flight, or `deadline`
+/// passes; log the outcome. Woken by the deliveries' drop guards, never by polling.
 pub(crate) async fn wait_drained(
     stats: &ListenerStats,
-    done: impl Fn() -> bool,
+    done: impl std::future::Future<Output = ()>,
     deadline: tokio::time::Instant,
     what: &str,
 ) {
-    while !(done() && stats.in_flight() == 0) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let mut in_flight = stats.in_flight.subscribe();
+    let drained = async move {
+        done.await;
+        // The sender lives in `stats`, borrowed for this whole call: it cannot close.
+        let _ = in_flight.wait_for(|n| *n == 0).await;
+    };
+    let _ = tokio::time::timeout_at(deadline, drained).await;
     match stats.in_flight() {
         0 => tracing::info!("{what} drained"),
         n => tracing::warn!(in_flight = n, "{what} stopped with events in flight"),
@@ -274,19 +295,19 @@ impl ListenerStats {
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
-            in_flight: self.in_flight.load(Ordering::Relaxed),
+            in_flight: *self.in_flight.borrow(),
         }
     }
 
     /// Count one delivery as in flight until the returned guard is dropped.
     fn start_delivery(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.in_flight.send_modify(|n| *n += 1);
         InFlight(self.clone())
     }
 
     /// Deliveries in flight now.
     pub fn in_flight(&self) -> u64 {
-        self.in_flight.load(Ordering::Relaxed)
+        *self.in_flight.borrow()
     }
 
     fn set_consumer(&self, tag: Option<String>) {

@@ -53,3 +53,11 @@ impl AuthSettings {
         }
     }
 }
+
+impl AuthSettings {
+    /// How long a caller waits for the auth actor: a login is a lookup, a bcrypt check on
+    /// the blocking pool and a token, so three database deadlines.
+    pub fn answer_within(&self) -> Duration {
+        self.db_timeout * 3
+    }
+}

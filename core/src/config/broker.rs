@@ -68,3 +68,17 @@ pub struct FrontendSettings {
     #[arg(long, env = "CATCHER_URL", default_value = "http://localhost:8025", value_parser = parse_http_url)]
     pub catcher_url: Url,
 }
+
+impl UpstreamSettings {
+    /// The services `GET /status` asks, with their base URLs, in display order (the
+    /// listener only when LISTENER_URL is set).
+    pub fn services(&self) -> Vec<(String, Url)> {
+        let mut all = vec![
+            ("auth".to_owned(), self.auth_url.clone()),
+            ("logger".to_owned(), self.logger.logger_url.clone()),
+            ("mailer".to_owned(), self.mailer_url.clone()),
+        ];
+        all.extend(self.listener_url.clone().map(|url| ("listener".to_owned(), url)));
+        all
+    }
+}

@@ -61,3 +61,11 @@ impl Default for ListenerSettings {
         }
     }
 }
+
+impl ListenerSettings {
+    /// How long a consumer waits for one event to be stored by a logger with `logger`'s
+    /// settings: LISTENER_STORE_TIMEOUT, and never less than the logger's own answer time.
+    pub fn store_within(&self, logger: &super::LoggerSettings) -> Duration {
+        self.store_timeout.max(logger.answer_within())
+    }
+}

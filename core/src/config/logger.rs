@@ -77,3 +77,11 @@ pub struct LoggerUpstream {
     #[arg(long, env = "LOGGER_GRPC_URL", default_value = "http://localhost:50001", value_parser = parse_http_url)]
     pub logger_grpc_url: Url,
 }
+
+impl LoggerSettings {
+    /// How long a caller waits for one write: a write waits for its batch, so a store
+    /// deadline for the batch ahead and one for its own, and a little more.
+    pub fn answer_within(&self) -> Duration {
+        self.log_store_timeout * 2 + Duration::from_millis(500)
+    }
+}

@@ -21,9 +21,9 @@ async fn main() -> anyhow::Result<()> {
     let auth = AuthActor::start(config, &readiness);
 
     // The actor connects (and migrates) in the background; wait until it reports ready.
-    while !readiness.is_ready() {
-        actix_rt::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(15), readiness.wait_ready())
+        .await
+        .map_err(|_| anyhow::anyhow!("the user store did not become ready"))?;
 
     for password in ["verysecret", "wrong"] {
         let login =

@@ -104,11 +104,9 @@ async fn pipeline(url: &str, n: usize) -> anyhow::Result<f64> {
         },
         &readiness,
     );
-    let ready_by = Instant::now() + Duration::from_secs(20);
-    while !readiness.is_ready() {
-        anyhow::ensure!(Instant::now() < ready_by, "pipeline not ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    tokio::time::timeout(Duration::from_secs(20), readiness.wait_ready())
+        .await
+        .map_err(|_| anyhow::anyhow!("pipeline not ready"))?;
     let start = Instant::now();
     let failures = futures_util::stream::iter(0..n)
         .map(|i| publisher.send(PublishEvent::info("event", format!("benchmark {i}"))))

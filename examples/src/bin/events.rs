@@ -87,7 +87,9 @@ async fn main() -> anyhow::Result<()> {
     let logger = LoggerActor::start(LoggerConfig::embedded(dir.path(), backoff), &readiness);
     let sink = Sink::new(logger.clone().recipient(), Duration::from_secs(5));
     let p = pipeline(sink, backoff, &readiness);
-    until("the store and the pipeline to be ready", || readiness.is_ready()).await?;
+    tokio::time::timeout(Duration::from_secs(30), readiness.wait_ready())
+        .await
+        .map_err(|_| anyhow::anyhow!("timed out waiting for the store and the pipeline to be ready"))?;
 
     let events = [
         ("event", "Some kind of data", LogLevel::Info),

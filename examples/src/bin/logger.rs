@@ -30,13 +30,9 @@ async fn main() -> anyhow::Result<()> {
     };
     let readiness = Readiness::default();
     let logger = LoggerActor::start(config, &readiness);
-    for _ in 0..100 {
-        if readiness.is_ready() {
-            break;
-        }
-        tokio_sleep(Duration::from_millis(50)).await;
-    }
-    anyhow::ensure!(readiness.is_ready(), "the log store did not become ready");
+    tokio::time::timeout(Duration::from_secs(5), readiness.wait_ready())
+        .await
+        .map_err(|_| anyhow::anyhow!("the log store did not become ready"))?;
 
     let mut ids = Vec::new();
     for (name, level) in
@@ -64,8 +60,4 @@ async fn main() -> anyhow::Result<()> {
     let one = logger.send(GetLog(first.clone())).await?.map_err(anyhow::Error::msg)?;
     println!("by id: {} -> {}", one.id, one.data);
     Ok(())
-}
-
-async fn tokio_sleep(d: Duration) {
-    actix_rt::time::sleep(d).await;
 }

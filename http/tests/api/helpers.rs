@@ -77,7 +77,7 @@ impl TestApp {
         app.set_logger(&p);
         app.listener = p.port("listener").map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default();
         app.catcher = p.port("catcher").map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default();
-        actix_web::rt::spawn(p.run_until_stopped());
+        actix_web::rt::spawn(p.run_until(std::future::pending()));
         app.wait_ready(&app.auth).await;
         app
     }
@@ -118,7 +118,7 @@ impl TestApp {
         let p =
             platform::serve_auth(&common(), &auth, logger, &EventSettings::default()).expect("auth starts");
         let port = p.port("auth").expect("auth port");
-        actix_web::rt::spawn(p.run_until_stopped());
+        actix_web::rt::spawn(p.run_until(std::future::pending()));
         port
     }
 
@@ -140,7 +140,7 @@ impl TestApp {
         let p = platform::serve_broker(&common(), &broker_settings(), &upstream, &EventSettings::default())
             .expect("broker starts");
         let port = p.port("broker").expect("broker port");
-        actix_web::rt::spawn(p.run_until_stopped());
+        actix_web::rt::spawn(p.run_until(std::future::pending()));
         port
     }
 

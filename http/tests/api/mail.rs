@@ -45,7 +45,7 @@ impl MailApp {
             http: Client::builder().timeout(Duration::from_secs(20)).build().expect("client"),
             _dir: dir,
         };
-        actix_web::rt::spawn(p.run_until_stopped());
+        actix_web::rt::spawn(p.run_until(std::future::pending()));
         wait_ready(&app.http, &app.mailer).await;
         app
     }
@@ -235,7 +235,7 @@ async fn count(store: &Addr<CatcherStore>) -> usize {
 fn spawn_mailer(settings: &MailerSettings) -> String {
     let p = platform::serve_mailer(&common(), settings).expect("mailer starts");
     let url = format!("http://127.0.0.1:{}", p.port("mailer").expect("port"));
-    actix_web::rt::spawn(p.run_until_stopped());
+    actix_web::rt::spawn(p.run_until(std::future::pending()));
     url
 }
 
@@ -418,7 +418,7 @@ async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
         p.port("broker").expect("broker"),
         format!("http://127.0.0.1:{}", p.port("mailer").expect("mailer")),
     );
-    actix_web::rt::spawn(p.run_until_stopped());
+    actix_web::rt::spawn(p.run_until(std::future::pending()));
     let http = Client::new();
     wait_ready(&http, &mailer_url).await;
 

@@ -95,7 +95,7 @@ impl Platform {
             listener: ListenerSettings { listener_port: 0, ..ListenerSettings::default() },
         };
         let p = platform::up(&args).expect("platform starts");
-        actix_web::rt::spawn(p.run_until_stopped());
+        actix_web::rt::spawn(p.run_until(std::future::pending()));
         let http = reqwest::Client::new();
         eventually("the platform to report ready", || async {
             let res = http.get(format!("{broker}/readyz")).send().await.ok()?;

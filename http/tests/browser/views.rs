@@ -16,9 +16,9 @@ use crate::helpers::{Browser, common, eventually};
 fn console_on(fake: &Fake) -> String {
     let url = Url::parse(&fake.url).expect("url");
     let settings = FrontendSettings { frontend_port: 0, broker_url: url.clone(), catcher_url: url };
-    let server = platform::start_frontend(&common(), &settings).expect("console starts");
-    let base = format!("http://127.0.0.1:{}", server.port);
-    actix_web::rt::spawn(server.run_until_stopped());
+    let p = platform::serve_frontend(&common(), &settings).expect("console starts");
+    let base = format!("http://127.0.0.1:{}", p.port("frontend").expect("console port"));
+    actix_web::rt::spawn(p.run_until(std::future::pending()));
     base
 }
 

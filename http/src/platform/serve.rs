@@ -1,0 +1,117 @@
+//! `troupe serve <service>`: one service in this process, the others reached at their
+//! URLs. Each function starts one service's `local` part and the `remote` parts it needs.
+
+use anyhow::Context as _;
+use troupe_actors::auth::AuditTo;
+use troupe_core::config::{
+    AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
+    ListenerSettings, LoggerSettings, MailerSettings, UpstreamSettings,
+};
+use troupe_core::health::Readiness;
+use url::Url;
+
+use super::Platform;
+use super::services::{auth, broker, catcher, events, frontend, logger, mailer};
+use crate::status::StatusSource;
+
+/// The broker alone, reaching the services over HTTP (and gRPC for `/log-grpc`); with
+/// RABBIT_URL it publishes events itself, without it the `event` action answers 503.
+pub fn serve_broker(
+    common: &CommonSettings,
+    settings: &BrokerSettings,
+    upstream: &UpstreamSettings,
+    events: &EventSettings,
+) -> anyhow::Result<Platform> {
+    let mut p = Platform::single();
+    let within = settings.request_timeout;
+    let to = broker::Recipients {
+        auth: auth::remote(&upstream.auth_url, within)?,
+        mail: mailer::remote(&upstream.mailer_url, within)?,
+        logs: logger::remote(&upstream.logger, within)?,
+        events: events::publisher(common, events, p.readiness(), "broker").map(actix::Addr::recipient),
+    };
+    let status = StatusSource::remote(upstream.services())?;
+    let service = broker::local(common, settings, &p.readiness().clone(), p.workers(true), to, status)?;
+    p.add(service);
+    Ok(p)
+}
+
+/// Authentication alone. Login attempts are published as `auth` events with RABBIT_URL,
+/// else written to the logger at `logger_url` when given (the publisher's state does not
+/// gate auth's readiness: events are a side channel).
+pub fn serve_auth(
+    common: &CommonSettings,
+    settings: &AuthSettings,
+    logger_url: Option<&Url>,
+    events: &EventSettings,
+) -> anyhow::Result<Platform> {
+    let mut p = Platform::single();
+    let audit = match (events::publisher(common, events, &Readiness::default(), "auth"), logger_url) {
+        (Some(publisher), _) => AuditTo::Events(publisher.recipient()),
+        (None, Some(url)) => AuditTo::Log(logger::writer(url, troupe_actors::auth::AUDIT_TIMEOUT)?),
+        (None, None) => AuditTo::Nowhere,
+    };
+    let r = p.readiness().clone();
+    p.add(auth::local(common, settings, &r, p.workers(false), auth::Key::Configured, audit)?);
+    Ok(p)
+}
+
+/// The logger alone (HTTP, gRPC, JSON-RPC).
+pub fn serve_logger(common: &CommonSettings, settings: &LoggerSettings) -> anyhow::Result<Platform> {
+    let mut p = Platform::single();
+    let r = p.readiness().clone();
+    p.add(logger::local(common, settings, &r, p.workers(false))?);
+    Ok(p)
+}
+
+/// The web console alone.
+pub fn serve_frontend(common: &CommonSettings, settings: &FrontendSettings) -> anyhow::Result<Platform> {
+    let mut p = Platform::single();
+    p.add(frontend::local(common, settings, p.workers(false))?);
+    Ok(p)
+}
+
+/// The mailer alone, sending to MAIL_HOST (unset: to `troupe serve catcher` on 127.0.0.1).
+pub fn serve_mailer(common: &CommonSettings, settings: &MailerSettings) -> anyhow::Result<Platform> {
+    let mut p = Platform::single();
+    let settings = match mailer::wants_catcher(settings) {
+        true => mailer::towards_catcher(settings, settings.mail_port),
+        false => settings.clone(),
+    };
+    let r = p.readiness().clone();
+    p.add(mailer::local(common, &settings, &r, p.workers(false))?);
+    Ok(p)
+}
+
+/// The built-in mail catcher alone.
+pub fn serve_catcher(common: &CommonSettings, settings: &CatcherSettings) -> anyhow::Result<Platform> {
+    let mut p = Platform::single();
+    p.add(catcher::local(common, settings, p.workers(false))?);
+    Ok(p)
+}
+
+/// The RabbitMQ listener alone (RABBIT_URL required), storing through its own logger actor
+/// (MongoDB from MONGO_URL, else the embedded store). `mail` events are sent to the mailer
+/// at `mailer_url` (MAILER_URL); without it they are only stored.
+pub fn serve_listener(
+    common: &CommonSettings,
+    events: &EventSettings,
+    settings: &ListenerSettings,
+    logger_settings: &LoggerSettings,
+    mailer_url: Option<&Url>,
+) -> anyhow::Result<Platform> {
+    let url = events.rabbit_url.clone().context("RABBIT_URL: required by `troupe serve listener`")?;
+    let mut p = Platform::single();
+    let r = p.readiness().clone();
+    let store = logger::store(common, logger_settings, &r)?;
+    let mut sink = events::sink(store.recipient(), settings, logger_settings);
+    match mailer_url {
+        Some(url) => {
+            let within = mailer::REMOTE_ANSWER_WITHIN;
+            sink = events::with_mail(sink, mailer::remote(url, within)?, within);
+        }
+        None => tracing::warn!("MAILER_URL is not set: `mail` events are stored but not mailed"),
+    }
+    p.add(events::remote_consumer(common, url, events, settings, sink, &r)?);
+    Ok(p)
+}

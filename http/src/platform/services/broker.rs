@@ -1,0 +1,52 @@
+//! The broker (API gateway) on BROKER_PORT: `/handle` and friends plus `GET /status`,
+//! sending each action to the recipient it was given, local actor or proxy alike.
+
+use actix::Recipient;
+use troupe_core::config::{BrokerSettings, CommonSettings};
+use troupe_core::health::Readiness;
+use troupe_core::messages::{Authenticate, PublishEvent, SendMail};
+
+use super::{Service, bind, options};
+use crate::api::serve;
+use crate::broker::BrokerState;
+use crate::logger::LogClients;
+use crate::platform::Part;
+use crate::status::StatusSource;
+
+/// Where the broker sends each action.
+pub struct Recipients {
+    /// `auth` actions.
+    pub auth: Recipient<Authenticate>,
+    /// `mail` actions.
+    pub mail: Recipient<SendMail>,
+    /// `log` actions, `/log-grpc` and log reads.
+    pub logs: LogClients,
+    /// `event` actions; `None` answers 503.
+    pub events: Option<Recipient<PublishEvent>>,
+}
+
+/// Start the broker; every call it makes is answered within REQUEST_TIMEOUT.
+pub fn local(
+    common: &CommonSettings,
+    settings: &BrokerSettings,
+    readiness: &Readiness,
+    workers: usize,
+    to: Recipients,
+    status: StatusSource,
+) -> anyhow::Result<Service<()>> {
+    let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
+    let state = BrokerState {
+        auth: to.auth,
+        mail: to.mail,
+        logs: LogClients { timeout: settings.request_timeout, ..to.logs },
+        events: to.events,
+        timeout: settings.request_timeout,
+    };
+    let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
+    let opts = options(common, readiness, &settings.cors_allowed_origins, workers);
+    let server = serve("broker", listener, opts, move |cfg: &mut actix_web::web::ServiceConfig| {
+        broker(cfg);
+        status(cfg);
+    })?;
+    Ok(Service::new("broker", (), vec![Part::Http(server)]))
+}

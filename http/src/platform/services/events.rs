@@ -1,0 +1,131 @@
+//! The event pipeline of a process: where events are published (a RabbitMQ publisher, or
+//! the in-process bus without RABBIT_URL), the consumer feeding the [`Sink`] (the RabbitMQ
+//! listener, or the bus itself), and the listener's HTTP server (`/status`) on
+//! LISTENER_PORT.
+
+use std::time::Duration;
+
+use actix::{Addr, Recipient};
+use secrecy::SecretString;
+use troupe_actors::events::bus::EventBus;
+use troupe_actors::events::jobs::MailJob;
+use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
+use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
+use troupe_actors::events::{ListenerStats, Sink};
+use troupe_core::config::{CommonSettings, EventSettings, ListenerSettings, LoggerSettings};
+use troupe_core::health::Readiness;
+use troupe_core::messages::{PublishEvent, SendMail, WriteLog};
+
+use super::{Service, bind, options};
+use crate::api::serve;
+use crate::events::ListenerState;
+use crate::platform::Part;
+
+/// Most events the in-process bus holds before publishers get 503.
+const BUS_CAPACITY: usize = 100_000;
+
+/// A sink storing into `store` (a logger with `logger`'s settings).
+pub fn sink(store: Recipient<WriteLog>, listener: &ListenerSettings, logger: &LoggerSettings) -> Sink {
+    Sink::new(store, listener.store_within(logger))
+}
+
+/// `sink` also running the `mail` job: a [`MailJob`] sending to `mailer`, which answers one
+/// mail within `answer_within`.
+pub fn with_mail(sink: Sink, mailer: Recipient<SendMail>, answer_within: Duration) -> Sink {
+    let wait = answer_within + Duration::from_secs(1);
+    let job = MailJob::start(mailer, wait);
+    sink.with_job("mail", job.recipient()).with_job_timeout(wait + Duration::from_secs(1))
+}
+
+/// A RabbitMQ publisher for `service` (its connection is named `troupe-<service>`), or
+/// `None` when RABBIT_URL is unset.
+pub fn publisher(
+    common: &CommonSettings,
+    events: &EventSettings,
+    readiness: &Readiness,
+    service: &str,
+) -> Option<Addr<PublisherActor>> {
+    let config = PublisherConfig {
+        url: events.rabbit_url.clone()?,
+        exchange: events.events_exchange.clone(),
+        timeout: events.publish_timeout,
+        backoff: common.backoff(),
+        connection_name: format!("troupe-{service}"),
+    };
+    Some(PublisherActor::start(config, readiness))
+}
+
+/// The whole pipeline in this process, feeding `sink`: with RABBIT_URL a publisher and a
+/// listener on the shared queue, without it the in-process bus. The handle is where to
+/// publish.
+pub fn local(
+    common: &CommonSettings,
+    events: &EventSettings,
+    settings: &ListenerSettings,
+    sink: Sink,
+    readiness: &Readiness,
+) -> anyhow::Result<Service<Recipient<PublishEvent>>> {
+    let (publish, state) = match (publisher(common, events, readiness, "events"), &events.rabbit_url) {
+        (Some(publisher), Some(url)) => {
+            (publisher.recipient(), listener(common, url.clone(), events, settings, sink, readiness))
+        }
+        _ => {
+            let stats = EventBus::new_stats();
+            let bus = EventBus::start(sink, stats.clone(), common.backoff(), BUS_CAPACITY);
+            (bus.clone().recipient(), ListenerState { stats, drain: bus.recipient() })
+        }
+    };
+    Ok(Service::new("events", publish, server(common, settings, state, readiness)?))
+}
+
+/// The RabbitMQ listener alone, feeding `sink`, with its HTTP server (`troupe serve
+/// listener`).
+pub fn remote_consumer(
+    common: &CommonSettings,
+    url: SecretString,
+    events: &EventSettings,
+    settings: &ListenerSettings,
+    sink: Sink,
+    readiness: &Readiness,
+) -> anyhow::Result<Service<()>> {
+    let state = listener(common, url, events, settings, sink, readiness);
+    Ok(Service::new("listener", (), server(common, settings, state, readiness)?))
+}
+
+fn listener(
+    common: &CommonSettings,
+    url: SecretString,
+    events: &EventSettings,
+    settings: &ListenerSettings,
+    sink: Sink,
+    readiness: &Readiness,
+) -> ListenerState {
+    let stats = ListenerStats::new("rabbitmq", &settings.listener_queue);
+    let config = ListenerConfig {
+        url,
+        exchange: events.events_exchange.clone(),
+        queue: settings.listener_queue.clone(),
+        prefetch: settings.listener_prefetch,
+        timeout: events.publish_timeout,
+        backoff: common.backoff(),
+        connection_name: "troupe-listener".into(),
+    };
+    let addr = ListenerActor::start(config, sink, stats.clone(), readiness);
+    ListenerState { stats, drain: addr.recipient() }
+}
+
+/// The listener's HTTP server (`/healthz`, `/readyz`, `/status`) and its consumer, drained
+/// at shutdown within SHUTDOWN_TIMEOUT.
+fn server(
+    common: &CommonSettings,
+    settings: &ListenerSettings,
+    state: ListenerState,
+    readiness: &Readiness,
+) -> anyhow::Result<Vec<Part>> {
+    let listener = bind(common.bind_address, settings.listener_port, "LISTENER_PORT")?;
+    let consumer =
+        Part::Consumer { name: "events", drain: state.drain.clone(), within: common.shutdown_timeout };
+    let server =
+        serve("listener", listener, options(common, readiness, &[], 1), crate::events::routes(state))?;
+    Ok(vec![Part::Http(server), consumer])
+}

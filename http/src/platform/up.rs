@@ -1,0 +1,31 @@
+//! `troupe up`: every service in this process, actors addressed directly. With no
+//! MAIL_HOST the built-in catcher is started and the mailer sends to it over SMTP.
+
+use troupe_actors::auth::AuditTo;
+
+use super::Platform;
+use super::services::{auth, broker, catcher, events, frontend, logger, mailer};
+use crate::cli::UpArgs;
+use crate::status::StatusSource;
+
+/// Start every service; the platform runs once [`Platform::run_until`] is awaited.
+pub fn up(a: &UpArgs) -> anyhow::Result<Platform> {
+    let mut p = Platform::all_in_one();
+    let (r, w) = (p.readiness().clone(), p.workers(false));
+    let logs = p.add(logger::local(&a.common, &a.logger, &r, w)?);
+    let mail_settings = match mailer::wants_catcher(&a.mailer) {
+        true => mailer::towards_catcher(&a.mailer, p.add(catcher::local(&a.common, &a.catcher, w)?)),
+        false => a.mailer.clone(),
+    };
+    let mail = p.add(mailer::local(&a.common, &mail_settings, &r, w)?);
+    let sink = events::sink(logs.write.clone(), &a.listener, &a.logger);
+    let sink = events::with_mail(sink, mail.clone(), mail_settings.answer_within());
+    let publish = p.add(events::local(&a.common, &a.events, &a.listener, sink, &r)?);
+    let audit = AuditTo::Events(publish.clone());
+    let auth = p.add(auth::local(&a.common, &a.auth, &r, w, auth::Key::EphemeralAllowed, audit)?);
+    let status = StatusSource::Local { readiness: r.clone(), services: p.names() };
+    let to = broker::Recipients { auth, mail, logs, events: Some(publish) };
+    p.add(broker::local(&a.common, &a.broker, &r, p.workers(true), to, status)?);
+    p.add(frontend::local(&a.common, &a.frontend, w)?);
+    Ok(p)
+}
