@@ -112,6 +112,6 @@ pub fn serve_listener(
         }
         None => tracing::warn!("MAILER_URL is not set: `mail` events are stored but not mailed"),
     }
-    p.add(events::remote_consumer(common, url, events, settings, sink, &r)?);
+    p.add(events::consumer(common, url, events, settings, sink, &r)?);
     Ok(p)
 }

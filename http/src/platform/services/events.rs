@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use actix::{Addr, Recipient};
+use anyhow::Context as _;
 use secrecy::SecretString;
 use troupe_actors::events::bus::EventBus;
 use troupe_actors::events::jobs::MailJob;
@@ -65,22 +66,20 @@ pub fn local(
     sink: Sink,
     readiness: &Readiness,
 ) -> anyhow::Result<Service<Recipient<PublishEvent>>> {
-    let (publish, state) = match (publisher(common, events, readiness, "events"), &events.rabbit_url) {
-        (Some(publisher), Some(url)) => {
-            (publisher.recipient(), listener(common, url.clone(), events, settings, sink, readiness))
-        }
-        _ => {
-            let stats = EventBus::new_stats();
-            let bus = EventBus::start(sink, stats.clone(), common.backoff(), BUS_CAPACITY);
-            (bus.clone().recipient(), ListenerState { stats, drain: bus.recipient() })
-        }
+    let Some(url) = events.rabbit_url.clone() else {
+        let stats = EventBus::new_stats();
+        let bus = EventBus::start(sink, stats.clone(), common.backoff(), BUS_CAPACITY);
+        let state = ListenerState { stats, drain: bus.clone().recipient() };
+        return Ok(Service::new("events", bus.recipient(), server(common, settings, state, readiness)?));
     };
-    Ok(Service::new("events", publish, server(common, settings, state, readiness)?))
+    let publisher = publisher(common, events, readiness, "events").context("RABBIT_URL is set")?;
+    let consumer = consumer(common, url, events, settings, sink, readiness)?;
+    Ok(Service::new("events", publisher.recipient(), consumer.parts))
 }
 
 /// The RabbitMQ listener alone, feeding `sink`, with its HTTP server (`troupe serve
 /// listener`).
-pub fn remote_consumer(
+pub fn consumer(
     common: &CommonSettings,
     url: SecretString,
     events: &EventSettings,
@@ -88,18 +87,6 @@ pub fn remote_consumer(
     sink: Sink,
     readiness: &Readiness,
 ) -> anyhow::Result<Service<()>> {
-    let state = listener(common, url, events, settings, sink, readiness);
-    Ok(Service::new("listener", (), server(common, settings, state, readiness)?))
-}
-
-fn listener(
-    common: &CommonSettings,
-    url: SecretString,
-    events: &EventSettings,
-    settings: &ListenerSettings,
-    sink: Sink,
-    readiness: &Readiness,
-) -> ListenerState {
     let stats = ListenerStats::new("rabbitmq", &settings.listener_queue);
     let config = ListenerConfig {
         url,
@@ -111,7 +98,8 @@ fn listener(
         connection_name: "troupe-listener".into(),
     };
     let addr = ListenerActor::start(config, sink, stats.clone(), readiness);
-    ListenerState { stats, drain: addr.recipient() }
+    let state = ListenerState { stats, drain: addr.recipient() };
+    Ok(Service::new("listener", (), server(common, settings, state, readiness)?))
 }
 
 /// The listener's HTTP server (`/healthz`, `/readyz`, `/status`) and its consumer, drained
