@@ -295,15 +295,11 @@ fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) {
     let shown: String = email.chars().take(MAX_EMAIL_LEN).collect();
     let data = format!("login {outcome} for {shown:?}");
     let id = uuid::Uuid::new_v4().to_string();
-    if let Some(log) = audit.log.clone() {
-        let entry = NewLogEntry {
-            name: "authentication".into(),
-            data: data.clone(),
-            level,
-            service: "auth".into(),
-            request_id: audit.request_id.clone().map(String::from),
-            event_id: Some(id.clone()),
-        };
+    let entry = NewLogEntry::new("authentication", data.clone())
+        .and_then(|e| e.with_service("auth"))
+        .and_then(|e| e.with_event_id(Some(id.clone())))
+        .map(|e| e.with_level(level).with_request_id(audit.request_id.clone()));
+    if let (Some(log), Ok(entry)) = (audit.log.clone(), entry) {
         actix::spawn(async move {
             match log.send(WriteLog(entry)).timeout(AUDIT_TIMEOUT).await {
                 Ok(Ok(_)) => {}
