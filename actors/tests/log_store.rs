@@ -10,6 +10,7 @@ use chrono::Utc;
 use tempfile::TempDir;
 use troupe_actors::logger::store::{LogStore, StoreTarget};
 use troupe_actors::logger::{LoggerActor, LoggerConfig};
+use troupe_core::RequestId;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 use troupe_core::messages::{GetLog, LogCursor, LogFilter, LogLevel, NewLogEntry, QueryLogs, WriteLog};
@@ -43,14 +44,15 @@ async fn open(s: &Subject) -> LogStore {
 }
 
 fn entry(name: &str, data: &str) -> NewLogEntry {
-    NewLogEntry {
-        name: name.into(),
-        data: data.into(),
-        level: LogLevel::Info,
-        service: "test".into(),
-        request_id: None,
-        event_id: None,
-    }
+    NewLogEntry::new(name, data).and_then(|e| e.with_service("test")).expect("a valid entry")
+}
+
+fn from_request(id: &str, e: NewLogEntry) -> NewLogEntry {
+    e.with_request_id(Some(RequestId::parse(id).expect("a request id")))
+}
+
+fn from_event(id: &str, e: NewLogEntry) -> NewLogEntry {
+    e.with_event_id(Some(id.into())).expect("a valid event id")
 }
 
 async fn all(store: &LogStore, filter: LogFilter) -> Vec<troupe_core::messages::LogEntry> {
@@ -60,8 +62,7 @@ async fn all(store: &LogStore, filter: LogFilter) -> Vec<troupe_core::messages::
 async fn stored_entries_read_back_newest_first(s: Subject) {
     let store = open(&s).await;
     let first = store.insert_batch(&[entry("event", "one")]).await.expect("insert");
-    let batch =
-        [entry("event", "two"), NewLogEntry { request_id: Some("req-1".into()), ..entry("auth", "three") }];
+    let batch = [entry("event", "two"), from_request("req-1", entry("auth", "three"))];
     let ids = store.insert_batch(&batch).await.expect("insert many");
     assert_eq!(ids.len(), 2);
     let every: HashSet<_> = first.iter().chain(&ids).collect();
@@ -81,14 +82,14 @@ async fn stored_entries_read_back_newest_first(s: Subject) {
 
 async fn an_event_id_is_stored_at_most_once(s: Subject) {
     let store = open(&s).await;
-    let ev = |data: &str| NewLogEntry { event_id: Some("evt-42".into()), ..entry("event", data) };
+    let ev = |data: &str| from_event("evt-42", entry("event", data));
     let first = store.insert_batch(&[ev("a")]).await.expect("insert");
     let again = store.insert_batch(&[ev("b"), entry("other", "x"), ev("c")]).await.expect("insert again");
     assert_eq!(again[0], first[0]);
     assert_eq!(again[2], first[0]);
     assert_ne!(again[1], first[0]);
     // Two new events repeated within one batch.
-    let fresh = NewLogEntry { event_id: Some("evt-43".into()), ..entry("event", "d") };
+    let fresh = from_event("evt-43", entry("event", "d"));
     let twice = store.insert_batch(&[fresh.clone(), fresh]).await.expect("insert twice");
     assert_eq!(twice[0], twice[1]);
     let events = all(&store, LogFilter { name: Some("event".into()), ..LogFilter::default() }).await;
@@ -103,8 +104,8 @@ async fn filters_select_by_name_level_service_request_and_time(s: Subject) {
     store
         .insert_batch(&[
             entry("a", "1"),
-            NewLogEntry { level: LogLevel::Error, ..entry("b", "2") },
-            NewLogEntry { service: "broker".into(), request_id: Some("r-9".into()), ..entry("a", "3") },
+            entry("b", "2").with_level(LogLevel::Error),
+            from_request("r-9", entry("a", "3").with_service("broker").expect("valid")),
         ])
         .await
         .expect("insert");

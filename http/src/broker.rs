@@ -148,8 +148,7 @@ async fn write_log(
     payload: LogPayload,
     request_id: RequestId,
 ) -> Result<String, ApiError> {
-    let entry = payload.into_entry("broker", request_id.as_str())?;
-    let entry = troupe_core::messages::NewLogEntry { service: "broker".into(), ..entry };
+    let entry = payload.into_entry("broker", request_id)?.with_service("broker")?;
     Ok(to.send(WriteLog(entry)).timeout(state.timeout).await.map_err(unavailable("logger"))??)
 }
 

@@ -13,11 +13,9 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
-use troupe_core::ServiceError;
-use troupe_core::messages::{LogLevel, NewLogEntry, WriteLog};
+use troupe_core::messages::{MAX_FIELD_LEN, NewLogEntry, WriteLog};
+use troupe_core::{RequestId, ServiceError};
 use url::Url;
-
-use crate::logger::MAX_FIELD_LEN;
 
 /// Code generated from `proto/logs.proto`.
 #[allow(missing_docs, clippy::all)]
@@ -38,12 +36,8 @@ pub struct LogGrpc {
     timeout: Duration,
 }
 
-fn metadata(req: &Request<LogRequest>, key: &str) -> Option<String> {
-    req.metadata()
-        .get(key)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= MAX_FIELD_LEN)
-        .map(str::to_owned)
+fn metadata<'r>(req: &'r Request<LogRequest>, key: &str) -> Option<&'r str> {
+    req.metadata().get(key).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
 }
 
 fn status(err: ServiceError) -> Status {
@@ -58,15 +52,17 @@ fn status(err: ServiceError) -> Status {
 #[tonic::async_trait]
 impl LogService for LogGrpc {
     async fn write_log(&self, req: Request<LogRequest>) -> Result<Response<LogResponse>, Status> {
-        let request_id = metadata(&req, "x-request-id");
-        let service = metadata(&req, "x-service").unwrap_or_else(|| "grpc".into());
+        // Metadata Troupe cannot use (a malformed id, an over-long service) is ignored.
+        let request_id = metadata(&req, "x-request-id").and_then(RequestId::parse);
+        let service = metadata(&req, "x-service").filter(|s| s.len() <= MAX_FIELD_LEN).unwrap_or("grpc");
+        let service = service.to_owned();
         let Some(Log { name, data }) = req.into_inner().log_entry else {
             return Err(Status::invalid_argument("missing logEntry"));
         };
-        if name.len() > MAX_FIELD_LEN {
-            return Err(Status::invalid_argument(format!("name must be at most {MAX_FIELD_LEN} bytes")));
-        }
-        let entry = NewLogEntry { name, data, level: LogLevel::Info, service, request_id, event_id: None };
+        let entry = NewLogEntry::new(name, data)
+            .and_then(|e| e.with_service(service))
+            .map_err(status)?
+            .with_request_id(request_id);
         let id = self
             .write
             .send(WriteLog(entry))
@@ -140,10 +136,11 @@ impl Handler<WriteLog> for GrpcLogProxy {
 
     fn handle(&mut self, WriteLog(entry): WriteLog, _: &mut Context<Self>) -> Self::Result {
         let mut client = self.client.clone();
-        let mut req =
-            Request::new(LogRequest { log_entry: Some(Log { name: entry.name, data: entry.data }) });
+        let log = Log { name: entry.name().to_owned(), data: entry.data().to_owned() };
+        let mut req = Request::new(LogRequest { log_entry: Some(log) });
         req.set_timeout(self.timeout);
-        for (key, value) in [("x-request-id", entry.request_id), ("x-service", Some(entry.service))] {
+        let request_id = entry.request_id().map(RequestId::as_str);
+        for (key, value) in [("x-request-id", request_id), ("x-service", Some(entry.service()))] {
             if let Some(v) = value.and_then(|v| v.parse().ok()) {
                 req.metadata_mut().insert(key, v);
             }

@@ -21,9 +21,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
-use troupe_core::messages::{LogLevel, NewLogEntry, WriteLog};
-
-use crate::logger::MAX_FIELD_LEN;
+use troupe_core::messages::{NewLogEntry, WriteLog};
 
 /// The one method served.
 pub const METHOD: &str = "RPCServer.LogInfo";
@@ -132,17 +130,10 @@ async fn call(line: &str, write: &Recipient<WriteLog>, timeout: Duration) -> (Va
         Some(Err(e)) => return (id, Err(format!("invalid params: {e}"))),
         None => return (id, Err("invalid params: expected [{\"Name\",\"Data\"}]".into())),
     };
-    if payload.name.len() > MAX_FIELD_LEN {
-        return (id, Err(format!("Name must be at most {MAX_FIELD_LEN} bytes")));
-    }
     let name = payload.name.clone();
-    let entry = NewLogEntry {
-        name: payload.name,
-        data: payload.data,
-        level: LogLevel::Info,
-        service: "rpc".into(),
-        request_id: None,
-        event_id: None,
+    let entry = match NewLogEntry::new(payload.name, payload.data).and_then(|e| e.with_service("rpc")) {
+        Ok(entry) => entry,
+        Err(e) => return (id, Err(e.to_string())),
     };
     match write.send(WriteLog(entry)).timeout(timeout).await {
         Ok(Ok(_)) => (id, Ok(format!("Processed payload via RPC: {name}"))),

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
 use troupe_core::messages::{GetLog, LogCursor, LogFilter, LogLevel, NewLogEntry, QueryLogs, WriteLog};
-use troupe_core::{Envelope, ServiceError};
+use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, JsonBody, reply, unavailable};
 
@@ -56,37 +56,33 @@ pub struct LogPayload {
     pub event_id: Option<String>,
 }
 
-/// Longest `name`, `service`, `request_id` or `event_id` accepted.
-pub const MAX_FIELD_LEN: usize = 256;
-
 impl LogPayload {
     /// The entry to store; `default_service` and `request_id` fill what the payload lacks.
-    pub fn into_entry(self, default_service: &str, request_id: &str) -> Result<NewLogEntry, ServiceError> {
+    /// An unknown level, a malformed request id or an over-long field is `Invalid`.
+    pub fn into_entry(
+        self,
+        default_service: &str,
+        request_id: RequestId,
+    ) -> Result<NewLogEntry, ServiceError> {
         let level = match self.level.as_deref() {
             None | Some("") => LogLevel::Info,
             Some(raw) => LogLevel::parse(raw)
                 .ok_or_else(|| ServiceError::Invalid(format!("invalid \"level\": {raw:?}")))?,
         };
-        for (field, value) in [
-            ("name", Some(&self.name)),
-            ("service", self.service.as_ref()),
-            ("request_id", self.request_id.as_ref()),
-            ("event_id", self.event_id.as_ref()),
-        ] {
-            if value.is_some_and(|v| v.len() > MAX_FIELD_LEN) {
-                return Err(ServiceError::Invalid(format!(
-                    "\"{field}\" must be at most {MAX_FIELD_LEN} bytes"
-                )));
-            }
-        }
-        Ok(NewLogEntry {
-            name: self.name,
-            data: self.data,
-            level,
-            service: self.service.filter(|s| !s.is_empty()).unwrap_or_else(|| default_service.to_owned()),
-            request_id: self.request_id.filter(|s| !s.is_empty()).or_else(|| Some(request_id.to_owned())),
-            event_id: self.event_id.filter(|s| !s.is_empty()),
-        })
+        let request_id = match self.request_id.as_deref() {
+            None | Some("") => request_id,
+            Some(raw) => RequestId::parse(raw).ok_or_else(|| {
+                ServiceError::Invalid(
+                    "invalid \"request_id\": 1 to 128 of A-Z a-z 0-9 -_.:/+=@ expected".into(),
+                )
+            })?,
+        };
+        let service = self.service.filter(|s| !s.is_empty()).unwrap_or_else(|| default_service.to_owned());
+        NewLogEntry::new(self.name, self.data)?
+            .with_level(level)
+            .with_request_id(Some(request_id))
+            .with_service(service)?
+            .with_event_id(self.event_id.filter(|s| !s.is_empty()))
     }
 }
 
@@ -109,7 +105,7 @@ async fn write_log(
     request_id: CurrentRequestId,
     JsonBody(payload): JsonBody<LogPayload>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = payload.into_entry("logger", request_id.as_str())?;
+    let entry = payload.into_entry("logger", request_id.into_inner())?;
     let id = clients
         .write
         .send(WriteLog(entry))

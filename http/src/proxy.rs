@@ -181,8 +181,7 @@ impl Handler<WriteLog> for LoggerProxy {
     type Result = ResponseFuture<Result<String, ServiceError>>;
 
     fn handle(&mut self, WriteLog(entry): WriteLog, _: &mut Context<Self>) -> Self::Result {
-        let request_id = entry.request_id.as_deref().and_then(RequestId::parse);
-        let request = tagged(self.http.post(self.log.clone()), request_id.as_ref()).json(&entry);
+        let request = tagged(self.http.post(self.log.clone()), entry.request_id()).json(&entry);
         Box::pin(async move {
             #[derive(serde::Deserialize)]
             struct Stored {

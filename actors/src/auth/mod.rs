@@ -302,14 +302,11 @@ fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) {
             events.send(event).timeout(AUDIT_TIMEOUT).map(|r| r.map(|r| r.map(drop))).boxed_local()
         }
         AuditTo::Log(log) => {
-            let entry = NewLogEntry {
-                name: "authentication".into(),
-                data,
-                level,
-                service: "auth".into(),
-                request_id: request_id.map(String::from),
-                event_id: Some(id),
-            };
+            let entry = NewLogEntry::new("authentication", data)
+                .and_then(|e| e.with_service("auth"))
+                .and_then(|e| e.with_event_id(Some(id)))
+                .map(|e| e.with_level(level).with_request_id(request_id));
+            let Ok(entry) = entry else { return };
             log.send(WriteLog(entry)).timeout(AUDIT_TIMEOUT).map(|r| r.map(|r| r.map(drop))).boxed_local()
         }
     };

@@ -92,20 +92,18 @@ pub fn derived_id(body: &[u8], routing_key: &str, fallback: &str) -> String {
 }
 
 /// The log entry an event is stored as. `auth` events become audit entries named
-/// `authentication` (the Go listener dropped them).
-pub fn log_entry(event: &Event) -> NewLogEntry {
+/// `authentication` (the Go listener dropped them). An event whose name or id is too long
+/// to store is `Invalid` (the sink dead-letters it).
+pub fn log_entry(event: &Event) -> Result<NewLogEntry, ServiceError> {
     let (name, service) = match event.name.as_str() {
-        "auth" | "authentication" => ("authentication".to_owned(), "auth".to_owned()),
-        other => (other.to_owned(), "listener".to_owned()),
+        "auth" | "authentication" => ("authentication", "auth"),
+        other => (other, "listener"),
     };
-    NewLogEntry {
-        name,
-        data: event.data.clone(),
-        level: event.level,
-        service,
-        request_id: event.request_id.clone().map(String::from),
-        event_id: event.id.clone(),
-    }
+    NewLogEntry::new(name, event.data.clone())?
+        .with_level(event.level)
+        .with_service(service)?
+        .with_request_id(event.request_id.clone())
+        .with_event_id(event.id.clone())
 }
 
 /// How handing an event to the sink went.
@@ -160,7 +158,8 @@ impl Sink {
     /// Store the event, then run its job if it has one. Safe to repeat: the store is
     /// idempotent per event id (jobs should be too; see `docs/events.md`).
     pub async fn deliver(&self, event: &Event) -> Result<(), SinkError> {
-        let stored = self.logger.send(WriteLog(log_entry(event))).timeout(self.timeout).await;
+        let entry = log_entry(event).map_err(|e| classify("store", e))?;
+        let stored = self.logger.send(WriteLog(entry)).timeout(self.timeout).await;
         match stored {
             Ok(Ok(_)) => {}
             Ok(Err(e)) => return Err(classify("store", e)),
@@ -368,10 +367,10 @@ mod tests {
             level: LogLevel::Info,
             request_id: RequestId::parse("req-1"),
         };
-        let entry = log_entry(&ev);
-        assert_eq!((entry.name.as_str(), entry.service.as_str()), ("authentication", "auth"));
-        assert_eq!(entry.event_id.as_deref(), Some("x"));
-        assert_eq!(entry.request_id.as_deref(), Some("req-1"));
+        let entry = log_entry(&ev).expect("storable");
+        assert_eq!((entry.name(), entry.service()), ("authentication", "auth"));
+        assert_eq!(entry.event_id(), Some("x"));
+        assert_eq!(entry.request_id().map(RequestId::as_str), Some("req-1"));
     }
 
     #[test]

@@ -24,6 +24,7 @@ use mongodb::{Client, Collection, Database, IndexModel};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use troupe_core::RequestId;
 use troupe_core::messages::{LogCursor, LogEntry, LogFilter, LogLevel, LogPage, MAX_LOG_PAGE, NewLogEntry};
 
 /// Which store to open.
@@ -379,18 +380,18 @@ async fn create_mongo_indexes(coll: &Collection<Document>, timeout: Duration) ->
 fn mongo_doc(id: ObjectId, e: &NewLogEntry, now: bson::DateTime) -> Document {
     let mut d = doc! {
         "_id": id,
-        "name": e.name.as_str(),
-        "data": e.data.as_str(),
-        "level": e.level.as_str(),
-        "service": e.service.as_str(),
+        "name": e.name(),
+        "data": e.data(),
+        "level": e.level().as_str(),
+        "service": e.service(),
         "created_at": now,
         "updated_at": now,
     };
-    if let Some(r) = &e.request_id {
+    if let Some(r) = e.request_id() {
         d.insert("request_id", r.as_str());
     }
-    if let Some(ev) = &e.event_id {
-        d.insert("event_id", ev.as_str());
+    if let Some(ev) = e.event_id() {
+        d.insert("event_id", ev);
     }
     d
 }
@@ -421,18 +422,18 @@ async fn mongo_insert(
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, StoreError> {
     let now = bson::DateTime::from_millis(millis(now));
-    let events: Vec<&str> = entries.iter().filter_map(|e| e.event_id.as_deref()).collect();
+    let events: Vec<&str> = entries.iter().filter_map(NewLogEntry::event_id).collect();
     let mut known = mongo_known_events(coll, events).await?;
     let mut ids = Vec::with_capacity(entries.len());
     let mut docs = Vec::new();
     for e in entries {
-        if let Some(existing) = e.event_id.as_ref().and_then(|ev| known.get(ev)) {
+        if let Some(existing) = e.event_id().and_then(|ev| known.get(ev)) {
             ids.push(existing.clone());
             continue;
         }
         let id = ObjectId::new();
-        if let Some(ev) = &e.event_id {
-            known.insert(ev.clone(), id.to_hex());
+        if let Some(ev) = e.event_id() {
+            known.insert(ev.to_owned(), id.to_hex());
         }
         docs.push(mongo_doc(id, e, now));
         ids.push(id.to_hex());
@@ -450,12 +451,12 @@ async fn mongo_insert(
                 return Err(err.into());
             }
             // Another writer stored some of these events meanwhile: answer with its ids.
-            let events: Vec<&str> = entries.iter().filter_map(|e| e.event_id.as_deref()).collect();
+            let events: Vec<&str> = entries.iter().filter_map(NewLogEntry::event_id).collect();
             let stored = mongo_known_events(coll, events).await?;
             Ok(entries
                 .iter()
                 .zip(ids)
-                .map(|(e, id)| e.event_id.as_ref().and_then(|ev| stored.get(ev).cloned()).unwrap_or(id))
+                .map(|(e, id)| e.event_id().and_then(|ev| stored.get(ev).cloned()).unwrap_or(id))
                 .collect())
         }
     }
@@ -476,12 +477,12 @@ async fn sqlite_insert(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT(event_id) DO NOTHING",
         )
         .bind(&id)
-        .bind(&e.name)
-        .bind(&e.data)
-        .bind(e.level.as_str())
-        .bind(&e.service)
-        .bind(e.request_id.as_deref())
-        .bind(e.event_id.as_deref())
+        .bind(e.name())
+        .bind(e.data())
+        .bind(e.level().as_str())
+        .bind(e.service())
+        .bind(e.request_id().map(RequestId::as_str))
+        .bind(e.event_id())
         .bind(now)
         .execute(&mut *tx)
         .await?;
@@ -489,7 +490,7 @@ async fn sqlite_insert(
             ids.push(id);
         } else {
             let (existing,): (String,) = sqlx::query_as("SELECT id FROM logs WHERE event_id = ?1")
-                .bind(e.event_id.as_deref())
+                .bind(e.event_id())
                 .fetch_one(&mut *tx)
                 .await?;
             ids.push(existing);

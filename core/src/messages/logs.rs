@@ -9,7 +9,7 @@ use actix::Message;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::ServiceError;
+use crate::{RequestId, ServiceError};
 
 /// Severity of a log entry; events are routed as `log.<LEVEL>`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -49,25 +49,130 @@ impl LogLevel {
     }
 }
 
+/// Longest `name`, `service` or `event_id` of an entry, in bytes.
+pub const MAX_FIELD_LEN: usize = 256;
+
 /// A log entry to store: the Go platform's `{name, data}` plus Troupe's fields.
+///
+/// Checked once, when built ([`NewLogEntry::new`] and the `with_*` setters, or deserialised):
+/// `name`, `service` and `event_id` are at most [`MAX_FIELD_LEN`] bytes, and the request id
+/// is a well-formed [`RequestId`]. Serialised as the logger's wire JSON
+/// (`{"name","data","level","service","request_id"?,"event_id"?}`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "EntryFields")]
 pub struct NewLogEntry {
+    name: String,
+    data: String,
+    level: LogLevel,
+    service: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_id: Option<RequestId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+}
+
+/// `Invalid` unless `value` is at most [`MAX_FIELD_LEN`] bytes.
+fn bounded(field: &str, value: String) -> Result<String, ServiceError> {
+    if value.len() > MAX_FIELD_LEN {
+        return Err(ServiceError::Invalid(format!("\"{field}\" must be at most {MAX_FIELD_LEN} bytes")));
+    }
+    Ok(value)
+}
+
+impl NewLogEntry {
+    /// An `INFO` entry `name` with free text `data`, from no service in particular;
+    /// `Invalid` when `name` is too long.
+    pub fn new(name: impl Into<String>, data: impl Into<String>) -> Result<Self, ServiceError> {
+        Ok(Self {
+            name: bounded("name", name.into())?,
+            data: data.into(),
+            level: LogLevel::default(),
+            service: String::new(),
+            request_id: None,
+            event_id: None,
+        })
+    }
+
+    /// With severity `level`.
+    pub fn with_level(mut self, level: LogLevel) -> Self {
+        self.level = level;
+        self
+    }
+
+    /// Written by `service`; `Invalid` when the name is too long.
+    pub fn with_service(mut self, service: impl Into<String>) -> Result<Self, ServiceError> {
+        self.service = bounded("service", service.into())?;
+        Ok(self)
+    }
+
+    /// Caused by the request `id`.
+    pub fn with_request_id(mut self, id: Option<RequestId>) -> Self {
+        self.request_id = id;
+        self
+    }
+
+    /// Stored at most once per event `id`; `Invalid` when the id is too long.
+    pub fn with_event_id(mut self, id: Option<String>) -> Result<Self, ServiceError> {
+        self.event_id = id.map(|id| bounded("event_id", id)).transpose()?;
+        Ok(self)
+    }
+
     /// What happened (`event`, `authentication`, ...).
-    pub name: String,
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Free text (a string, as in the Go platform).
-    pub data: String,
+    pub fn data(&self) -> &str {
+        &self.data
+    }
+
     /// Severity.
-    #[serde(default)]
-    pub level: LogLevel,
+    pub fn level(&self) -> LogLevel {
+        self.level
+    }
+
     /// Which service wrote it (`broker`, `auth`, `listener`, ...).
+    pub fn service(&self) -> &str {
+        &self.service
+    }
+
+    /// The request that caused it, to follow a request across services.
+    pub fn request_id(&self) -> Option<&RequestId> {
+        self.request_id.as_ref()
+    }
+
+    /// The event it came from, if any.
+    pub fn event_id(&self) -> Option<&str> {
+        self.event_id.as_deref()
+    }
+}
+
+/// [`NewLogEntry`]'s wire form before it is checked.
+#[derive(Deserialize)]
+struct EntryFields {
+    name: String,
+    data: String,
     #[serde(default)]
-    pub service: String,
-    /// The request id of the HTTP request that caused it, to follow a request across services.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub request_id: Option<String>,
-    /// Set when the entry came from an event: stored at most once per id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
+    level: LogLevel,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    request_id: Option<RequestId>,
+    #[serde(default)]
+    event_id: Option<String>,
+}
+
+impl TryFrom<EntryFields> for NewLogEntry {
+    type Error = ServiceError;
+
+    fn try_from(f: EntryFields) -> Result<Self, ServiceError> {
+        NewLogEntry::new(f.name, f.data)?
+            .with_level(f.level)
+            .with_service(f.service)?
+            .with_request_id(f.request_id)
+            .with_event_id(f.event_id)
+    }
 }
 
 /// Store one entry; answers with the stored entry's id once it is durable.
@@ -181,6 +286,35 @@ mod tests {
         assert_eq!(LogCursor::decode(&c.encode()), Ok(c));
         for bad in ["", "x", "1-zz", "abc-65a1b2c3d4e5f60718293a4b", "1-65a1b2c3"] {
             assert!(LogCursor::decode(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn entries_are_checked_once_built_and_keep_their_wire_form() {
+        let long = "x".repeat(MAX_FIELD_LEN + 1);
+        assert!(NewLogEntry::new(long.as_str(), "d").is_err());
+        let entry = NewLogEntry::new("n", "d").and_then(|e| e.with_service("broker"));
+        assert!(entry.clone().and_then(|e| e.with_service(long.as_str())).is_err());
+        assert!(entry.clone().and_then(|e| e.with_event_id(Some(long.clone()))).is_err());
+        let entry = entry
+            .and_then(|e| e.with_event_id(Some("evt-1".into())))
+            .map(|e| e.with_level(LogLevel::Error).with_request_id(RequestId::parse("req-1")))
+            .expect("valid");
+        let json = serde_json::to_value(&entry).unwrap_or_default();
+        assert_eq!(
+            json,
+            serde_json::json!({"name": "n", "data": "d", "level": "ERROR", "service": "broker",
+                               "request_id": "req-1", "event_id": "evt-1"})
+        );
+        assert_eq!(serde_json::from_value::<NewLogEntry>(json).ok(), Some(entry));
+        let minimal = serde_json::json!({"name": "n", "data": "d"});
+        let read = serde_json::from_value::<NewLogEntry>(minimal).expect("defaults");
+        assert_eq!((read.level(), read.service(), read.request_id()), (LogLevel::Info, "", None));
+        for bad in [
+            serde_json::json!({"name": long, "data": "d"}),
+            serde_json::json!({"name": "n", "data": "d", "request_id": "two words"}),
+        ] {
+            assert!(serde_json::from_value::<NewLogEntry>(bad).is_err());
         }
     }
 }

@@ -38,14 +38,9 @@ async fn main() -> anyhow::Result<()> {
     for (name, level) in
         [("event", LogLevel::Info), ("payment", LogLevel::Warning), ("event", LogLevel::Error)]
     {
-        let entry = NewLogEntry {
-            name: name.into(),
-            data: format!("an example {name} entry"),
-            level,
-            service: "example".into(),
-            request_id: None,
-            event_id: None,
-        };
+        let entry = NewLogEntry::new(name, format!("an example {name} entry"))?
+            .with_level(level)
+            .with_service("example")?;
         ids.push(logger.send(WriteLog(entry)).await?.map_err(anyhow::Error::msg)?);
     }
     println!("stored {} entries: {ids:?}", ids.len());
