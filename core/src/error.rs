@@ -65,6 +65,60 @@ impl ServiceError {
     pub fn unavailable(service: &str) -> Self {
         Self::Unavailable(service.to_owned())
     }
+
+    /// The variant's name in `snake_case` (`invalid_credentials`, `unavailable`, ...), sent as
+    /// the `kind` of failure envelopes so a caller can rebuild the same variant.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unavailable(_) => "unavailable",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden => "forbidden",
+            Self::BadRequest(_) => "bad_request",
+            Self::Invalid(_) => "invalid",
+            Self::NotFound(_) => "not_found",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge(_) => "payload_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Internal => "internal",
+        }
+    }
+
+    /// The error a remote service reported as `kind` with `message`; `None` for a kind this
+    /// version does not know. `Unavailable` names `service`, the one that was called.
+    pub fn from_kind(kind: &str, message: String, service: &str) -> Option<Self> {
+        Some(match kind {
+            "unavailable" => Self::unavailable(service),
+            "invalid_credentials" => Self::InvalidCredentials,
+            "unauthorized" => Self::Unauthorized(message),
+            "forbidden" => Self::Forbidden,
+            "bad_request" => Self::BadRequest(message),
+            "invalid" => Self::Invalid(message),
+            "not_found" => Self::NotFound(message),
+            "conflict" => Self::Conflict(message),
+            "payload_too_large" => Self::PayloadTooLarge(message),
+            "unsupported_media_type" => Self::UnsupportedMediaType(message),
+            "internal" => Self::Internal,
+            _ => return None,
+        })
+    }
+
+    /// One error of every variant (for tests that must cover them all).
+    pub fn every_variant() -> [Self; 11] {
+        [
+            Self::unavailable("logger"),
+            Self::InvalidCredentials,
+            Self::Unauthorized("token expired".into()),
+            Self::Forbidden,
+            Self::BadRequest("unknown action".into()),
+            Self::Invalid("bad email".into()),
+            Self::NotFound("no such user".into()),
+            Self::Conflict("email taken".into()),
+            Self::PayloadTooLarge("body too large".into()),
+            Self::UnsupportedMediaType("expected a JSON body".into()),
+            Self::Internal,
+        ]
+    }
 }
 
 #[cfg(test)]
@@ -85,5 +139,15 @@ mod tests {
             assert_eq!(err.status(), status, "{err:?}");
             assert_eq!(err.to_string(), text);
         }
+    }
+
+    #[test]
+    fn every_variant_is_rebuilt_from_its_kind_and_message() {
+        for err in ServiceError::every_variant() {
+            let json = serde_json::to_value(&err).unwrap_or_default();
+            assert_eq!(json["kind"], err.kind(), "the kind is serde's tag too");
+            assert_eq!(ServiceError::from_kind(err.kind(), err.to_string(), "logger"), Some(err));
+        }
+        assert_eq!(ServiceError::from_kind("teapot", "short and stout".into(), "logger"), None);
     }
 }

@@ -46,7 +46,7 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(Envelope::failure(self.0.to_string()))
+        HttpResponse::build(self.status_code()).json(Envelope::from_error(&self.0))
     }
 }
 
@@ -163,7 +163,7 @@ async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
 }
 
 async fn not_found() -> HttpResponse {
-    reply(StatusCode::NOT_FOUND, Envelope::failure("not found"))
+    ApiError(ServiceError::NotFound("not found".into())).error_response()
 }
 
 /// CORS from an allow-list of origins (`*` allows any, without credentials).

@@ -40,12 +40,35 @@ fn metadata<'r>(req: &'r Request<LogRequest>, key: &str) -> Option<&'r str> {
     req.metadata().get(key).and_then(|v| v.to_str().ok()).filter(|v| !v.is_empty())
 }
 
-fn status(err: ServiceError) -> Status {
-    match err.status() {
-        503 => Status::unavailable(err.to_string()),
-        400 | 413 | 415 | 422 => Status::invalid_argument(err.to_string()),
-        404 => Status::not_found(err.to_string()),
-        _ => Status::internal(err.to_string()),
+/// The metadata key carrying the [`ServiceError::kind`] of a failed call.
+pub const KIND: &str = "x-error-kind";
+
+/// The gRPC status of `err`, with its kind in the [`KIND`] metadata.
+pub fn status(err: &ServiceError) -> Status {
+    let code = match err.status() {
+        503 => tonic::Code::Unavailable,
+        400 | 413 | 415 | 422 => tonic::Code::InvalidArgument,
+        404 => tonic::Code::NotFound,
+        _ => tonic::Code::Internal,
+    };
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    metadata.insert(KIND, tonic::metadata::MetadataValue::from_static(err.kind()));
+    Status::with_metadata(code, err.to_string(), metadata)
+}
+
+/// The `ServiceError` a failed call to `service` stands for: the variant its [`KIND`]
+/// names, else (a peer that sends none, a transport failure) by its code.
+pub fn service_error(s: &Status, service: &str) -> ServiceError {
+    let kind = s.metadata().get(KIND).and_then(|v| v.to_str().ok());
+    if let Some(err) = kind.and_then(|kind| ServiceError::from_kind(kind, s.message().to_owned(), service)) {
+        return err;
+    }
+    match s.code() {
+        tonic::Code::InvalidArgument => ServiceError::BadRequest(s.message().to_owned()),
+        code => {
+            tracing::warn!(?code, error = %s.message(), "{service} gRPC call failed");
+            ServiceError::unavailable(service)
+        }
     }
 }
 
@@ -61,15 +84,15 @@ impl LogService for LogGrpc {
         };
         let entry = NewLogEntry::new(name, data)
             .and_then(|e| e.with_service(service))
-            .map_err(status)?
+            .map_err(|e| status(&e))?
             .with_request_id(request_id);
         let id = self
             .write
             .send(WriteLog(entry))
             .timeout(self.timeout)
             .await
-            .map_err(|_| Status::unavailable("logger unavailable"))?
-            .map_err(status)?;
+            .map_err(|_| status(&ServiceError::unavailable("logger")))?
+            .map_err(|e| status(&e))?;
         let mut res = Response::new(LogResponse { result: GRPC_RESULT.into() });
         if let Ok(v) = id.parse() {
             res.metadata_mut().insert("x-log-id", v);
@@ -146,13 +169,7 @@ impl Handler<WriteLog> for GrpcLogProxy {
             }
         }
         Box::pin(async move {
-            let res = client.write_log(req).await.map_err(|s| match s.code() {
-                tonic::Code::InvalidArgument => ServiceError::BadRequest(s.message().to_owned()),
-                code => {
-                    tracing::warn!(?code, error = %s.message(), "logger gRPC call failed");
-                    ServiceError::unavailable("logger")
-                }
-            })?;
+            let res = client.write_log(req).await.map_err(|s| service_error(&s, "logger"))?;
             let id = res.metadata().get("x-log-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
             Ok(id.to_owned())
         })

@@ -80,17 +80,22 @@ fn tagged(request: reqwest::RequestBuilder, id: Option<&RequestId>) -> reqwest::
     }
 }
 
-/// The `ServiceError` a remote service's error reply stands for.
+/// The `ServiceError` a remote service's error reply stands for: the variant its `kind`
+/// names, or (from a peer that sends none, or a kind unknown here) the one its status means.
 pub fn remote_error(status: StatusCode, envelope: Option<Envelope>, service: &str) -> ServiceError {
-    let message = envelope.map(|e| e.message).unwrap_or_default();
+    let (kind, message) = envelope.map(|e| (e.kind, e.message)).unwrap_or_default();
+    let message = match kind.map(|kind| ServiceError::from_kind(&kind, message.clone(), service)) {
+        Some(Some(err)) => return err,
+        _ => message,
+    };
     match status.as_u16() {
-        401 if message == "invalid credentials" => ServiceError::InvalidCredentials,
         401 => ServiceError::Unauthorized(message),
         400 => ServiceError::BadRequest(message),
         403 => ServiceError::Forbidden,
         404 => ServiceError::NotFound(message),
         409 => ServiceError::Conflict(message),
         413 => ServiceError::PayloadTooLarge(message),
+        415 => ServiceError::UnsupportedMediaType(message),
         422 => ServiceError::Invalid(message),
         502..=504 => ServiceError::unavailable(service),
         _ => {
@@ -232,5 +237,31 @@ impl Handler<GetLog> for LoggerProxy {
         });
         let request = pushed.map(|()| self.http.get(url)).map_err(|()| ServiceError::Internal);
         Box::pin(async move { envelope_data(request?, StatusCode::OK, "logger").await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_without_a_kind_are_mapped_by_status() {
+        let from = |status: u16| {
+            let envelope = Envelope::failure("the message");
+            remote_error(StatusCode::from_u16(status).unwrap_or_default(), Some(envelope), "auth")
+        };
+        assert_eq!(from(401), ServiceError::Unauthorized("the message".into()));
+        assert_eq!(from(415), ServiceError::UnsupportedMediaType("the message".into()));
+        assert_eq!(from(503), ServiceError::unavailable("auth"));
+        assert_eq!(from(418), ServiceError::Internal);
+    }
+
+    #[test]
+    fn a_kind_wins_over_the_status() {
+        let envelope = Envelope::from_error(&ServiceError::InvalidCredentials);
+        assert_eq!(
+            remote_error(StatusCode::UNAUTHORIZED, Some(envelope), "auth"),
+            ServiceError::InvalidCredentials
+        );
     }
 }

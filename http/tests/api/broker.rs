@@ -25,7 +25,8 @@ async fn assert_auth_contract(app: &TestApp) {
     assert_eq!(body["token"]["token_type"], "Bearer");
 
     let (status, body) = parts(app.login("admin@example.com", "wrong-password").await).await;
-    assert_eq!((status, body), (401, json!({"error": true, "message": "invalid credentials"})));
+    let expected = json!({"error": true, "message": "invalid credentials", "kind": "invalid_credentials"});
+    assert_eq!((status, body), (401, expected));
 
     let (status, body) = parts(app.login("nobody@example.com", "verysecret").await).await;
     assert_eq!((status, body["message"].as_str()), (401, Some("invalid credentials")));
@@ -113,7 +114,7 @@ async fn bad_requests_get_clear_errors_in_the_envelope() {
 async fn unknown_routes_are_404_in_the_envelope() {
     let app = TestApp::all_in_one().await;
     let res = app.http.get(format!("{}/nope", app.broker)).send().await.expect("answer");
-    assert_eq!(parts(res).await, (404, json!({"error": true, "message": "not found"})));
+    assert_eq!(parts(res).await, (404, json!({"error": true, "message": "not found", "kind": "not_found"})));
 }
 
 #[actix_web::test]

@@ -5,6 +5,7 @@
 
 mod auth_users;
 mod broker;
+mod errors;
 mod events;
 mod helpers;
 mod logger;
