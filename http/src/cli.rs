@@ -10,33 +10,87 @@ use troupe_core::config::{
 };
 use url::Url;
 
-const VARIABLES: &str = "\
-Configuration comes from environment variables (each also accepted as a --flag).
-Run `troupe up --help` or `troupe serve <service> --help` for the variables of a command.
+/// Width `troupe --help`'s list of variables is wrapped to.
+const HELP_WIDTH: usize = 100;
 
-  TROUPE_DATA_DIR   embedded stores (SQLite users and logs)        [./data]
-  DSN               PostgreSQL for users (libpq key=value or URL)  [unset: SQLite]
-  MONGO_URL         MongoDB for logs (+ MONGO_USERNAME/PASSWORD)   [unset: SQLite logs.db]
-  JWT_SECRET        token signing key, >= 32 bytes (or JWT_SECRET_FILE)
-  BROKER_PORT 8080, FRONTEND_PORT 8081, AUTH_PORT 8082, LOGGER_PORT 8083, MAILER_PORT 8084
-  BIND_ADDRESS 0.0.0.0
-  LOGGER_GRPC_PORT 50001, LOGGER_RPC_PORT 5001, LOG_STORE_TIMEOUT 3s, LOG_BATCH_MAX 500
-  MONGO_URL         MongoDB for logs (MONGO_USERNAME, MONGO_PASSWORD) [unset: SQLite]
-  MAIL_HOST         SMTP server (MAIL_PORT, MAIL_ENCRYPTION tls|ssl|none, MAIL_USERNAME,
-                    MAIL_PASSWORD, FROM_NAME, FROM_ADDRESS, MAIL_DOMAIN)
-                    [unset under `up`: built-in catcher, SMTP 127.0.0.1:1025, API :8025]
-  MAIL_TEMPLATES_DIR, MAIL_TLS_CA_FILE, MAIL_TLS_INSECURE, MAIL_TIMEOUT
-  CATCHER_SMTP_PORT 1025, CATCHER_HTTP_PORT 8025, CATCHER_CORS_ALLOWED_ORIGINS
-  AUTH_URL          where `serve broker` finds auth                [http://localhost:8082]
-  RABBIT_URL        RabbitMQ (amqp://...) for events               [unset: in-process bus]
-  EVENTS_EXCHANGE logs_topic, LISTENER_QUEUE troupe.logs, LISTENER_PORT 8084, LISTENER_PREFETCH 64
-  LOGGER_URL        where `serve broker|auth` find the logger      [http://localhost:8083]
-  LOGGER_GRPC_URL   the logger's gRPC endpoint for /log-grpc       [http://localhost:50001]
-  MAILER_URL        where `serve broker` finds the mailer          [http://localhost:8084]
-  BROKER_URL        where the console's page sends requests        [http://localhost:8080]
-  CORS_ALLOWED_ORIGINS, REQUEST_TIMEOUT, DB_TIMEOUT, BACKOFF_MIN, BACKOFF_MAX, SHUTDOWN_TIMEOUT
-  RUST_LOG          log filter, as env_logger                      [info]
-  LOG_FORMAT        text | json                                    [text]";
+/// One environment variable as the commands declare it.
+struct Variable {
+    name: String,
+    help: String,
+    /// Each command taking it, with its default there (empty: none).
+    defaults: Vec<(String, String)>,
+}
+
+/// The text after `troupe --help`: every variable of every command once, with its help and
+/// default, read from the settings' own declarations so that it cannot drift from them.
+fn variables() -> String {
+    let serve = ServeCommand::augment_subcommands(clap::Command::new("serve"));
+    let commands = std::iter::once(("up".to_owned(), UpArgs::augment_args(clap::Command::new("up"))))
+        .chain(serve.get_subcommands().map(|c| (format!("serve {}", c.get_name()), c.clone())));
+    let mut variables: Vec<Variable> = Vec::new();
+    for (command, args) in commands {
+        for arg in args.get_arguments() {
+            let Some(name) = arg.get_env().map(|n| n.to_string_lossy().into_owned()) else { continue };
+            let default: Vec<_> = arg.get_default_values().iter().map(|v| v.to_string_lossy()).collect();
+            let index = variables.iter().position(|v| v.name == name).unwrap_or_else(|| {
+                let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+                variables.push(Variable { name, help, defaults: Vec::new() });
+                variables.len() - 1
+            });
+            variables[index].defaults.push((command.clone(), default.join(",")));
+        }
+    }
+    let width = variables.iter().map(|v| v.name.len()).max().unwrap_or(0) + 2;
+    let mut text = String::from(
+        "Configuration comes from environment variables (each also accepted as a --flag).\n\
+         `troupe up --help` and `troupe serve <service> --help` list a command's own.\n",
+    );
+    for v in &variables {
+        let line = format!("{} {}", v.help, default_note(&v.defaults)).trim_end().to_owned();
+        text.push_str(&wrap(&format!("  {:<width$}", v.name), &line));
+    }
+    text
+}
+
+/// `[default: ..]` for a variable: one value, or each command's when they differ.
+fn default_note(defaults: &[(String, String)]) -> String {
+    let shown = |d: &str| if d.is_empty() { "unset".to_owned() } else { d.to_owned() };
+    match defaults {
+        [(_, first), rest @ ..] if rest.iter().all(|(_, d)| d == first) => {
+            if first.is_empty() {
+                String::new()
+            } else {
+                format!("[default: {first}]")
+            }
+        }
+        _ => {
+            let each: Vec<_> = defaults.iter().map(|(c, d)| format!("{} under `{c}`", shown(d))).collect();
+            format!("[default: {}]", each.join(", "))
+        }
+    }
+}
+
+/// `lead` then `words` wrapped to [`HELP_WIDTH`], continuation lines indented under them.
+fn wrap(lead: &str, words: &str) -> String {
+    let indent = " ".repeat(lead.len());
+    let mut out = lead.to_owned();
+    let mut column = lead.len();
+    for word in words.split_whitespace() {
+        if column > lead.len() && column + 1 + word.len() > HELP_WIDTH {
+            out.push('\n');
+            out.push_str(&indent);
+            column = indent.len();
+        }
+        if column > lead.len() {
+            out.push(' ');
+            column += 1;
+        }
+        out.push_str(word);
+        column += word.len();
+    }
+    out.push('\n');
+    out
+}
 
 /// Troupe: an API gateway and services (auth, ...) on a supervised actor runtime.
 #[derive(Debug, Parser)]
@@ -44,7 +98,7 @@ Run `troupe up --help` or `troupe serve <service> --help` for the variables of a
     name = "troupe",
     version,
     about = "Troupe: an API gateway and its services on a supervised actor runtime.",
-    after_help = VARIABLES
+    after_help = variables()
 )]
 pub struct Cli {
     /// What to run.
@@ -215,6 +269,25 @@ mod tests {
     #[test]
     fn the_cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn the_help_lists_each_variable_once_with_its_own_default() {
+        let help = Cli::command().render_help().to_string();
+        let line = |name: &str| {
+            let lines: Vec<_> = help.lines().filter(|l| l.starts_with(&format!("  {name} "))).collect();
+            assert_eq!(lines.len(), 1, "{name} once in:\n{help}");
+            lines[0].to_owned()
+        };
+        assert!(line("LISTENER_PORT").ends_with("[default: 8085]"), "{help}");
+        assert!(line("BIND_ADDRESS").ends_with("[default: 0.0.0.0]"), "{help}");
+        assert!(!line("MONGO_URL").contains("default"), "{help}");
+        line("MAILER_URL");
+        let words = help.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(
+            words.contains("http://localhost:8084 under `serve broker`, unset under `serve listener`"),
+            "{help}"
+        );
     }
 
     #[test]

@@ -39,17 +39,15 @@ pub struct AuthSettings {
 }
 
 impl AuthSettings {
-    /// Settings for a store in `data_dir` (SQLite) with a given key; for tests and examples.
+    /// Settings for a store in `data_dir` (SQLite) with a given key, on port 0 and a small
+    /// pool, else the defaults; for tests and examples.
     pub fn embedded(data_dir: impl Into<PathBuf>, jwt_secret: SecretString) -> Self {
         Self {
             auth_port: 0,
-            dsn: None,
             data_dir: data_dir.into(),
-            db_timeout: Duration::from_secs(3),
             db_max_connections: 5,
             jwt_secret: Some(jwt_secret),
-            jwt_secret_file: None,
-            jwt_ttl: Duration::from_secs(3600),
+            ..Self::default()
         }
     }
 }

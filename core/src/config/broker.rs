@@ -26,16 +26,6 @@ pub struct BrokerSettings {
     pub request_timeout: Duration,
 }
 
-impl Default for BrokerSettings {
-    fn default() -> Self {
-        Self {
-            broker_port: 8080,
-            cors_allowed_origins: vec!["http://localhost:8081".into()],
-            request_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
 /// Where the broker reaches the other services when they run in their own processes
 /// (`troupe serve broker`); unused by `troupe up`.
 #[derive(Debug, Clone, Args)]

@@ -23,16 +23,6 @@ pub struct EventSettings {
     pub publish_timeout: Duration,
 }
 
-impl Default for EventSettings {
-    fn default() -> Self {
-        Self {
-            rabbit_url: None,
-            events_exchange: "logs_topic".into(),
-            publish_timeout: Duration::from_secs(5),
-        }
-    }
-}
-
 /// The listener (the consumer feeding the logger).
 #[derive(Debug, Clone, Args)]
 pub struct ListenerSettings {
@@ -49,17 +39,6 @@ pub struct ListenerSettings {
     /// Deadline for storing one event (a write to the logger).
     #[arg(long, env = "LISTENER_STORE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub store_timeout: Duration,
-}
-
-impl Default for ListenerSettings {
-    fn default() -> Self {
-        Self {
-            listener_port: 8085,
-            listener_queue: "troupe.logs".into(),
-            listener_prefetch: 64,
-            store_timeout: Duration::from_secs(5),
-        }
-    }
 }
 
 impl ListenerSettings {

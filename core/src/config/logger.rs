@@ -49,20 +49,15 @@ pub struct LoggerSettings {
 }
 
 impl LoggerSettings {
-    /// Settings for an embedded store in `data_dir` on port 0 everywhere; for tests and examples.
+    /// Settings for an embedded store in `data_dir` on port 0 everywhere, else the defaults;
+    /// for tests and examples.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             logger_port: 0,
             logger_grpc_port: 0,
             logger_rpc_port: 0,
-            logger_rpc_max_connections: 1024,
-            mongo_url: None,
-            mongo_username: None,
-            mongo_password: None,
-            mongo_database: "logs".into(),
             logs_data_dir: data_dir.into(),
-            log_store_timeout: Duration::from_secs(3),
-            log_batch_max: 500,
+            ..Self::default()
         }
     }
 }

@@ -71,24 +71,15 @@ pub struct MailerSettings {
 }
 
 impl MailerSettings {
-    /// Settings for a plain SMTP server on `127.0.0.1:port`; for tests and examples.
+    /// Settings for a plain SMTP server on `127.0.0.1:port`, the HTTP API on port 0 and a
+    /// short `MAIL_TIMEOUT`, else the defaults; for tests and examples.
     pub fn local(port: u16) -> Self {
         Self {
             mailer_port: 0,
             mail_host: Some("127.0.0.1".into()),
             mail_port: port,
-            mail_encryption: MailEncryption::None,
-            mail_username: None,
-            mail_password: None,
-            from_name: "Troupe".into(),
-            from_address: "noreply@example.com".into(),
-            mail_domain: "localhost".into(),
-            mail_templates_dir: None,
-            mail_tls_ca_file: None,
-            mail_tls_insecure: false,
             mail_timeout: Duration::from_secs(2),
-            mail_pool_size: 8,
-            mail_pool_idle_timeout: Duration::from_secs(30),
+            ..Self::default()
         }
     }
 

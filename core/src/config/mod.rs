@@ -4,6 +4,9 @@
 //! settings struct is a `clap::Args`, so `troupe --help` documents every variable and a bad
 //! value stops start-up with an error naming it. Tests build the structs directly.
 //!
+//! Each default is written once, in its `#[arg(default_value..)]`: every settings struct's
+//! `Default` is what clap gives with no variable and no flag set ([`clap_defaults`]).
+//!
 //! One module per service; [`CommonSettings`] is shared by every process.
 
 mod auth;
@@ -21,7 +24,7 @@ pub use logger::{LoggerSettings, LoggerUpstream};
 use std::net::IpAddr;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, FromArgMatches};
 use secrecy::SecretString;
 use url::Url;
 
@@ -44,6 +47,46 @@ pub(crate) fn parse_http_url(raw: &str) -> Result<Url, String> {
         _ => Err("expected an http:// or https:// URL with a host".into()),
     }
 }
+
+/// The settings `T` as `troupe` reads them when no variable and no flag is set: clap's own
+/// defaults, with the environment ignored.
+///
+/// # Panics
+///
+/// When a default does not parse: a literal in `T`'s `#[arg]`s, so a bug the unit tests catch.
+pub fn clap_defaults<T: Args + FromArgMatches>() -> T {
+    let command =
+        T::augment_args(clap::Command::new("defaults")).mut_args(|arg| arg.env(None::<&'static str>));
+    command
+        .try_get_matches_from(["defaults"])
+        .and_then(|matches| T::from_arg_matches(&matches))
+        .unwrap_or_else(|e| panic!("the defaults of {} do not parse: {e}", std::any::type_name::<T>()))
+}
+
+/// `Default` for settings structs: [`clap_defaults`].
+macro_rules! default_from_clap {
+    ($($settings:ty),* $(,)?) => {$(
+        impl Default for $settings {
+            fn default() -> Self {
+                clap_defaults()
+            }
+        }
+    )*};
+}
+
+default_from_clap!(
+    CommonSettings,
+    AuthSettings,
+    BrokerSettings,
+    UpstreamSettings,
+    FrontendSettings,
+    EventSettings,
+    ListenerSettings,
+    LoggerSettings,
+    LoggerUpstream,
+    MailerSettings,
+    CatcherSettings,
+);
 
 /// Settings every service process shares.
 #[derive(Debug, Clone, Args)]
@@ -72,14 +115,24 @@ impl CommonSettings {
     }
 }
 
-impl Default for CommonSettings {
-    fn default() -> Self {
-        Self {
-            bind_address: IpAddr::from([127, 0, 0, 1]),
-            log_format: LogFormat::Text,
-            shutdown_timeout: Duration::from_secs(10),
-            backoff_min: Duration::from_millis(200),
-            backoff_max: Duration::from_secs(10),
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_command_lines() {
+        let common = CommonSettings::default();
+        assert_eq!(common.bind_address, IpAddr::from([0, 0, 0, 0]));
+        assert_eq!(common.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(BrokerSettings::default().cors_allowed_origins.len(), 2);
+        assert_eq!(ListenerSettings::default().listener_port, 8085);
+        assert_eq!(MailerSettings::default().mail_host, None);
+        assert_eq!(UpstreamSettings::default().logger.logger_grpc_url.as_str(), "http://localhost:50001/");
+    }
+
+    #[test]
+    fn every_settings_struct_has_defaults_that_parse() {
+        let _ = (AuthSettings::default(), FrontendSettings::default(), EventSettings::default());
+        let _ = (LoggerSettings::default(), LoggerUpstream::default(), CatcherSettings::default());
     }
 }

@@ -1,4 +1,4 @@
-//! The broker's contract (COMPAT.md) in both run modes.
+//! The broker's contract (docs/compat.md) in both run modes.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! The COMPAT.md contract driven through the broker process, with each side effect checked
+//! The docs/compat.md contract driven through the broker process, with each side effect checked
 //! where it lands: users in PostgreSQL, mail in the SMTP server's Maildir, log entries and
 //! consumed events in MongoDB (read back through the broker's `GET /logs`, which asks the
 //! logger process).

@@ -2,8 +2,8 @@
 //! wired like compose (ports and URLs from the environment) on loopback, against the real
 //! PostgreSQL (a fresh database per run), MongoDB-wire server (a fresh database per run),
 //! RabbitMQ (a fresh exchange and queue per run) and SMTP server (aiosmtpd from
-//! `make services`, read through its Maildir). The COMPAT.md contract is driven through the
-//! broker, side effects are checked in the backends, and a service process is killed
+//! `make services`, read through its Maildir). The docs/compat.md contract is driven through
+//! the broker, side effects are checked in the backends, and a service process is killed
 //! mid-run and started again.
 //!
 //! Adding a service is one row in [`cluster::SERVICES`] plus its
