@@ -93,11 +93,12 @@ async fn ten_thousand_events_survive_forced_connection_closes_exactly_once() {
     }
     publishing.await.expect("publishing finished");
 
-    eventually(Duration::from_secs(60), "all events stored and acked", || async {
-        (stats.snapshot().acked >= N as u64).then_some(())
+    // Acks count redeliveries too, so wait for the store itself to hold every event.
+    let entries = eventually(Duration::from_secs(60), "all events stored and acked", || async {
+        let entries = store.event_ids().await;
+        (entries.len() >= N && stats.snapshot().acked >= N as u64).then_some(entries)
     })
     .await;
-    let entries = store.event_ids().await;
     assert_eq!(entries.len(), N, "exactly N entries stored");
     let stored: HashSet<String> = entries.into_iter().collect();
     let published: HashSet<String> = ids.into_iter().collect();
