@@ -7,6 +7,7 @@
 //! - [`catcher`]: the built-in mail catcher (SMTP server and store).
 //! - [`events`]: the event pipeline (RabbitMQ publisher, listener stream actor, in-process bus).
 //! - [`logger`]: the logger actor (entries in MongoDB or SQLite, batched writes).
+//! - [`retry`]: the one "retry until done" loop (bus, listener, mailer).
 //!
 //! Actors are started under an actix `Supervisor`; adapters (HTTP, RPC) only send them the
 //! messages defined in `troupe_core::messages`.
@@ -16,4 +17,5 @@ pub mod catcher;
 pub mod events;
 pub mod logger;
 pub mod mailer;
+pub mod retry;
 pub mod supervision;

@@ -36,7 +36,8 @@ impl BackoffPolicy {
     }
 }
 
-/// An endless sequence of reconnect delays; see [`BackoffPolicy`].
+/// An endless sequence of reconnect delays; see [`BackoffPolicy`]. As an iterator it is a
+/// `backon` backoff that never runs out.
 #[derive(Debug)]
 pub struct Delays {
     inner: ExponentialBackoff,
@@ -47,6 +48,14 @@ impl Delays {
     /// The next delay to wait.
     pub fn next_delay(&mut self) -> Duration {
         self.inner.next().unwrap_or(self.max).min(self.max)
+    }
+}
+
+impl Iterator for Delays {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.next_delay())
     }
 }
 

@@ -82,27 +82,19 @@ impl Handler<PublishEvent> for EventBus {
         };
         self.pending.fetch_add(1, Ordering::Relaxed);
         let (sink, stats, pending) = (self.sink.clone(), self.stats.clone(), self.pending.clone());
-        let mut delays = self.backoff.delays();
+        let delays = self.backoff.delays();
         let in_flight = stats.start_delivery();
         ctx.spawn(wrap_future(async move {
             let _in_flight = in_flight;
             ListenerStats::bump(&stats.delivered);
-            loop {
-                match sink.deliver(&event).await {
-                    Ok(()) => {
-                        ListenerStats::bump(&stats.acked);
-                        break;
-                    }
-                    Err(SinkError::Permanent(why)) => {
-                        tracing::warn!(event_id = ?event.id, error = %why, "event refused for good");
-                        ListenerStats::bump(&stats.dead_lettered);
-                        break;
-                    }
-                    Err(SinkError::Transient(_)) => {
-                        ListenerStats::bump(&stats.retries);
-                        tokio::time::sleep(delays.next_delay()).await;
-                    }
+            match sink.deliver_until_done(&event, delays, || true, &stats).await {
+                Ok(()) => ListenerStats::bump(&stats.acked),
+                Err(SinkError::Permanent(why)) => {
+                    tracing::warn!(event_id = ?event.id, error = %why, "event refused for good");
+                    ListenerStats::bump(&stats.dead_lettered);
                 }
+                // Not given up on: the delays never run out.
+                Err(SinkError::Transient(_)) => {}
             }
             pending.fetch_sub(1, Ordering::Relaxed);
         }));

@@ -242,7 +242,7 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
         let decoded = decode(&delivery.data, message_id.as_deref(), delivery.routing_key.as_str(), &facts);
         let sink = self.sink.clone();
         let stats = self.stats.clone();
-        let mut delays = self.config.backoff.delays();
+        let delays = self.config.backoff.delays();
         let in_flight = stats.start_delivery();
         ctx.spawn(wrap_future(async move {
             let _in_flight = in_flight;
@@ -253,29 +253,18 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
                     return dead_letter(&delivery, &stats).await;
                 }
             };
-            loop {
-                match sink.deliver(&event).await {
-                    Ok(()) => {
-                        if delivery.acker.ack(BasicAckOptions::default()).await.is_ok() {
-                            ListenerStats::bump(&stats.acked);
-                        }
-                        return;
-                    }
-                    Err(SinkError::Permanent(why)) => {
-                        tracing::warn!(event_id = ?event.id, error = %why, "dead-lettering a refused event");
-                        return dead_letter(&delivery, &stats).await;
-                    }
-                    Err(SinkError::Transient(why)) => {
-                        if !conn.amqp.is_open() {
-                            // The delivery is lost with its channel; RabbitMQ redelivers it.
-                            return;
-                        }
-                        ListenerStats::bump(&stats.retries);
-                        let delay = delays.next_delay();
-                        tracing::debug!(event_id = ?event.id, error = %why, retry_in = ?delay, "store failed; retrying");
-                        tokio::time::sleep(delay).await;
+            match sink.deliver_until_done(&event, delays, || conn.amqp.is_open(), &stats).await {
+                Ok(()) => {
+                    if delivery.acker.ack(BasicAckOptions::default()).await.is_ok() {
+                        ListenerStats::bump(&stats.acked);
                     }
                 }
+                Err(SinkError::Permanent(why)) => {
+                    tracing::warn!(event_id = ?event.id, error = %why, "dead-lettering a refused event");
+                    dead_letter(&delivery, &stats).await;
+                }
+                // The channel closed: the delivery is lost with it and RabbitMQ redelivers it.
+                Err(SinkError::Transient(_)) => {}
             }
         }));
     }

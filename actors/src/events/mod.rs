@@ -26,8 +26,11 @@ use actix::Recipient;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use troupe_core::backoff::Delays;
 use troupe_core::messages::{Event, LogLevel, NewLogEntry, RunJob, WriteLog};
 use troupe_core::{RequestId, ServiceError};
+
+use crate::retry::retry;
 
 /// Why a message could not be turned into an [`Event`] (it goes to the dead-letter queue).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,6 +156,24 @@ impl Sink {
     pub fn with_job(mut self, name: impl Into<String>, job: Recipient<RunJob>) -> Self {
         self.jobs.insert(name.into(), job);
         self
+    }
+
+    /// [`Sink::deliver`], retrying transient failures after each of `delays` for as long as
+    /// `keep_trying()` holds (a transient error is returned once it does not); each retry is
+    /// counted in `stats`.
+    async fn deliver_until_done(
+        &self,
+        event: &Event,
+        delays: Delays,
+        keep_trying: impl Fn() -> bool,
+        stats: &ListenerStats,
+    ) -> Result<(), SinkError> {
+        let retry_on = |e: &SinkError| matches!(e, SinkError::Transient(_)) && keep_trying();
+        let note = |e: &SinkError, delay| {
+            ListenerStats::bump(&stats.retries);
+            tracing::debug!(event_id = ?event.id, error = ?e, retry_in = ?delay, "store failed; retrying");
+        };
+        retry(|| self.deliver(event), delays, retry_on, note).await
     }
 
     /// Store the event, then run its job if it has one. Safe to repeat: the store is

@@ -44,6 +44,7 @@ use troupe_core::health::Readiness;
 use troupe_core::messages::SendMail;
 
 use self::templates::Templates;
+use crate::retry::retry;
 use crate::supervision::{self, Backend, BackendError, Link};
 
 /// The SMTP transport the mailer uses.
@@ -303,30 +304,30 @@ pub async fn deliver(
     backoff: BackoffPolicy,
     deadline: Duration,
 ) -> Result<(), DeliveryError> {
-    let mut delays = backoff.delays();
-    let mut attempt = 1;
-    loop {
-        let failure = match tokio::time::timeout(deadline, transport.send(mail.clone())).await {
-            Ok(Ok(_)) => return Ok(()),
+    /// One attempt's failure, and whether another attempt may follow it.
+    struct Failed(DeliveryError, bool);
+    let attempt = || async move {
+        match tokio::time::timeout(deadline, transport.send(mail.clone())).await {
+            Ok(Ok(_)) => Ok(()),
             Ok(Err(e)) if e.is_permanent() => {
                 let code = e.status().map(|c| c.to_string()).unwrap_or_default();
-                return Err(DeliveryError::Permanent { code, detail: e.to_string() });
+                Err(Failed(DeliveryError::Permanent { code, detail: e.to_string() }, false))
             }
-            Ok(Err(e)) if e.is_transient() => DeliveryError::Transient(e.to_string()),
-            Ok(Err(e)) => DeliveryError::Connection(e.to_string()),
+            Ok(Err(e)) if e.is_transient() => Err(Failed(DeliveryError::Transient(e.to_string()), true)),
+            Ok(Err(e)) => Err(Failed(DeliveryError::Connection(e.to_string()), true)),
             // The server may still accept it, so it is not tried again; and the session,
             // abandoned mid-command, may have gone back to the pool: reconnecting (the caller
             // sees a connection error) drops that pool.
-            Err(_) => return Err(DeliveryError::Connection(format!("no reply within {deadline:?}"))),
-        };
-        if attempt >= ATTEMPTS {
-            return Err(failure);
+            Err(_) => Err(Failed(DeliveryError::Connection(format!("no reply within {deadline:?}")), false)),
         }
-        let delay = delays.next_delay();
-        tracing::info!(attempt, retry_in = ?delay, error = %failure, "retrying mail");
-        tokio::time::sleep(delay).await;
-        attempt += 1;
-    }
+    };
+    let mut attempts = 1;
+    let note = |Failed(failure, _): &Failed, delay| {
+        tracing::info!(attempt = attempts, retry_in = ?delay, error = %failure, "retrying mail");
+        attempts += 1;
+    };
+    let delays = backoff.delays().take(ATTEMPTS as usize - 1);
+    retry(attempt, delays, |Failed(_, again)| *again, note).await.map_err(|Failed(e, _)| e)
 }
 
 impl Handler<SendMail> for Mailer {
