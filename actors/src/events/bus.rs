@@ -16,9 +16,9 @@ use actix::fut::wrap_future;
 use actix::{Actor, Addr, Arbiter, AsyncContext, Context, Handler, ResponseFuture};
 use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
-use troupe_core::messages::{Event, PublishEvent};
+use troupe_core::messages::PublishEvent;
 
-use super::publisher::new_event_id;
+use super::publisher::stamp;
 use super::{Drain, ListenerStats, Sink, SinkError, wait_drained};
 
 /// The in-process bus actor.
@@ -72,14 +72,7 @@ impl Handler<PublishEvent> for EventBus {
         if self.closed || self.pending.load(Ordering::Relaxed) >= self.capacity {
             return Err(ServiceError::unavailable("events"));
         }
-        let id = msg.id.unwrap_or_else(new_event_id);
-        let event = Event {
-            id: Some(id.clone()),
-            name: msg.name,
-            data: msg.data,
-            level: msg.level,
-            request_id: msg.request_id,
-        };
+        let (id, event) = stamp(msg);
         self.pending.fetch_add(1, Ordering::Relaxed);
         let (sink, stats, pending) = (self.sink.clone(), self.stats.clone(), self.pending.clone());
         let delays = self.backoff.delays();

@@ -76,7 +76,7 @@ impl AmqpChannel {
 /// recovery) and one channel, within `timeout`.
 pub async fn open(url: &SecretString, name: &str, timeout: Duration) -> anyhow::Result<AmqpChannel> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    let url = url.expose_secret().to_owned();
+    let url = default_vhost(url.expose_secret());
     let work = async move {
         let conn = Connection::connect(&url, props).await?;
         let channel = conn.create_channel().await?;
@@ -222,6 +222,30 @@ pub fn new_event_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
+/// The event a publish request stands for, with its id (the caller's, else a fresh one).
+pub fn stamp(msg: PublishEvent) -> (String, Event) {
+    let id = msg.id.unwrap_or_else(new_event_id);
+    let event = Event {
+        id: Some(id.clone()),
+        name: msg.name,
+        data: msg.data,
+        level: msg.level,
+        request_id: msg.request_id,
+    };
+    (id, event)
+}
+
+/// `url` with the default vhost spelled out when its path is empty (`amqp://host/`), which
+/// the Go platform's client reads as the default vhost `/` and lapin as a vhost named "".
+pub fn default_vhost(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let (authority, path) = rest.split_once('/').map_or((rest, None), |(a, p)| (a, Some(p)));
+    match path {
+        Some(p) if p.is_empty() || p.starts_with('?') => format!("{scheme}://{authority}/%2f{p}"),
+        _ => url.to_owned(),
+    }
+}
+
 impl Handler<PublishEvent> for PublisherActor {
     type Result = ResponseActFuture<Self, Result<String, ServiceError>>;
 
@@ -229,19 +253,31 @@ impl Handler<PublishEvent> for PublisherActor {
         let exchange = self.config.exchange.clone();
         let timeout = self.config.timeout;
         supervision::call(self, move |amqp: AmqpChannel| async move {
-            let id = msg.id.unwrap_or_else(new_event_id);
-            let event = Event {
-                id: Some(id.clone()),
-                name: msg.name,
-                data: msg.data,
-                level: msg.level,
-                request_id: msg.request_id,
-            };
+            let (id, event) = stamp(msg);
             match tokio::time::timeout(timeout, publish(&amqp.channel, &exchange, &event)).await {
                 Ok(Ok(())) => Ok(id),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(PublishError::TimedOut),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_vhost_means_the_default_one() {
+        let cases = [
+            ("amqp://guest:guest@host:5672/", "amqp://guest:guest@host:5672/%2f"),
+            ("amqp://host/?heartbeat=10", "amqp://host/%2f?heartbeat=10"),
+            ("amqp://host", "amqp://host"),
+            ("amqp://host/%2f", "amqp://host/%2f"),
+            ("amqp://host/prod", "amqp://host/prod"),
+        ];
+        for (given, used) in cases {
+            assert_eq!(default_vhost(given), used, "{given}");
+        }
     }
 }
