@@ -115,20 +115,31 @@ async fn pipeline(url: &str, n: usize) -> anyhow::Result<f64> {
         .count()
         .await;
     anyhow::ensure!(failures == 0, "{failures} publishes failed");
+    until_acked(&stats, n).await?;
+    let secs = start.elapsed().as_secs_f64();
+    delete_queues(url, &queue).await;
+    Ok(n as f64 / secs)
+}
+
+/// Wait (polling the counters, as a benchmark may) until `n` deliveries were acked.
+async fn until_acked(stats: &ListenerStats, n: usize) -> anyhow::Result<()> {
     let done_by = Instant::now() + Duration::from_secs(300);
     while stats.snapshot().acked < n as u64 {
         anyhow::ensure!(Instant::now() < done_by, "not all stored: {:?}", stats.snapshot());
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let secs = start.elapsed().as_secs_f64();
+    Ok(())
+}
+
+/// Remove the benchmark's queue and its dead-letter queue (best effort).
+async fn delete_queues(url: &str, queue: &str) {
     if let Ok(conn) = Connection::connect(url, ConnectionProperties::default()).await
         && let Ok(ch) = conn.create_channel().await
     {
-        for q in [queue.clone(), format!("{queue}.dead")] {
+        for q in [queue.to_owned(), format!("{queue}.dead")] {
             let _ = ch.queue_delete(q.as_str().into(), QueueDeleteOptions::default()).await;
         }
     }
-    Ok(n as f64 / secs)
 }
 
 #[actix_rt::main]

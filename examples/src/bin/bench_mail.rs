@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 use troupe_actors::catcher::{self, CatcherStore};
-use troupe_actors::mailer::{MailerConfig, deliver};
+use troupe_actors::mailer::{MailerConfig, Transport, deliver};
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::{MailEncryption, MailerSettings};
 use troupe_core::messages::MailRequest;
@@ -48,6 +48,33 @@ fn start_discarding(listener: std::net::TcpListener, tls: Option<(&Path, &Path)>
         }
     });
     Ok(())
+}
+
+/// Send `n` mails through `transport`, `in_flight` at a time.
+async fn send_all(
+    config: &MailerConfig,
+    transport: &Transport,
+    n: usize,
+    in_flight: usize,
+) -> anyhow::Result<()> {
+    stream::iter(0..n)
+        .map(|i| {
+            let request = MailRequest {
+                from: String::new(),
+                to: "you@there.com".into(),
+                subject: format!("bench {i}"),
+                message: "Tom & Jerry's <b>show</b>".into(),
+            };
+            async move {
+                let mail = config.compose(&request.parse()?)?;
+                deliver(transport, &mail, config.backoff, config.timeout * 2)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))
+            }
+        })
+        .buffer_unordered(in_flight)
+        .try_collect::<()>()
+        .await
 }
 
 #[actix_rt::main]
@@ -86,25 +113,7 @@ async fn main() -> anyhow::Result<()> {
             config.pool_size = size;
             let transport = config.transport()?;
             let (before, start) = (proxy.accepted(), Instant::now());
-            stream::iter(0..n)
-                .map(|i| {
-                    let request = MailRequest {
-                        from: String::new(),
-                        to: "you@there.com".into(),
-                        subject: format!("bench {i}"),
-                        message: "Tom & Jerry's <b>show</b>".into(),
-                    };
-                    let (config, transport) = (&config, &transport);
-                    async move {
-                        let mail = config.compose(&request.parse()?)?;
-                        deliver(transport, &mail, config.backoff, config.timeout * 2)
-                            .await
-                            .map_err(|e| anyhow::anyhow!("{e}"))
-                    }
-                })
-                .buffer_unordered(in_flight)
-                .try_collect::<()>()
-                .await?;
+            send_all(&config, &transport, n, in_flight).await?;
             let rate = n as f64 / start.elapsed().as_secs_f64();
             let encryption = if tls { "STARTTLS" } else { "plain" };
             let opened = proxy.accepted() - before;
