@@ -9,13 +9,9 @@
 #   - shell syntax of the deploy scripts
 # The tools come from scripts/tools.sh (`make tools`, a prerequisite of `make check-deploy`)
 # in .tools/ (TROUPE_TOOLS). Used by `make check-deploy`, hence `make test` and CI.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-log() { printf '[check-deploy] %s\n' "$*"; }
-
-tools=${TROUPE_TOOLS:-$PWD/.tools}
-venv="$tools/venv"
+log_tag=check-deploy
+# shellcheck source=scripts/tools-env.sh
+. "$(dirname "$0")/tools-env.sh"
 py="$venv/bin/python"
 
 check_dockerfile() {

