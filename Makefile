@@ -93,6 +93,9 @@ stop: ## stop what `make start` started (SIGTERM, waits for a graceful exit)
 		echo "not running"; \
 	fi
 	@rm -f $(RUN_DIR)/troupe.pid
+bench-log: services ## log ingestion vs its ceilings (bare actix, the store), A B B A: docs/benchmarks.md + docs/bench/*.png
+	scripts/bench.sh
+
 bench-logger-fds: ## 100,000 broker `log` actions in split mode; open fds of broker and logger
 	scripts/bench-logger-fds.sh
 

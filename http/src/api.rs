@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::pin::Pin;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Context, Handler, MailboxError, Message};
+use actix::{Actor, Addr, Context, Handler, MailboxError, Message, Recipient};
 use actix_cors::Cors;
 use actix_web::dev::{Server, ServerHandle, Service as _};
 use actix_web::error::PayloadError;
@@ -58,20 +58,50 @@ pub fn unavailable(service: &'static str) -> impl Fn(MailboxError) -> ApiError {
     }
 }
 
-/// Send `msg` to a service actor with a deadline. A closed mailbox or a passed deadline is
-/// "`service` unavailable" (503); the actor's own `ServiceError` passes through.
-pub async fn ask<A, M, T>(
-    actor: &Addr<A>,
+/// Something a message can be sent to: an actor's [`Addr`] or a [`Recipient`] (a local actor
+/// or a remote proxy alike).
+pub trait Mailbox<M: Message + Send + 'static>
+where
+    M::Result: Send,
+{
+    /// Send `msg`; `Err` when the mailbox is closed or `within` passed first.
+    fn send_within(&self, msg: M, within: Duration) -> impl Future<Output = Result<M::Result, MailboxError>>;
+}
+
+impl<A, M> Mailbox<M> for Addr<A>
+where
+    A: Actor<Context = Context<A>> + Handler<M>,
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    fn send_within(&self, msg: M, within: Duration) -> impl Future<Output = Result<M::Result, MailboxError>> {
+        self.send(msg).timeout(within)
+    }
+}
+
+impl<M> Mailbox<M> for Recipient<M>
+where
+    M: Message + Send + 'static,
+    M::Result: Send,
+{
+    fn send_within(&self, msg: M, within: Duration) -> impl Future<Output = Result<M::Result, MailboxError>> {
+        self.send(msg).timeout(within)
+    }
+}
+
+/// Send `msg` to a service with a deadline. A closed mailbox or a passed deadline is
+/// "`service` unavailable" (503); the service's own `ServiceError` passes through.
+pub async fn ask<M, T>(
+    to: &impl Mailbox<M>,
     msg: M,
     deadline: Duration,
     service: &'static str,
 ) -> Result<T, ApiError>
 where
-    A: Actor<Context = Context<A>> + Handler<M>,
     M: Message<Result = Result<T, ServiceError>> + Send + 'static,
     T: Send + 'static,
 {
-    Ok(actor.send(msg).timeout(deadline).await.map_err(unavailable(service))??)
+    Ok(to.send_within(msg, deadline).await.map_err(unavailable(service))??)
 }
 
 /// A reply in the envelope with the given status.

@@ -19,7 +19,7 @@ use serde_json::Value;
 use troupe_core::messages::{Authenticate, LogLevel, MailRequest, PublishEvent, SendMail, WriteLog};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
-use crate::api::{ApiError, CurrentRequestId, JsonBody, member, reply, unavailable};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, member, reply};
 use crate::logger::{LogClients, LogPayload, read_routes};
 
 /// Where the broker sends each action.
@@ -86,7 +86,7 @@ async fn authenticate(
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
     let msg = Authenticate { email: payload.email, password: payload.password, request_id: Some(request_id) };
-    let done = state.auth.send(msg).timeout(state.timeout).await.map_err(unavailable("auth"))??;
+    let done = ask(&state.auth, msg, state.timeout, "auth").await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("Authenticated!", done.user).with_token(done.token)))
 }
 
@@ -133,7 +133,7 @@ async fn publish_event(
     };
     let events = state.events.as_ref().ok_or_else(|| ApiError(ServiceError::unavailable("events")))?;
     let msg = PublishEvent { id: None, name: name.clone(), data, level, request_id: Some(request_id) };
-    let id = events.send(msg).timeout(state.timeout).await.map_err(unavailable("events"))??;
+    let id = ask(events, msg, state.timeout, "events").await?;
     Ok(reply(
         StatusCode::ACCEPTED,
         Envelope::with_data(format!("Event published: {name}"), serde_json::json!({ "id": id })),
@@ -149,7 +149,7 @@ async fn write_log(
     request_id: RequestId,
 ) -> Result<String, ApiError> {
     let entry = payload.into_entry("broker", request_id)?.with_service("broker")?;
-    Ok(to.send(WriteLog(entry)).timeout(state.timeout).await.map_err(unavailable("logger"))??)
+    ask(to, WriteLog(entry), state.timeout, "logger").await
 }
 
 /// `POST /log-grpc`: the `log` payload, written through the logger's gRPC endpoint in split

@@ -15,7 +15,7 @@ use serde_json::json;
 use troupe_core::messages::{GetLog, LogCursor, LogFilter, LogLevel, NewLogEntry, QueryLogs, WriteLog};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
-use crate::api::{ApiError, CurrentRequestId, JsonBody, reply, unavailable};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, reply};
 
 /// Default page size of `GET /logs`.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -106,12 +106,7 @@ async fn write_log(
     JsonBody(payload): JsonBody<LogPayload>,
 ) -> Result<HttpResponse, ApiError> {
     let entry = payload.into_entry("logger", request_id.into_inner())?;
-    let id = clients
-        .write
-        .send(WriteLog(entry))
-        .timeout(clients.timeout)
-        .await
-        .map_err(unavailable("logger"))??;
+    let id = ask(&clients.write, WriteLog(entry), clients.timeout, "logger").await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("logged", json!({"id": id}))))
 }
 
@@ -192,17 +187,12 @@ async fn list_logs(
         *slot = Some(value);
     }
     let msg = params.into_query()?;
-    let page = clients.query.send(msg).timeout(clients.timeout).await.map_err(unavailable("logger"))??;
+    let page = ask(&clients.query, msg, clients.timeout, "logger").await?;
     Ok::<_, ApiError>(reply(StatusCode::OK, Envelope::with_data("logs", page)))
 }
 
 #[tracing::instrument(name = "logger.get", skip_all)]
 async fn get_log(clients: web::Data<LogClients>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let entry = clients
-        .get
-        .send(GetLog(id.into_inner()))
-        .timeout(clients.timeout)
-        .await
-        .map_err(unavailable("logger"))??;
+    let entry = ask(&clients.get, GetLog(id.into_inner()), clients.timeout, "logger").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data("log entry", entry)))
 }

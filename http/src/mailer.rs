@@ -11,7 +11,7 @@ use actix_web::web::{self, ServiceConfig};
 use troupe_core::messages::{MailRequest, SendMail};
 use troupe_core::{Envelope, RequestId};
 
-use crate::api::{ApiError, CurrentRequestId, JsonBody, reply, unavailable};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, reply};
 
 /// What the mailer routes need.
 #[derive(Clone)]
@@ -39,7 +39,7 @@ pub async fn send_mail(
 ) -> Result<String, ApiError> {
     let msg = request.parse()?.for_request(Some(request_id));
     let to = msg.to.to_string();
-    mailer.send(msg).timeout(timeout).await.map_err(unavailable("mailer"))??;
+    ask(mailer, msg, timeout, "mailer").await?;
     Ok(to)
 }
 

@@ -2,8 +2,10 @@
 //!
 //! It answers [`Authenticate`] and the user-management messages of `troupe_core::messages`.
 //! Store calls go through [`supervision::call`], so a lost database makes the actor reconnect
-//! with backoff while callers get `Unavailable`. bcrypt runs on the blocking pool; an unknown
-//! email is checked against a dummy hash so it costs as much as a wrong password.
+//! with backoff while callers get `Unavailable`. bcrypt runs on a bounded pool
+//! ([`password::HashPool`]) that refuses at once (503) when full, so logins never take every
+//! core from the other routes; an unknown email is checked against a dummy hash so it costs
+//! as much as a wrong password.
 //! Authorisation (self or admin) is decided here from the database, not from the token alone,
 //! so a deactivated user or a revoked admin loses access at once.
 //!
@@ -37,6 +39,7 @@ use troupe_core::messages::{
 use troupe_core::{RequestId, ServiceError};
 
 use self::dsn::DbTarget;
+use self::password::{HashError, HashPool};
 use self::store::{NewUserRow, StoreError, UserRecord, UserStore};
 use self::token::TokenKeys;
 use crate::supervision::{self, Backend, BackendError, Link};
@@ -56,6 +59,8 @@ pub struct AuthConfig {
     pub backoff: BackoffPolicy,
     /// Where login attempts are recorded.
     pub audit: AuditTo,
+    /// The bounded pool bcrypt runs on.
+    pub hashing: HashPool,
 }
 
 /// The one road login attempts are recorded by.
@@ -90,6 +95,7 @@ impl AuthConfig {
             keys: TokenKeys::from_settings(s, ephemeral_key)?,
             backoff,
             audit: AuditTo::Nowhere,
+            hashing: HashPool::new(s.hash_workers, s.hash_queue),
         })
     }
 }
@@ -205,9 +211,16 @@ fn not_found() -> Failure {
     Failure::Denied(ServiceError::NotFound("user not found".into()))
 }
 
-fn hashing_failed(e: anyhow::Error) -> Failure {
-    tracing::error!(error = %e, "hashing a password failed");
-    Failure::Denied(ServiceError::Internal)
+impl From<HashError> for Failure {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::Busy => Failure::Denied(ServiceError::unavailable("password checking")),
+            HashError::Failed(e) => {
+                tracing::error!(error = %e, "hashing a password failed");
+                Failure::Denied(ServiceError::Internal)
+            }
+        }
+    }
 }
 
 /// Load the caller and check they may act on `target` (themselves, or anyone as an admin;
@@ -233,18 +246,21 @@ impl Handler<Authenticate> for AuthActor {
     #[tracing::instrument(name = "authenticate", skip_all,
                           fields(request_id = msg.request_id.as_ref().map(tracing::field::display)))]
     fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
-        let keys = self.config.keys.clone();
+        let (keys, hashing) = (self.config.keys.clone(), self.config.hashing.clone());
         let audit = Audit { to: self.config.audit.clone(), request_id: msg.request_id.clone() };
         let email = msg.email.trim().to_lowercase();
         if !self.link.is_ready() {
             record_login(&audit, &email, "failed: user store unavailable", LogLevel::Warning);
         }
         supervision::call(self, move |store: UserStore| async move {
-            let outcome = login(&store, &keys, &email, msg.password).await;
+            let outcome = login(&store, &keys, &hashing, &email, msg.password).await;
             let (text, level) = match &outcome {
                 Ok(_) => ("succeeded", LogLevel::Info),
                 Err(Failure::Denied(ServiceError::InvalidCredentials)) => {
                     ("failed: invalid credentials", LogLevel::Warning)
+                }
+                Err(Failure::Denied(ServiceError::Unavailable(_))) => {
+                    ("failed: too many logins waiting", LogLevel::Warning)
                 }
                 Err(_) => ("failed: user store error", LogLevel::Warning),
             };
@@ -257,6 +273,7 @@ impl Handler<Authenticate> for AuthActor {
 async fn login(
     store: &UserStore,
     keys: &TokenKeys,
+    hashing: &HashPool,
     email: &str,
     password: secrecy::SecretString,
 ) -> Result<Authenticated, Failure> {
@@ -266,7 +283,7 @@ async fn login(
         store.find_by_email(email).await?
     };
     let hash = record.as_ref().map_or_else(|| password::DUMMY_HASH.to_owned(), |r| r.password.clone());
-    let matches = password::verify(password, hash).await;
+    let matches = hashing.verify(password, hash).await?;
     match record {
         Some(r) if matches && r.is_active() => {
             let user = r.user();
@@ -323,9 +340,10 @@ impl Handler<RegisterUser> for AuthActor {
     type Result = Reply<User>;
 
     fn handle(&mut self, msg: RegisterUser, _: &mut Context<Self>) -> Self::Result {
+        let hashing = self.config.hashing.clone();
         supervision::call(self, move |store: UserStore| async move {
             authorize(&store, msg.by, None, true).await?;
-            let hash = password::hash(msg.password.secret().clone()).await.map_err(hashing_failed)?;
+            let hash = hashing.hash(msg.password.secret().clone()).await?;
             let row = NewUserRow {
                 email: msg.email.as_str(),
                 first_name: msg.first_name.as_str(),
@@ -395,17 +413,18 @@ impl Handler<ChangePassword> for AuthActor {
     type Result = Reply<()>;
 
     fn handle(&mut self, msg: ChangePassword, _: &mut Context<Self>) -> Self::Result {
+        let hashing = self.config.hashing.clone();
         supervision::call(self, move |store: UserStore| async move {
             let caller = authorize(&store, msg.by, Some(msg.id), false).await?;
             if msg.id == msg.by.user_id {
                 let current = msg.current.ok_or_else(|| {
                     ServiceError::Invalid("current_password is required to change your own password".into())
                 })?;
-                if !password::verify(current, caller.password.clone()).await {
+                if !hashing.verify(current, caller.password.clone()).await? {
                     return Err(ServiceError::InvalidCredentials.into());
                 }
             }
-            let hash = password::hash(msg.new.secret().clone()).await.map_err(hashing_failed)?;
+            let hash = hashing.hash(msg.new.secret().clone()).await?;
             if store.set_password(msg.id, &hash).await? { Ok(()) } else { Err(not_found()) }
         })
     }

@@ -9,7 +9,7 @@
 //! Every operation has a deadline; a passed deadline or a socket failure is
 //! [`StoreError::Unavailable`], which makes the logger actor reconnect.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -462,40 +462,88 @@ async fn mongo_insert(
     }
 }
 
+/// Rows per `INSERT` statement: 9 bound values each, well under SQLite's 32,766 variables.
+const SQLITE_ROWS_PER_STATEMENT: usize = 1_000;
+
+/// Store a batch in as few round trips to sqlx's SQLite worker thread as possible: one
+/// multi-row `INSERT ... RETURNING` per [`SQLITE_ROWS_PER_STATEMENT`] rows (a batch that
+/// fits is one statement, hence one implicit transaction and one fsync), then, only when some
+/// rows repeated a stored `event_id`, one `SELECT` for the ids those events already have.
+///
+/// A profile of the first version (one `INSERT` per row inside `BEGIN`/`COMMIT`) showed the
+/// writer spending its time handing each statement to the worker thread and back, not in
+/// SQLite: `docs/benchmarks.md`.
 async fn sqlite_insert(
     pool: &SqlitePool,
     entries: &[NewLogEntry],
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, sqlx::Error> {
     let now = millis(now);
-    let mut tx = pool.begin().await?;
-    let mut ids = Vec::with_capacity(entries.len());
-    for e in entries {
-        let id = ObjectId::new().to_hex();
-        let done = sqlx::query(
-            "INSERT INTO logs (id, name, data, level, service, request_id, event_id, created_ms, updated_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8) ON CONFLICT(event_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(e.name())
-        .bind(e.data())
-        .bind(e.level().as_str())
-        .bind(e.service())
-        .bind(e.request_id().map(RequestId::as_str))
-        .bind(e.event_id())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 1 {
-            ids.push(id);
-        } else {
-            let (existing,): (String,) = sqlx::query_as("SELECT id FROM logs WHERE event_id = ?1")
-                .bind(e.event_id())
-                .fetch_one(&mut *tx)
-                .await?;
-            ids.push(existing);
+    let ids: Vec<String> = entries.iter().map(|_| ObjectId::new().to_hex()).collect();
+    let mut inserted = HashSet::with_capacity(entries.len());
+    let chunks = entries.chunks(SQLITE_ROWS_PER_STATEMENT).zip(ids.chunks(SQLITE_ROWS_PER_STATEMENT));
+    if entries.len() <= SQLITE_ROWS_PER_STATEMENT {
+        let mut conn = pool.acquire().await?;
+        for (rows, row_ids) in chunks {
+            inserted.extend(sqlite_insert_rows(&mut conn, rows, row_ids, now).await?);
         }
+    } else {
+        // Dropped before the commit (a passed deadline), the transaction rolls back.
+        let mut tx = pool.begin().await?;
+        for (rows, row_ids) in chunks {
+            inserted.extend(sqlite_insert_rows(&mut tx, rows, row_ids, now).await?);
+        }
+        tx.commit().await?;
     }
-    tx.commit().await?;
-    Ok(ids)
+    if inserted.len() == entries.len() {
+        return Ok(ids);
+    }
+    // Some rows repeated an event already stored (or earlier in this batch): answer with the
+    // stored entry's id, as for a redelivery.
+    let mut known =
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT event_id, id FROM logs WHERE event_id IN (");
+    let mut list = known.separated(", ");
+    for (e, _) in entries.iter().zip(&ids).filter(|(_, id)| !inserted.contains(id.as_str())) {
+        list.push_bind(e.event_id());
+    }
+    list.push_unseparated(")");
+    let stored: HashMap<String, String> =
+        known.build_query_as::<(String, String)>().fetch_all(pool).await?.into_iter().collect();
+    entries
+        .iter()
+        .zip(ids)
+        .map(|(e, id)| {
+            if inserted.contains(id.as_str()) {
+                return Ok(id);
+            }
+            e.event_id().and_then(|event| stored.get(event).cloned()).ok_or(sqlx::Error::RowNotFound)
+        })
+        .collect()
+}
+
+/// One multi-row `INSERT ... ON CONFLICT(event_id) DO NOTHING RETURNING id`: the ids of the
+/// rows it stored (a row repeating a stored `event_id` is not among them).
+async fn sqlite_insert_rows(
+    conn: &mut sqlx::SqliteConnection,
+    rows: &[NewLogEntry],
+    ids: &[String],
+    now: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "INSERT INTO logs (id, name, data, level, service, request_id, event_id, created_ms, updated_ms) ",
+    );
+    insert.push_values(rows.iter().zip(ids), |mut row, (e, id)| {
+        row.push_bind(id.as_str())
+            .push_bind(e.name())
+            .push_bind(e.data())
+            .push_bind(e.level().as_str())
+            .push_bind(e.service())
+            .push_bind(e.request_id().map(RequestId::as_str))
+            .push_bind(e.event_id())
+            .push_bind(now)
+            .push_bind(now);
+    });
+    insert.push(" ON CONFLICT(event_id) DO NOTHING RETURNING id");
+    let returned: Vec<(String,)> = insert.build_query_as().fetch_all(conn).await?;
+    Ok(returned.into_iter().map(|(id,)| id).collect())
 }

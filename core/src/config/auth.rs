@@ -33,6 +33,12 @@ pub struct AuthSettings {
     /// File holding the signing key instead of JWT_SECRET (e.g. a mounted Kubernetes secret).
     #[arg(long, env = "JWT_SECRET_FILE")]
     pub jwt_secret_file: Option<PathBuf>,
+    /// Passwords checked (bcrypt) at once; 0: one core fewer than the machine has, at least one.
+    #[arg(long, env = "AUTH_HASH_WORKERS", default_value_t = 0)]
+    pub hash_workers: usize,
+    /// Logins (and password changes) that may wait for a hashing worker; beyond, 503 at once.
+    #[arg(long, env = "AUTH_HASH_QUEUE", default_value_t = 32)]
+    pub hash_queue: usize,
     /// Lifetime of access tokens.
     #[arg(long, env = "JWT_TTL", default_value = "1h", value_parser = parse_duration)]
     pub jwt_ttl: Duration,

@@ -11,5 +11,6 @@
 
 mod cluster;
 mod contract;
+mod durability;
 mod flows;
 mod resilience;
