@@ -92,7 +92,16 @@ pub struct LogStore {
 #[derive(Clone, Debug)]
 enum Backend {
     Mongo(Database, Collection<Document>),
-    Sqlite(SqlitePool),
+    Sqlite(Sqlite),
+}
+
+/// The embedded store's connections: one writer, so that its page cache stays valid between
+/// batches (a commit from another connection would make it read every page again) and
+/// batches never wait on each other's locks; and a few readers for queries.
+#[derive(Clone, Debug)]
+struct Sqlite {
+    writer: SqlitePool,
+    readers: SqlitePool,
 }
 
 /// Run `fut` with the store's deadline.
@@ -144,9 +153,11 @@ const SQLITE_SCHEMA: &[&str] = &[
     )",
     "CREATE INDEX IF NOT EXISTS logs_created ON logs (created_ms DESC, id DESC)",
     "CREATE INDEX IF NOT EXISTS logs_name ON logs (name, created_ms DESC)",
-    "CREATE INDEX IF NOT EXISTS logs_service ON logs (service, created_ms DESC)",
-    "CREATE INDEX IF NOT EXISTS logs_level ON logs (level, created_ms DESC)",
     "CREATE INDEX IF NOT EXISTS logs_request ON logs (request_id, created_ms DESC)",
+    // A level or a service matches a large share of all entries: walking `logs_created` and
+    // skipping the others is as fast as an index of its own, which every write would pay.
+    "DROP INDEX IF EXISTS logs_service",
+    "DROP INDEX IF EXISTS logs_level",
 ];
 
 type SqliteRow = (String, String, String, String, String, Option<String>, Option<String>, i64, i64);
@@ -247,15 +258,15 @@ impl LogStore {
                     .journal_mode(SqliteJournalMode::Wal)
                     .synchronous(SqliteSynchronous::Full)
                     .busy_timeout(timeout);
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(4)
-                    .acquire_timeout(timeout)
-                    .connect_with(opts)
-                    .await?;
+                let pool = |size: u32, opts: SqliteConnectOptions| {
+                    SqlitePoolOptions::new().max_connections(size).acquire_timeout(timeout).connect_with(opts)
+                };
+                let writer = pool(1, opts.clone()).await?;
                 for statement in SQLITE_SCHEMA {
-                    deadline(timeout, sqlx::query(*statement).execute(&pool)).await?;
+                    deadline(timeout, sqlx::query(*statement).execute(&writer)).await?;
                 }
-                Backend::Sqlite(pool)
+                let readers = pool(3, opts.read_only(true)).await?;
+                Backend::Sqlite(Sqlite { writer, readers })
             }
         };
         let store = Self { backend, timeout };
@@ -267,8 +278,8 @@ impl LogStore {
     pub async fn ping(&self) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Mongo(db, _) => deadline(self.timeout, db.run_command(doc! {"ping": 1})).await.map(drop),
-            Backend::Sqlite(pool) => {
-                deadline(self.timeout, sqlx::query("SELECT 1").execute(pool)).await.map(drop)
+            Backend::Sqlite(db) => {
+                deadline(self.timeout, sqlx::query("SELECT 1").execute(&db.writer)).await.map(drop)
             }
         }
     }
@@ -279,7 +290,7 @@ impl LogStore {
         let now = Utc::now();
         match &self.backend {
             Backend::Mongo(_, coll) => deadline(self.timeout, mongo_insert(coll, entries, now)).await,
-            Backend::Sqlite(pool) => deadline(self.timeout, sqlite_insert(pool, entries, now)).await,
+            Backend::Sqlite(db) => deadline(self.timeout, sqlite_insert(&db.writer, entries, now)).await,
         }
     }
 
@@ -303,28 +314,10 @@ impl LogStore {
                 })
                 .await?
             }
-            Backend::Sqlite(pool) => {
-                let sql = format!(
-                    "SELECT {SQLITE_COLUMNS} FROM logs
-                     WHERE (?1 IS NULL OR name = ?1) AND (?2 IS NULL OR level = ?2)
-                       AND (?3 IS NULL OR service = ?3) AND (?4 IS NULL OR request_id = ?4)
-                       AND (?5 IS NULL OR created_ms >= ?5) AND (?6 IS NULL OR created_ms < ?6)
-                       AND (?7 IS NULL OR created_ms < ?7 OR (created_ms = ?7 AND id < ?8))
-                     ORDER BY created_ms DESC, id DESC LIMIT ?9"
-                );
+            Backend::Sqlite(db) => {
                 let rows: Vec<SqliteRow> = deadline(
                     self.timeout,
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                        .bind(filter.name.as_deref())
-                        .bind(filter.level.map(LogLevel::as_str))
-                        .bind(filter.service.as_deref())
-                        .bind(filter.request_id.as_deref())
-                        .bind(filter.since.map(millis))
-                        .bind(filter.until.map(millis))
-                        .bind(cursor.map(|c| c.created_ms))
-                        .bind(cursor.map(|c| c.id.as_str()))
-                        .bind(i64::from(limit) + 1)
-                        .fetch_all(pool),
+                    sqlite_select(filter, cursor, limit).build_query_as().fetch_all(&db.readers),
                 )
                 .await?;
                 rows.into_iter().map(sqlite_entry).collect()
@@ -341,17 +334,54 @@ impl LogStore {
                 let found = deadline(self.timeout, coll.find_one(doc! {"_id": oid})).await?;
                 Ok(found.as_ref().and_then(mongo_entry))
             }
-            Backend::Sqlite(pool) => {
+            Backend::Sqlite(db) => {
                 let sql = format!("SELECT {SQLITE_COLUMNS} FROM logs WHERE id = ?1");
                 let row: Option<SqliteRow> = deadline(
                     self.timeout,
-                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(oid.to_hex()).fetch_optional(pool),
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql)).bind(oid.to_hex()).fetch_optional(&db.readers),
                 )
                 .await?;
                 Ok(row.map(sqlite_entry))
             }
         }
     }
+}
+
+/// The page query with only the conditions `filter` and `cursor` set, so that SQLite can use
+/// the index of a condition (`name`, `request_id`); `?1 IS NULL OR name = ?1` forms would
+/// make it walk every entry.
+fn sqlite_select(
+    filter: &LogFilter,
+    cursor: Option<&LogCursor>,
+    limit: u32,
+) -> sqlx::QueryBuilder<sqlx::Sqlite> {
+    let mut q = sqlx::QueryBuilder::new(format!("SELECT {SQLITE_COLUMNS} FROM logs WHERE 1 = 1"));
+    for (column, value) in [
+        ("name", filter.name.as_deref()),
+        ("level", filter.level.map(LogLevel::as_str)),
+        ("service", filter.service.as_deref()),
+        ("request_id", filter.request_id.as_deref()),
+    ] {
+        if let Some(value) = value {
+            q.push(format_args!(" AND {column} = ")).push_bind(value);
+        }
+    }
+    if let Some(since) = filter.since {
+        q.push(" AND created_ms >= ").push_bind(millis(since));
+    }
+    if let Some(until) = filter.until {
+        q.push(" AND created_ms < ").push_bind(millis(until));
+    }
+    if let Some(c) = cursor {
+        q.push(" AND (created_ms < ").push_bind(c.created_ms);
+        q.push(" OR (created_ms = ")
+            .push_bind(c.created_ms)
+            .push(" AND id < ")
+            .push_bind(c.id.as_str())
+            .push("))");
+    }
+    q.push(" ORDER BY created_ms DESC, id DESC LIMIT ").push_bind(i64::from(limit) + 1);
+    q
 }
 
 async fn create_mongo_indexes(coll: &Collection<Document>, timeout: Duration) -> Result<(), StoreError> {
