@@ -10,6 +10,8 @@
 //!   through the mailer actor, to `MAIL_HOST` or to the built-in catcher it starts.
 //! - `bench_events` (`make bench-events`): events/s through the publisher and listener
 //!   actors against the same RabbitMQ driven by a bare lapin program.
+//! - `bench_ceiling` (driven by `make bench-log`): the ceilings log ingestion is measured
+//!   against: a bare actix-web server, the store written directly, bcrypt on N threads.
 //! - `bench_mail` (`make bench-mail`): mails/s through the mailer's SMTP sessions, one per
 //!   mail against pooled, plain and STARTTLS.
 //!
