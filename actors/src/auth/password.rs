@@ -42,7 +42,6 @@ struct Pool {
     running: Arc<Semaphore>,
     /// One permit per hash running or waiting.
     admitted: Arc<Semaphore>,
-    workers: usize,
 }
 
 impl HashPool {
@@ -54,14 +53,8 @@ impl HashPool {
             inner: Arc::new(Pool {
                 running: Arc::new(Semaphore::new(workers)),
                 admitted: Arc::new(Semaphore::new(workers + queue)),
-                workers,
             }),
         }
-    }
-
-    /// How many hashes run at once.
-    pub fn workers(&self) -> usize {
-        self.inner.workers
     }
 
     /// Run `work` on a blocking thread once a worker is free; `Busy` at once when the queue
