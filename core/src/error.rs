@@ -12,6 +12,10 @@ pub enum ServiceError {
     /// The service or its backend cannot serve right now (HTTP 503).
     #[error("{0} unavailable")]
     Unavailable(String),
+    /// A configured limit is reached (a full queue): try again later (HTTP 503). The
+    /// message says which limit.
+    #[error("{0}")]
+    Overloaded(String),
     /// Wrong email or password, or an inactive account (HTTP 401).
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -48,7 +52,7 @@ impl ServiceError {
     /// The HTTP status this error is reported with.
     pub fn status(&self) -> u16 {
         match self {
-            Self::Unavailable(_) => 503,
+            Self::Unavailable(_) | Self::Overloaded(_) => 503,
             Self::InvalidCredentials | Self::Unauthorized(_) => 401,
             Self::Forbidden => 403,
             Self::BadRequest(_) => 400,
@@ -71,6 +75,7 @@ impl ServiceError {
     pub fn kind(&self) -> &'static str {
         match self {
             Self::Unavailable(_) => "unavailable",
+            Self::Overloaded(_) => "overloaded",
             Self::InvalidCredentials => "invalid_credentials",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden => "forbidden",
@@ -89,6 +94,7 @@ impl ServiceError {
     pub fn from_kind(kind: &str, message: String, service: &str) -> Option<Self> {
         Some(match kind {
             "unavailable" => Self::unavailable(service),
+            "overloaded" => Self::Overloaded(message),
             "invalid_credentials" => Self::InvalidCredentials,
             "unauthorized" => Self::Unauthorized(message),
             "forbidden" => Self::Forbidden,
@@ -104,9 +110,10 @@ impl ServiceError {
     }
 
     /// One error of every variant (for tests that must cover them all).
-    pub fn every_variant() -> [Self; 11] {
+    pub fn every_variant() -> [Self; 12] {
         [
             Self::unavailable("logger"),
+            Self::Overloaded("event queue full".into()),
             Self::InvalidCredentials,
             Self::Unauthorized("token expired".into()),
             Self::Forbidden,

@@ -150,6 +150,37 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
+/// Longest idempotency key or client-given event id.
+pub const MAX_KEY_LEN: usize = 128;
+
+/// `key` if it is 1 to [`MAX_KEY_LEN`] visible ASCII characters, else `Invalid` naming `what`.
+pub fn checked_key(what: &str, key: &str) -> Result<String, ApiError> {
+    match !key.is_empty() && key.len() <= MAX_KEY_LEN && key.bytes().all(|b| b.is_ascii_graphic()) {
+        true => Ok(key.to_owned()),
+        false => Err(ApiError(ServiceError::Invalid(format!(
+            "invalid {what}: 1 to {MAX_KEY_LEN} visible ASCII characters expected"
+        )))),
+    }
+}
+
+/// The `Idempotency-Key` header of a write. A client that got no answer (a timeout, a 503)
+/// for a write that may have happened sends it again with the same key, and it is stored
+/// once: the key becomes the event's id (`event`) or the entry's event id (`log`).
+pub struct IdempotencyKey(pub Option<String>);
+
+impl FromRequest for IdempotencyKey {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let header = req.headers().get("idempotency-key");
+        // A header that is not visible ASCII reads as "" and is refused as such.
+        let key = header.map(|raw| checked_key("Idempotency-Key", raw.to_str().unwrap_or_default()));
+        let key = key.transpose();
+        std::future::ready(key.map(Self))
+    }
+}
+
 /// Parse JSON into `T`, reporting serde's (client-safe) reason as a 400.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     serde_json::from_slice(bytes)

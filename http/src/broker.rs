@@ -19,7 +19,7 @@ use serde_json::Value;
 use troupe_core::messages::{Authenticate, LogLevel, MailRequest, PublishEvent, SendMail, WriteLog};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
-use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, member, reply};
+use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, checked_key, member, reply};
 use crate::logger::{LogClients, LogPayload, read_routes};
 
 /// Where the broker sends each action.
@@ -62,17 +62,18 @@ struct AuthPayload {
 async fn handle(
     state: web::Data<BrokerState>,
     request_id: CurrentRequestId,
+    IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let request_id = request_id.into_inner();
     match body.get("action").and_then(Value::as_str) {
         Some("auth") => authenticate(&state, member(&body, "auth")?, request_id).await,
         Some("mail") => mail(&state, member(&body, "mail")?, request_id).await,
-        Some("event") => publish_event(&state, member(&body, "event")?, request_id).await,
+        Some("event") => publish_event(&state, member(&body, "event")?, request_id, key).await,
         Some("log") => {
             let payload: LogPayload = member(&body, "log")?;
             let name = payload.name.clone();
-            write_log(&state.logs.write, &state, payload, request_id).await?;
+            write_log(&state.logs.write, &state, payload.idempotent(key), request_id).await?;
             Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Processed payload via RPC: {name}"))))
         }
         _ => Err(ApiError(ServiceError::BadRequest("unknown action".into()))),
@@ -102,6 +103,9 @@ async fn mail(
 
 #[derive(Deserialize)]
 struct EventPayload {
+    /// The caller's id for the event: publishing the same id again stores it once.
+    #[serde(default)]
+    id: Option<String>,
     name: String,
     #[serde(default)]
     data: Value,
@@ -109,14 +113,20 @@ struct EventPayload {
     level: Option<String>,
 }
 
-/// `{"action":"event","event":{"name","data","level"}}`: 202 once the publisher got the
-/// broker's confirm, with the event id in `data`.
+/// `{"action":"event","event":{"id"?,"name","data","level"}}`: 202 once the event is
+/// stored by RabbitMQ (its confirm) or the in-process bus's queue, with the event id in
+/// `data`. The id is the caller's (`id`, else the Idempotency-Key header), else a fresh one.
 #[tracing::instrument(name = "broker.event", skip_all)]
 async fn publish_event(
     state: &BrokerState,
     payload: EventPayload,
     request_id: RequestId,
+    key: Option<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let id = match payload.id.as_deref() {
+        Some(id) => Some(checked_key("event id", id)?),
+        None => key,
+    };
     let name = payload.name.trim().to_owned();
     if name.is_empty() {
         return Err(ApiError(ServiceError::Invalid("event name must not be empty".into())));
@@ -132,7 +142,7 @@ async fn publish_event(
         other => other.to_string(),
     };
     let events = state.events.as_ref().ok_or_else(|| ApiError(ServiceError::unavailable("events")))?;
-    let msg = PublishEvent { id: None, name: name.clone(), data, level, request_id: Some(request_id) };
+    let msg = PublishEvent { id, name: name.clone(), data, level, request_id: Some(request_id) };
     let id = ask(events, msg, state.timeout, "events").await?;
     Ok(reply(
         StatusCode::ACCEPTED,
@@ -157,9 +167,10 @@ async fn write_log(
 async fn log_grpc(
     state: web::Data<BrokerState>,
     request_id: CurrentRequestId,
+    IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
     let payload: LogPayload = member(&body, "log")?;
-    write_log(&state.logs.write_grpc, &state, payload, request_id.into_inner()).await?;
+    write_log(&state.logs.write_grpc, &state, payload.idempotent(key), request_id.into_inner()).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok("logged")))
 }

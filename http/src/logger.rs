@@ -15,7 +15,7 @@ use serde_json::json;
 use troupe_core::messages::{GetLog, LogCursor, LogFilter, LogLevel, NewLogEntry, QueryLogs, WriteLog};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
-use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, reply};
+use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, reply};
 
 /// Default page size of `GET /logs`.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -57,6 +57,15 @@ pub struct LogPayload {
 }
 
 impl LogPayload {
+    /// The payload with `key` (an Idempotency-Key) as its event id when it has none, so that
+    /// a retried write is stored once.
+    pub fn idempotent(mut self, key: Option<String>) -> Self {
+        if self.event_id.as_deref().is_none_or(str::is_empty) {
+            self.event_id = key.map(|k| format!("idempotency:{k}"));
+        }
+        self
+    }
+
     /// The entry to store; `default_service` and `request_id` fill what the payload lacks.
     /// An unknown level, a malformed request id or an over-long field is `Invalid`.
     pub fn into_entry(
@@ -103,9 +112,10 @@ pub fn read_routes(cfg: &mut ServiceConfig) {
 async fn write_log(
     clients: web::Data<LogClients>,
     request_id: CurrentRequestId,
+    IdempotencyKey(key): IdempotencyKey,
     JsonBody(payload): JsonBody<LogPayload>,
 ) -> Result<HttpResponse, ApiError> {
-    let entry = payload.into_entry("logger", request_id.into_inner())?;
+    let entry = payload.idempotent(key).into_entry("logger", request_id.into_inner())?;
     let id = ask(&clients.write, WriteLog(entry), clients.timeout, "logger").await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("logged", json!({"id": id}))))
 }

@@ -12,9 +12,11 @@
 //! Every login attempt is recorded (never the password) by one road, [`AuditTo`]: published
 //! as an `auth` event (INFO on success, WARNING on failure), which the listener stores as an
 //! audit entry named `authentication`, or written straight to the logger where no event
-//! transport exists. It is sent in the background with a deadline, so a logger or broker
-//! outage never fails or slows a login. Each attempt carries a fresh event id, so a
-//! redelivered event is stored once.
+//! transport exists. The login is answered only once its record is stored (on the durable
+//! event queue, confirmed by RabbitMQ, or written by the logger), so "logged in" and
+//! "audited" cannot diverge: an attempt that cannot be recorded within [`AUDIT_TIMEOUT`] is
+//! refused with 503 "login audit unavailable", and no token is handed out unrecorded. Each
+//! attempt carries a fresh event id, so a redelivered event is stored once.
 
 pub mod dsn;
 pub mod password;
@@ -250,7 +252,11 @@ impl Handler<Authenticate> for AuthActor {
         let audit = Audit { to: self.config.audit.clone(), request_id: msg.request_id.clone() };
         let email = msg.email.trim().to_lowercase();
         if !self.link.is_ready() {
-            record_login(&audit, &email, "failed: user store unavailable", LogLevel::Warning);
+            let (audit, email) = (audit.clone(), email.clone());
+            actix::spawn(async move {
+                let _ =
+                    record_login(&audit, &email, "failed: user store unavailable", LogLevel::Warning).await;
+            });
         }
         supervision::call(self, move |store: UserStore| async move {
             let outcome = login(&store, &keys, &hashing, &email, msg.password).await;
@@ -264,7 +270,7 @@ impl Handler<Authenticate> for AuthActor {
                 }
                 Err(_) => ("failed: user store error", LogLevel::Warning),
             };
-            record_login(&audit, &email, text, level);
+            record_login(&audit, &email, text, level).await?;
             outcome
         })
     }
@@ -305,15 +311,16 @@ struct Audit {
     request_id: Option<RequestId>,
 }
 
-/// Record a login attempt in the background (never the password; the email is cut to its
-/// longest valid length), with a fresh event id. Never waits, never fails the login.
-fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) {
+/// Record a login attempt (never the password; the email is cut to its longest valid
+/// length) with a fresh event id, within [`AUDIT_TIMEOUT`]; `Ok` once it is stored. A
+/// failure is "login audit unavailable" (503), answered instead of the login's outcome.
+async fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) -> Result<(), Failure> {
     let shown: String = email.chars().take(MAX_EMAIL_LEN).collect();
     let data = format!("login {outcome} for {shown:?}");
     let id = uuid::Uuid::new_v4().to_string();
     let request_id = audit.request_id.clone();
     let sent = match audit.to.clone() {
-        AuditTo::Nowhere => return,
+        AuditTo::Nowhere => return Ok(()),
         AuditTo::Events(events) => {
             let event = PublishEvent { id: Some(id), name: "auth".into(), data, level, request_id };
             events.send(event).timeout(AUDIT_TIMEOUT).map(|r| r.map(|r| r.map(drop))).boxed_local()
@@ -323,17 +330,20 @@ fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel) {
                 .and_then(|e| e.with_service("auth"))
                 .and_then(|e| e.with_event_id(Some(id)))
                 .map(|e| e.with_level(level).with_request_id(request_id));
-            let Ok(entry) = entry else { return };
+            let entry = entry.map_err(|e| {
+                tracing::error!(error = %e, "login attempt not recordable");
+                Failure::Denied(ServiceError::unavailable("login audit"))
+            })?;
             log.send(WriteLog(entry)).timeout(AUDIT_TIMEOUT).map(|r| r.map(|r| r.map(drop))).boxed_local()
         }
     };
-    actix::spawn(async move {
-        match sent.await {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => tracing::warn!(error = %err, "login attempt not recorded"),
-            Err(err) => tracing::warn!(error = %err, "login attempt not recorded"),
-        }
-    });
+    let why = match sent.await {
+        Ok(Ok(())) => return Ok(()),
+        Ok(Err(err)) => err.to_string(),
+        Err(err) => err.to_string(),
+    };
+    tracing::warn!(error = %why, "login attempt not recorded; answering 503");
+    Err(Failure::Denied(ServiceError::unavailable("login audit")))
 }
 
 impl Handler<RegisterUser> for AuthActor {

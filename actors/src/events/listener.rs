@@ -12,7 +12,8 @@
 //! permanent refusal is rejected without requeue, landing in the dead-letter queue. When
 //! the stream errors or ends, or the connection check fails, the actor stops and its
 //! supervisor restarts it, which reconnects and re-declares; unacked deliveries are
-//! redelivered by RabbitMQ and stored once thanks to their event id.
+//! redelivered by RabbitMQ and stored once thanks to their event id (an event published
+//! without one gets a fresh id per delivery: a redelivery of it may be stored twice).
 //!
 //! Shutdown ([`Drain`]): the consumer is cancelled, so RabbitMQ sends nothing more; what it
 //! had already sent (up to `prefetch`) is still stored and acked, and the reply comes once
@@ -233,13 +234,8 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
         };
         ListenerStats::bump(&self.stats.delivered);
         let Ok(conn) = self.link.conn() else { return };
-        let facts = format!(
-            "ts={:?};app={:?}",
-            delivery.properties.timestamp(),
-            delivery.properties.app_id().as_ref().map(ToString::to_string)
-        );
         let message_id = delivery.properties.message_id().as_ref().map(ToString::to_string);
-        let decoded = decode(&delivery.data, message_id.as_deref(), delivery.routing_key.as_str(), &facts);
+        let decoded = decode(&delivery.data, message_id.as_deref(), delivery.routing_key.as_str());
         let sink = self.sink.clone();
         let stats = self.stats.clone();
         let delays = self.config.backoff.delays();

@@ -4,7 +4,7 @@
 //! - [`listener`]: the supervised stream actor consuming the shared durable queue.
 //! - [`jobs`]: background jobs run for events named for them (`mail`).
 //! - [`bus`]: the in-process bus used when no `RABBIT_URL` is set, with the same
-//!   at-least-once semantics.
+//!   at-least-once semantics, its events kept on disk by [`queue`].
 //!
 //! Both consumers hand each decoded event to a [`Sink`], which stores it through the logger
 //! (`WriteLog`, idempotent per event id) and runs the background job it is named for, if any.
@@ -14,10 +14,11 @@ pub mod bus;
 pub mod jobs;
 pub mod listener;
 pub mod publisher;
+pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -25,7 +26,6 @@ use tokio::sync::watch;
 use actix::Recipient;
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use troupe_core::backoff::Delays;
 use troupe_core::messages::{Event, LogLevel, NewLogEntry, RunJob, WriteLog};
 use troupe_core::{RequestId, ServiceError};
@@ -37,18 +37,14 @@ use crate::retry::retry;
 #[error("malformed event: {0}")]
 pub struct Malformed(pub String);
 
-/// Decode an event body. `message_id` (the AMQP property) and `fallback` (delivery facts
-/// that are the same on every redelivery, e.g. routing key and timestamp) give the id of
-/// events that carry none in their body, such as the Go platform's.
+/// Decode an event body. Its id is the body's `id`, else `message_id` (the AMQP property),
+/// else a fresh one: an event that carries no id (such as the Go platform's) is never taken
+/// for another that looks alike, at the price that a redelivery of it (after a lost ack) is
+/// stored again.
 ///
 /// `data` may be any JSON value (non-strings are stored as their JSON text); `name` must be
 /// a non-empty string; `level` defaults to the routing key's, then `INFO`.
-pub fn decode(
-    body: &[u8],
-    message_id: Option<&str>,
-    routing_key: &str,
-    fallback: &str,
-) -> Result<Event, Malformed> {
+pub fn decode(body: &[u8], message_id: Option<&str>, routing_key: &str) -> Result<Event, Malformed> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| Malformed(format!("body is not JSON: {e}")))?;
     let obj = value.as_object().ok_or_else(|| Malformed("body is not a JSON object".into()))?;
@@ -73,25 +69,10 @@ pub fn decode(
         .filter(|s| !s.is_empty())
         .map(str::to_owned)
         .or_else(|| message_id.filter(|s| !s.is_empty()).map(str::to_owned))
-        .unwrap_or_else(|| derived_id(body, routing_key, fallback));
+        .unwrap_or_else(|| format!("anonymous-{}", publisher::new_event_id()));
     // A malformed request id is dropped, not a reason to refuse the event.
     let request_id = obj.get("request_id").and_then(Value::as_str).and_then(RequestId::parse);
     Ok(Event { id: Some(id), name, data, level, request_id })
-}
-
-/// A deterministic id for an event that carries none: the SHA-256 of its routing key, the
-/// delivery facts in `fallback` and its body. A redelivery gets the same id; two
-/// byte-identical id-less events with the same facts are (knowingly) stored once.
-pub fn derived_id(body: &[u8], routing_key: &str, fallback: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(routing_key.as_bytes());
-    h.update([0]);
-    h.update(fallback.as_bytes());
-    h.update([0]);
-    h.update(body);
-    let digest = h.finalize();
-    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256-{hex}")
 }
 
 /// The log entry an event is stored as. `auth` events become audit entries named
@@ -208,6 +189,8 @@ pub struct ListenerStats {
     /// Deliveries in flight; a watch, so a drain waits for zero without polling.
     in_flight: watch::Sender<u64>,
     consumer: Mutex<ConsumerInfo>,
+    /// Events waiting in the embedded queue (the bus only).
+    queued: OnceLock<Arc<AtomicU64>>,
 }
 
 impl Default for ListenerStats {
@@ -220,6 +203,7 @@ impl Default for ListenerStats {
             reconnects: AtomicU64::default(),
             in_flight: watch::Sender::new(0),
             consumer: Mutex::default(),
+            queued: OnceLock::new(),
         }
     }
 }
@@ -289,6 +273,9 @@ pub struct ListenerStatus {
     pub reconnects: u64,
     /// Deliveries being stored or run now (not yet acked or dead-lettered).
     pub in_flight: u64,
+    /// Events waiting on disk in the embedded queue (in flight included); `None` over
+    /// RabbitMQ, whose queue depth RabbitMQ shows.
+    pub queued: Option<u64>,
 }
 
 impl ListenerStats {
@@ -316,7 +303,13 @@ impl ListenerStats {
             retries: self.retries.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             in_flight: *self.in_flight.borrow(),
+            queued: self.queued.get().map(|n| n.load(Ordering::Relaxed)),
         }
+    }
+
+    /// Show `queued` (the embedded queue's depth) in the snapshots.
+    fn show_depth(&self, queued: Arc<AtomicU64>) {
+        let _ = self.queued.set(queued);
     }
 
     /// Count one delivery as in flight until the returned guard is dropped.
@@ -347,25 +340,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn go_platform_events_get_a_stable_derived_id() {
+    fn two_look_alike_go_platform_events_are_two_events() {
         let body = br#"{"name":"event","data":"Some kind of data"}"#;
-        let a = decode(body, None, "log.INFO", "ts=1").expect("decodes");
-        let b = decode(body, None, "log.INFO", "ts=1").expect("decodes");
-        assert_eq!(a.id, b.id, "a redelivery gets the same id");
-        assert!(a.id.as_deref().is_some_and(|id| id.starts_with("sha256-")));
+        let a = decode(body, None, "log.INFO").expect("decodes");
+        let b = decode(body, None, "log.INFO").expect("decodes");
+        assert_ne!(a.id, b.id, "two logins by one user are two audit entries");
+        assert!(a.id.as_deref().is_some_and(|id| id.starts_with("anonymous-")));
         assert_eq!(
             (a.name.as_str(), a.data.as_str(), a.level),
             ("event", "Some kind of data", LogLevel::Info)
         );
-        let c = decode(body, None, "log.INFO", "ts=2").expect("decodes");
-        assert_ne!(a.id, c.id, "a different publish gets a different id");
     }
 
     #[test]
     fn ids_come_from_the_body_then_the_message_id() {
-        let with_id = decode(br#"{"id":"e1","name":"n","data":"d"}"#, Some("m1"), "log.INFO", "");
+        let with_id = decode(br#"{"id":"e1","name":"n","data":"d"}"#, Some("m1"), "log.INFO");
         assert_eq!(with_id.map(|e| e.id), Ok(Some("e1".into())));
-        let from_prop = decode(br#"{"name":"n","data":"d"}"#, Some("m1"), "log.ERROR", "");
+        let from_prop = decode(br#"{"name":"n","data":"d"}"#, Some("m1"), "log.ERROR");
         let ev = from_prop.expect("decodes");
         assert_eq!((ev.id.as_deref(), ev.level), (Some("m1"), LogLevel::Error));
     }
@@ -375,7 +366,7 @@ mod tests {
         let cases: [&[u8]; 5] =
             [b"not json", b"[1,2]", br#"{"data":"x"}"#, br#"{"name":"","data":"x"}"#, br#"{"name":3}"#];
         for body in cases {
-            assert!(decode(body, None, "log.INFO", "").is_err(), "{}", String::from_utf8_lossy(body));
+            assert!(decode(body, None, "log.INFO").is_err(), "{}", String::from_utf8_lossy(body));
         }
     }
 
@@ -396,9 +387,9 @@ mod tests {
 
     #[test]
     fn a_well_formed_request_id_travels_in_the_body_and_a_bad_one_is_dropped() {
-        let ok = decode(br#"{"name":"event","data":"x","request_id":"req-7"}"#, None, "log.INFO", "");
+        let ok = decode(br#"{"name":"event","data":"x","request_id":"req-7"}"#, None, "log.INFO");
         assert_eq!(ok.expect("decodes").request_id, RequestId::parse("req-7"));
-        let bad = decode(br#"{"name":"event","data":"x","request_id":"a\r\nb"}"#, None, "log.INFO", "");
+        let bad = decode(br#"{"name":"event","data":"x","request_id":"a\r\nb"}"#, None, "log.INFO");
         assert_eq!(bad.expect("still decodes").request_id, None);
     }
 }

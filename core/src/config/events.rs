@@ -1,6 +1,7 @@
-//! Settings of the event pipeline: where RabbitMQ is (or the in-process bus when unset),
-//! the exchange, and the listener's queue.
+//! Settings of the event pipeline: where RabbitMQ is (or the in-process bus and its queue on
+//! disk when unset), the exchange, and the listener's queue.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
@@ -21,6 +22,20 @@ pub struct EventSettings {
     /// Deadline for one publish, from send to the broker's confirm; also the connect timeout.
     #[arg(long, env = "PUBLISH_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub publish_timeout: Duration,
+    /// Directory of the in-process bus's queue (`events.db`), without RABBIT_URL.
+    #[arg(long = "events-data-dir", env = "TROUPE_DATA_DIR", default_value = "./data")]
+    pub events_data_dir: PathBuf,
+    /// Most events the in-process bus's queue holds waiting for the store; beyond it,
+    /// `event` answers 503 "event queue full". Without RABBIT_URL.
+    #[arg(long, env = "EVENTS_QUEUE_MAX", default_value_t = 1_000_000)]
+    pub events_queue_max: u64,
+}
+
+impl EventSettings {
+    /// Settings for the in-process bus with its queue in `data_dir`, else the defaults.
+    pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
+        Self { events_data_dir: data_dir.into(), ..Self::default() }
+    }
 }
 
 /// The listener (the consumer feeding the logger).

@@ -1,7 +1,7 @@
 //! Publish events and watch them land, driving the actors directly (no HTTP): the real
 //! logger actor on an embedded store in a temporary directory, and the event pipeline —
 //! RabbitMQ (publisher with confirms + listener on a queue of its own) when `RABBIT_URL` is
-//! set, else the in-process bus.
+//! set, else the in-process bus with its queue on disk in the same directory.
 //!
 //! `cargo run -p troupe-examples --bin events` or
 //! `RABBIT_URL=amqp://guest:guest@127.0.0.1:5672/%2f cargo run -p troupe-examples --bin events`
@@ -10,9 +10,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::{Addr, Recipient};
-use troupe_actors::events::bus::EventBus;
+use troupe_actors::events::bus::{BusConfig, EventBus};
 use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
+use troupe_actors::events::queue::QueueConfig;
 use troupe_actors::events::{ListenerStats, Sink};
 use troupe_actors::logger::{LoggerActor, LoggerConfig};
 use troupe_core::backoff::BackoffPolicy;
@@ -27,10 +28,16 @@ struct Pipeline {
     _publisher: Option<Addr<PublisherActor>>,
 }
 
-fn pipeline(sink: Sink, backoff: BackoffPolicy, readiness: &Readiness) -> Pipeline {
+fn pipeline(sink: Sink, backoff: BackoffPolicy, readiness: &Readiness, dir: &std::path::Path) -> Pipeline {
     let Ok(url) = std::env::var("RABBIT_URL") else {
         let stats = EventBus::new_stats();
-        let bus = EventBus::start(sink, stats.clone(), backoff, 100_000);
+        let queue = QueueConfig {
+            path: dir.join("events.db"),
+            max_pending: 100_000,
+            timeout: Duration::from_secs(5),
+        };
+        let bus =
+            EventBus::start(BusConfig { queue, backoff, in_flight: 64 }, sink, stats.clone(), readiness);
         return Pipeline { publisher: bus.recipient(), stats, _listener: None, _publisher: None };
     };
     let tag = format!("troupe-example-{}", std::process::id());
@@ -86,7 +93,7 @@ async fn main() -> anyhow::Result<()> {
     let readiness = Readiness::default();
     let logger = LoggerActor::start(LoggerConfig::embedded(dir.path(), backoff), &readiness);
     let sink = Sink::new(logger.clone().recipient(), Duration::from_secs(5));
-    let p = pipeline(sink, backoff, &readiness);
+    let p = pipeline(sink, backoff, &readiness, dir.path());
     tokio::time::timeout(Duration::from_secs(30), readiness.wait_ready())
         .await
         .map_err(|_| anyhow::anyhow!("timed out waiting for the store and the pipeline to be ready"))?;

@@ -112,6 +112,55 @@ async fn an_invalid_mail_job_is_dead_lettered_and_later_events_still_run() {
     .await;
     assert_eq!(stats["acked"], 1, "{stats}");
     assert!(caught_with_subject(&app, "Never").await.is_none(), "an invalid job sends nothing");
+
+    // The refused events are kept, with the reason, and listed by the listener.
+    let res = app.http.get(format!("{}/dead-letters", app.listener)).send().await.expect("answers");
+    let (status, body) = parts(res).await;
+    assert_eq!(status, 200, "{body}");
+    let letters = body["data"].as_array().cloned().unwrap_or_default();
+    assert_eq!(letters.len(), 2, "{body}");
+    for letter in &letters {
+        assert_eq!(letter["event"]["name"], "mail", "{letter}");
+        assert!(letter["reason"].as_str().is_some_and(|r| r.starts_with("job: ")), "{letter}");
+    }
+}
+
+#[actix_rt::test]
+async fn a_retried_write_with_the_same_id_or_idempotency_key_is_stored_once() {
+    let app = TestApp::all_in_one().await;
+    let post = |body: Value, key: Option<&'static str>| {
+        let mut req = app.http.post(format!("{}/handle", app.broker)).json(&body);
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        async move { parts(req.send().await.expect("broker answers")).await }
+    };
+    let by_id = json!({"action": "event", "event": {"id": "client-7", "name": "retried", "data": "by id"}});
+    let by_key = json!({"action": "event", "event": {"name": "retried", "data": "by key"}});
+    let log = json!({"action": "log", "log": {"name": "retried-log", "data": "by key"}});
+    for _ in 0..2 {
+        let (status, body) = post(by_id.clone(), None).await;
+        assert_eq!((status, body["data"]["id"].as_str()), (202, Some("client-7")), "{body}");
+        let (status, body) = post(by_key.clone(), Some("key-8")).await;
+        assert_eq!((status, body["data"]["id"].as_str()), (202, Some("key-8")), "{body}");
+        let (status, body) = post(log.clone(), Some("key-9")).await;
+        assert_eq!(status, 202, "{body}");
+    }
+    let (status, body) = post(by_key.clone(), Some("a key with spaces")).await;
+    assert_eq!(status, 422, "{body}");
+
+    // Four events delivered (two of them repeats), two entries stored.
+    eventually(Duration::from_secs(15), "the four deliveries done", || async {
+        let s = listener_status(&app).await?;
+        (s["acked"].as_u64() == Some(4) && s["queued"].as_u64() == Some(0)).then_some(())
+    })
+    .await;
+    for (name, expected) in [("retried", 2), ("retried-log", 1)] {
+        let url = format!("{}/logs?name={name}", app.broker);
+        let (status, body) = parts(app.http.get(&url).send().await.expect("broker answers")).await;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!(body["data"]["entries"].as_array().map(Vec::len), Some(expected), "{name}: {body}");
+    }
 }
 
 #[actix_rt::test]
@@ -126,7 +175,7 @@ async fn a_login_publishes_an_auth_event_stored_once_as_an_audit_entry() {
         (s["acked"].as_u64() == Some(1)).then_some(())
     })
     .await;
-    // ...into the same entry as the direct audit write (one event id for both).
+    // ...as the login's one audit entry.
     let url = format!("{}/logs?name=authentication", app.broker);
     let (status, body) = parts(app.http.get(&url).send().await.expect("broker answers")).await;
     assert_eq!(status, 200, "{body}");

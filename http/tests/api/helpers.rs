@@ -47,7 +47,7 @@ pub fn up_args(dir: &Path) -> UpArgs {
         },
         mailer: MailerSettings { mail_host: None, ..MailerSettings::local(0) },
         catcher: CatcherSettings::ephemeral(dir),
-        events: EventSettings::default(),
+        events: EventSettings::embedded(dir),
         listener: ListenerSettings { listener_port: 0, ..ListenerSettings::default() },
     }
 }

@@ -91,7 +91,7 @@ impl Platform {
             frontend: frontend_settings,
             mailer,
             catcher: catcher_settings,
-            events: EventSettings::default(),
+            events: EventSettings::embedded(data.path()),
             listener: ListenerSettings { listener_port: 0, ..ListenerSettings::default() },
         };
         let p = platform::up(&args).expect("platform starts");

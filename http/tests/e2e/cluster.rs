@@ -267,17 +267,22 @@ impl Drop for Cluster {
 /// Start `troupe serve <name>` with exactly `env` (nothing inherited), its output appended
 /// to `log`.
 pub fn troupe_serve(name: &str, env: &BTreeMap<String, String>, log: &Path) -> Child {
+    troupe(&["serve", name], env, log)
+}
+
+/// Start `troupe <args>` with exactly `env` (nothing inherited), its output appended to `log`.
+pub fn troupe(args: &[&str], env: &BTreeMap<String, String>, log: &Path) -> Child {
     let out = OpenOptions::new().create(true).append(true).open(log).expect("open process log");
     let err = out.try_clone().expect("clone log handle");
     Command::new(env!("CARGO_BIN_EXE_troupe"))
-        .args(["serve", name])
+        .args(args)
         .env_clear()
         .envs(env)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start `troupe serve {name}`: {e}"))
+        .unwrap_or_else(|e| panic!("cannot start `troupe {}`: {e}", args.join(" ")))
 }
 
 /// Processes started outside a [`Cluster`]; killed when dropped.

@@ -52,8 +52,8 @@ async fn a_login_and_a_mail_job_carry_one_request_id_through_rabbitmq_to_every_p
     let cluster = Cluster::start().await;
     let id = format!("e2e-{}", uuid::Uuid::new_v4().simple());
 
-    // A login: the auth process audits it to the logger and publishes an `auth` event on
-    // RabbitMQ, which the listener process consumes (nothing else has been published yet).
+    // A login: the auth process audits it by publishing an `auth` event on RabbitMQ, which
+    // the listener process consumes (nothing else has been published yet).
     let login = json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}});
     let (status, body, echoed) = handle_as(&cluster, &id, &login).await;
     assert_eq!((status, echoed.as_str()), (202, id.as_str()), "{body}");
@@ -75,8 +75,8 @@ async fn a_login_and_a_mail_job_carry_one_request_id_through_rabbitmq_to_every_p
     let m = mail_parser::MessageParser::default().parse(&raw[..]).expect("a parseable mail");
     assert_eq!(m.body_text(0).as_deref().map(str::trim_end), Some("Sent by a job"));
 
-    // Everything the request caused is found by its id: the audit entry once (it arrived both
-    // directly and through RabbitMQ) and the stored mail event.
+    // Everything the request caused is found by its id: the audit entry (once) and the
+    // stored mail event.
     let found = eventually(Duration::from_secs(20), "both entries under the request id", || async {
         let found = entries_of_request(&cluster, &id).await;
         (found.len() >= 2).then_some(found)

@@ -12,5 +12,6 @@
 mod cluster;
 mod contract;
 mod durability;
+mod embedded_events;
 mod flows;
 mod resilience;

@@ -101,7 +101,7 @@ async fn a_killed_logger_process_is_503_for_log_only_and_logging_resumes_when_it
         (&json!(false), &json!(true)),
         "{status}"
     );
-    // An audit-log outage never fails a login.
+    // Logins are audited through RabbitMQ: a logger outage never fails one.
     assert_eq!(
         cluster.handle(&admin_login()).await.status(),
         202,

@@ -1,17 +1,18 @@
 //! The event pipeline of a process: where events are published (a RabbitMQ publisher, or
-//! the in-process bus without RABBIT_URL), the consumer feeding the [`Sink`] (the RabbitMQ
-//! listener, or the bus itself), and the listener's HTTP server (`/status`) on
-//! LISTENER_PORT.
+//! the in-process bus and its queue on disk without RABBIT_URL), the consumer feeding the
+//! [`Sink`] (the RabbitMQ listener, or the bus itself), and the listener's HTTP server
+//! (`/status`, and the bus's `/dead-letters`) on LISTENER_PORT.
 
 use std::time::Duration;
 
 use actix::{Addr, Recipient};
 use anyhow::Context as _;
 use secrecy::SecretString;
-use troupe_actors::events::bus::EventBus;
+use troupe_actors::events::bus::{BusConfig, EventBus};
 use troupe_actors::events::jobs::MailJob;
 use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
+use troupe_actors::events::queue::QueueConfig;
 use troupe_actors::events::{ListenerStats, Sink};
 use troupe_core::config::{CommonSettings, EventSettings, ListenerSettings, LoggerSettings};
 use troupe_core::health::Readiness;
@@ -19,11 +20,8 @@ use troupe_core::messages::{PublishEvent, SendMail, WriteLog};
 
 use super::{Service, bind, options};
 use crate::api::serve;
-use crate::events::ListenerState;
+use crate::events::{DeadLetters, ListenerState};
 use crate::platform::Part;
-
-/// Most events the in-process bus holds before publishers get 503.
-const BUS_CAPACITY: usize = 100_000;
 
 /// A sink storing into `store` (a logger with `logger`'s settings).
 pub fn sink(store: Recipient<WriteLog>, listener: &ListenerSettings, logger: &LoggerSettings) -> Sink {
@@ -67,9 +65,21 @@ pub fn local(
     readiness: &Readiness,
 ) -> anyhow::Result<Service<Recipient<PublishEvent>>> {
     let Some(url) = events.rabbit_url.clone() else {
+        troupe_actors::auth::ensure_data_dir(&events.events_data_dir).map_err(anyhow::Error::msg)?;
+        let config = BusConfig {
+            queue: QueueConfig {
+                path: events.events_data_dir.join("events.db"),
+                max_pending: events.events_queue_max,
+                timeout: events.publish_timeout,
+            },
+            backoff: common.backoff(),
+            in_flight: usize::from(settings.listener_prefetch),
+        };
         let stats = EventBus::new_stats();
-        let bus = EventBus::start(sink, stats.clone(), common.backoff(), BUS_CAPACITY);
-        let state = ListenerState { stats, drain: bus.clone().recipient() };
+        let bus = EventBus::start(config, sink, stats.clone(), readiness);
+        let dead_letters =
+            Some(DeadLetters { list: bus.clone().recipient(), replay: bus.clone().recipient() });
+        let state = ListenerState { stats, drain: bus.clone().recipient(), dead_letters };
         return Ok(Service::new("events", bus.recipient(), server(common, settings, state, readiness)?));
     };
     let publisher = publisher(common, events, readiness, "events").context("RABBIT_URL is set")?;
@@ -98,7 +108,7 @@ pub fn consumer(
         connection_name: "troupe-listener".into(),
     };
     let addr = ListenerActor::start(config, sink, stats.clone(), readiness);
-    let state = ListenerState { stats, drain: addr.recipient() };
+    let state = ListenerState { stats, drain: addr.recipient(), dead_letters: None };
     Ok(Service::new("listener", (), server(common, settings, state, readiness)?))
 }
 
