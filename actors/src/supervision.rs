@@ -13,6 +13,10 @@
 //!   reconnects. Requests in flight at that moment get "unavailable".
 //! - The state (connecting / ready) is reported to the process's [`Readiness`] registry,
 //!   which `GET /readyz` shows.
+//! - A refusal that retrying cannot fix (a wrong vhost, bad credentials, a missing
+//!   database: the backend's `connect` says so with a [`Misconfigured`] error) is said once,
+//!   at `error` level, and shown in `/readyz` as `misconfigured` with the reason; it is
+//!   retried at the longest backoff delay only, quietly, so a fix on the server is picked up.
 //!
 //! [`Readiness`]: troupe_core::health::Readiness
 
@@ -26,6 +30,21 @@ use futures_util::future::LocalBoxFuture;
 use troupe_core::ServiceError;
 use troupe_core::backoff::{BackoffPolicy, Delays};
 use troupe_core::health::{BackendState, Probe};
+
+/// A connection refused for a reason retrying will not fix. The text names the setting
+/// to change (e.g. "RabbitMQ refused the vhost in RABBIT_URL"); it is shown by `/readyz`, so
+/// it carries no secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Misconfigured(pub String);
+
+impl Misconfigured {
+    /// The misconfiguration somewhere in `err`'s chain, if any.
+    pub fn find(err: &anyhow::Error) -> Option<&Self> {
+        // anyhow looks through every context layer, and at the root error.
+        err.downcast_ref::<Self>()
+    }
+}
 
 /// An actor that owns a connection to a backend.
 pub trait Backend: Actor<Context = Context<Self>> + Supervised {
@@ -63,6 +82,8 @@ pub struct Link<C> {
     check_every: Duration,
     conn: Option<C>,
     failed_attempts: u32,
+    /// The misconfiguration last said, so that it is said once.
+    said: Option<Misconfigured>,
 }
 
 impl<C: Clone> Link<C> {
@@ -76,6 +97,7 @@ impl<C: Clone> Link<C> {
             check_every: Duration::from_secs(2),
             conn: None,
             failed_attempts: 0,
+            said: None,
         }
     }
 
@@ -98,7 +120,11 @@ impl<C: Clone> Link<C> {
     /// Forget the connection (on restart or loss) and report "connecting".
     pub fn reset(&mut self) {
         self.conn = None;
-        self.probe.set(BackendState::Connecting, self.failed_attempts);
+        match &self.said {
+            // Trying again changes nothing about what was found wrong.
+            Some(wrong) => self.probe.misconfigured(self.failed_attempts, wrong.0.clone()),
+            None => self.probe.set(BackendState::Connecting, self.failed_attempts),
+        }
     }
 
     /// The service name used in errors.
@@ -109,8 +135,24 @@ impl<C: Clone> Link<C> {
     fn connected(&mut self, conn: C) {
         self.conn = Some(conn);
         self.failed_attempts = 0;
+        self.said = None;
         self.delays = self.policy.delays();
         self.probe.set(BackendState::Ready, 0);
+    }
+
+    /// Report `wrong` (said once) and wait the longest delay before trying again.
+    fn misconfigured(&mut self, wrong: Misconfigured) -> Duration {
+        self.failed_attempts = self.failed_attempts.saturating_add(1);
+        self.probe.misconfigured(self.failed_attempts, wrong.0.clone());
+        if self.said.as_ref() != Some(&wrong) {
+            tracing::error!(
+                backend = self.probe.name(),
+                retry_every = ?self.policy.max,
+                "{wrong}; this will not fix itself: change the setting or the server"
+            );
+            self.said = Some(wrong);
+        }
+        self.policy.max
     }
 
     fn failed(&mut self) -> Duration {
@@ -134,14 +176,21 @@ pub fn connect<A: Backend>(act: &mut A, ctx: &mut Context<A>) {
                 act.on_connected(&conn, ctx);
             }
             Err(err) => {
-                let delay = link.failed();
-                tracing::warn!(
-                    backend = link.probe.name(),
-                    attempt = link.failed_attempts,
-                    retry_in = ?delay,
-                    error = %format!("{err:#}"),
-                    "connection failed"
-                );
+                let delay = match Misconfigured::find(&err) {
+                    Some(wrong) => link.misconfigured(wrong.clone()),
+                    None => {
+                        link.said = None;
+                        let delay = link.failed();
+                        tracing::warn!(
+                            backend = link.probe.name(),
+                            attempt = link.failed_attempts,
+                            retry_in = ?delay,
+                            error = %format!("{err:#}"),
+                            "connection failed"
+                        );
+                        delay
+                    }
+                };
                 ctx.run_later(delay, |_, ctx| ctx.stop());
             }
         }
@@ -212,6 +261,8 @@ mod tests {
         link: Link<u32>,
         attempts: Rc<RefCell<u32>>,
         fail_first: u32,
+        /// Fail as misconfigured (with this reason) instead of as unreachable.
+        wrong: Option<&'static str>,
         report: mpsc::UnboundedSender<Instant>,
     }
 
@@ -238,7 +289,11 @@ mod tests {
             let n = *self.attempts.borrow();
             let _ = self.report.send(Instant::now());
             let ok = n > self.fail_first;
-            Box::pin(async move { if ok { Ok(n) } else { Err(anyhow::anyhow!("refused")) } })
+            let err = match self.wrong {
+                Some(why) => anyhow::Error::new(Misconfigured(why.into())).context("connecting"),
+                None => anyhow::anyhow!("refused"),
+            };
+            Box::pin(async move { if ok { Ok(n) } else { Err(err) } })
         }
         fn check(_: u32) -> LocalBoxFuture<'static, anyhow::Result<()>> {
             Box::pin(async { Ok(()) })
@@ -261,11 +316,44 @@ mod tests {
         policy: BackoffPolicy,
         readiness: &Readiness,
     ) -> (actix::Addr<Flaky>, mpsc::UnboundedReceiver<Instant>) {
+        flaky_because(fail_first, None, policy, readiness)
+    }
+
+    fn flaky_because(
+        fail_first: u32,
+        wrong: Option<&'static str>,
+        policy: BackoffPolicy,
+        readiness: &Readiness,
+    ) -> (actix::Addr<Flaky>, mpsc::UnboundedReceiver<Instant>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let probe = readiness.probe("test.backend");
-        let actor =
-            Flaky { link: Link::new("test", probe, policy), attempts: Rc::default(), fail_first, report: tx };
+        let link = Link::new("test", probe, policy);
+        let actor = Flaky { link, attempts: Rc::default(), fail_first, wrong, report: tx };
         (Supervisor::start(|_| actor), rx)
+    }
+
+    #[actix_rt::test]
+    async fn a_misconfiguration_is_shown_with_its_reason_and_retried_only_at_the_longest_delay() {
+        tokio::time::pause();
+        let policy = BackoffPolicy { min: Duration::from_millis(100), max: Duration::from_millis(1000) };
+        let readiness = Readiness::default();
+        let (addr, mut attempts) = flaky_because(3, Some("vhost not found"), policy, &readiness);
+        let mut times = Vec::new();
+        for _ in 0..3 {
+            times.push(attempts.recv().await.expect("an attempt"));
+            let backend = &readiness.snapshot()["test.backend"];
+            assert_eq!(
+                (backend.state, backend.error.as_deref()),
+                (BackendState::Misconfigured, Some("vhost not found"))
+            );
+        }
+        for gap in times.windows(2).map(|w| w[1] - w[0]) {
+            assert!(gap >= policy.max && gap <= policy.max + Duration::from_millis(1), "{gap:?}");
+        }
+        attempts.recv().await.expect("the attempt after the fix");
+        assert_eq!(addr.send(Which).await.ok(), Some(Ok(4)), "the fix on the server side is picked up");
+        let backend = &readiness.snapshot()["test.backend"];
+        assert_eq!((backend.state, backend.error.as_deref()), (BackendState::Ready, None));
     }
 
     #[actix_rt::test]

@@ -17,6 +17,10 @@ pub enum BackendState {
     Connecting,
     /// Connected and serving.
     Ready,
+    /// Refused for a reason that retrying will not fix (a wrong vhost, bad credentials, a
+    /// missing database): the settings or the server's set-up must change. Still retried,
+    /// at the longest backoff delay, so a fix on the server side is picked up.
+    Misconfigured,
 }
 
 /// One backend's status as shown by `/readyz`.
@@ -28,6 +32,10 @@ pub struct BackendStatus {
     pub since: DateTime<Utc>,
     /// Failed connection attempts since the last success.
     pub failed_attempts: u32,
+    /// Why it is misconfigured, in words that name the setting to fix (never set for
+    /// transient failures, whose details stay in the process's log).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// Shared map of backend name -> status. Cheap to clone.
@@ -87,13 +95,22 @@ pub struct Probe {
 impl Probe {
     /// Record a new state (the timestamp changes only when the state does).
     pub fn set(&self, state: BackendState, failed_attempts: u32) {
+        self.record(state, failed_attempts, None);
+    }
+
+    /// Record a permanent refusal, with the reason shown by `/readyz`.
+    pub fn misconfigured(&self, failed_attempts: u32, reason: String) {
+        self.record(BackendState::Misconfigured, failed_attempts, Some(reason));
+    }
+
+    fn record(&self, state: BackendState, failed_attempts: u32, error: Option<String>) {
         {
             let mut map = self.registry.0.backends.lock().unwrap_or_else(PoisonError::into_inner);
             let since = match map.get(&self.name) {
                 Some(old) if old.state == state => old.since,
                 _ => Utc::now(),
             };
-            map.insert(self.name.clone(), BackendStatus { state, since, failed_attempts });
+            map.insert(self.name.clone(), BackendStatus { state, since, failed_attempts, error });
         }
         self.registry.0.changed.send_modify(|n| *n = n.wrapping_add(1));
     }

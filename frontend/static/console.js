@@ -377,6 +377,8 @@
       if (b.failed_attempts) extra.push(b.failed_attempts + " failed attempts");
       if (extra.length) p.appendChild(el("span", " · " + extra.join(", "), "muted small"));
       card.appendChild(p);
+      // A misconfiguration says what to fix.
+      if (b.error) card.appendChild(el("p", b.error, "warn small"));
     }
     return card;
   }

@@ -13,6 +13,7 @@ use sqlx::{PgPool, SqlitePool};
 use troupe_core::domain::User;
 
 use super::dsn::DbTarget;
+use crate::supervision::Misconfigured;
 
 /// A pool on either backend.
 #[derive(Clone, Debug)]
@@ -120,6 +121,24 @@ pub struct UserStore {
     timeout: Duration,
 }
 
+/// A connection error, marked [`Misconfigured`] when PostgreSQL refused for a reason
+/// retrying will not fix: a wrong password (28P01), a user or host not allowed (28000), a
+/// database that does not exist (3D000).
+fn postgres_refusal(err: sqlx::Error) -> anyhow::Error {
+    let code = match &err {
+        sqlx::Error::Database(db) => db.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    let what = match code.as_deref() {
+        Some("28P01") => "PostgreSQL refused the password in DSN",
+        Some("28000") => "PostgreSQL refused the user or host in DSN",
+        Some("3D000") => "the database named in DSN does not exist",
+        _ => return err.into(),
+    };
+    let code = code.unwrap_or_default();
+    anyhow::Error::new(err).context(Misconfigured(format!("{what} (SQLSTATE {code})")))
+}
+
 impl UserStore {
     /// Open a pool, run the migrations, and check the connection.
     pub async fn connect(target: &DbTarget, max_connections: u32, timeout: Duration) -> anyhow::Result<Self> {
@@ -133,6 +152,7 @@ impl UserStore {
                 let pool = tokio::time::timeout(timeout, pool)
                     .await
                     .context("connecting to PostgreSQL timed out")?
+                    .map_err(postgres_refusal)
                     .context("connecting to PostgreSQL")?;
                 let migrate = sqlx::migrate!("./migrations/postgres").run(&pool);
                 tokio::time::timeout(timeout * 4, migrate)

@@ -23,7 +23,7 @@ use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 use troupe_core::messages::{Event, PublishEvent};
 
-use crate::supervision::{self, Backend, BackendError, Link};
+use crate::supervision::{self, Backend, BackendError, Link, Misconfigured};
 
 /// What the publisher needs.
 #[derive(Clone)]
@@ -83,9 +83,26 @@ pub async fn open(url: &SecretString, name: &str, timeout: Duration) -> anyhow::
         Ok::<_, lapin::Error>(AmqpChannel { conn: Arc::new(OwnedConnection(Some(conn))), channel })
     };
     match tokio::time::timeout(timeout, work).await {
-        Ok(res) => Ok(res?),
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(err)) => Err(match misconfigured(&err) {
+            Some(wrong) => anyhow::Error::new(err).context(wrong),
+            None => err.into(),
+        }),
         Err(_) => anyhow::bail!("connecting to RabbitMQ timed out after {timeout:?}"),
     }
+}
+
+/// The refusals of a connection attempt that retrying will not fix: bad credentials
+/// (ACCESS_REFUSED, 403) and a vhost that does not exist or is not permitted (NOT_ALLOWED,
+/// 530).
+fn misconfigured(err: &lapin::Error) -> Option<Misconfigured> {
+    let lapin::ErrorKind::ProtocolError(amqp) = err.kind() else { return None };
+    let what = match amqp.get_id() {
+        403 => "RabbitMQ refused the user or password in RABBIT_URL",
+        530 => "RabbitMQ refused the vhost in RABBIT_URL",
+        _ => return None,
+    };
+    Some(Misconfigured(format!("{what} ({}: {})", amqp.kind(), amqp.get_message())))
 }
 
 /// Declare the durable topic exchange events go to.

@@ -11,8 +11,9 @@ use futures_util::StreamExt;
 use helpers::*;
 use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
-use troupe_actors::events::publisher::PublisherActor;
-use troupe_core::health::Readiness;
+use secrecy::ExposeSecret;
+use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
+use troupe_core::health::{BackendState, Readiness};
 use troupe_core::messages::{LogLevel, PublishEvent};
 
 /// Publish with a fixed id until confirmed (a failed publish may have reached the queue,
@@ -288,4 +289,37 @@ async fn a_draining_listener_finishes_what_it_was_delivered_and_takes_nothing_mo
     }
     assert_eq!(left, 300 - 64, "the draining listener took nothing more");
     cleanup(&probe, &names).await;
+}
+
+#[actix_rt::test]
+async fn a_wrong_vhost_or_password_is_said_as_a_misconfiguration_not_retried_as_an_outage() {
+    let names = Names::new();
+    let base = rabbit_url().expose_secret().to_owned();
+    let (scheme, rest) = base.split_once("://").expect("an amqp:// URL");
+    let host = rest.rsplit_once('@').map_or(rest, |(_, h)| h).split('/').next().unwrap_or_default();
+    let cases = [
+        (format!("{scheme}://guest:guest@{host}/troupe-no-such-vhost"), "vhost in RABBIT_URL"),
+        (format!("{scheme}://guest:not-the-password@{host}/%2f"), "user or password in RABBIT_URL"),
+    ];
+    for (url, reason) in cases {
+        let readiness = Readiness::default();
+        let config = PublisherConfig {
+            url: url.into(),
+            exchange: names.exchange.clone(),
+            timeout: Duration::from_secs(5),
+            backoff: backoff(),
+            connection_name: format!("{}-misconfigured", names.tag),
+        };
+        let publisher = PublisherActor::start(config, &readiness);
+        let status =
+            eventually(Duration::from_secs(15), "the publisher to report a misconfiguration", || {
+                let backend = readiness.snapshot().get("events.publisher").cloned();
+                async move { backend.filter(|b| b.state == BackendState::Misconfigured) }
+            })
+            .await;
+        let error = status.error.unwrap_or_default();
+        assert!(error.contains(reason) && !error.contains("guest"), "{error}");
+        let refused = publisher.send(PublishEvent::info("event", "x")).await.expect("mailbox open");
+        assert!(matches!(refused, Err(troupe_core::ServiceError::Unavailable(_))), "{refused:?}");
+    }
 }

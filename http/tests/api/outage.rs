@@ -44,3 +44,22 @@ async fn auth_survives_a_database_outage_and_serves_again_in_the_same_process() 
     let res = app.http.get(format!("{}/readyz", app.auth)).send().await.expect("answer");
     assert_eq!(res.status(), 200);
 }
+
+#[actix_web::test]
+async fn a_dsn_naming_a_missing_database_is_reported_as_a_misconfiguration_with_the_reason() {
+    let mut url = url::Url::parse(&fresh_pg_database().await).expect("url");
+    url.set_path(&format!("troupe_missing_{}", uuid::Uuid::new_v4().simple()));
+    let app = TestApp::split_parts_with_auth(TestApp::spawn_auth(url.as_str()));
+    let backend = eventually(Duration::from_secs(10), "readyz names the misconfiguration", || async {
+        let res = app.http.get(format!("{}/readyz", app.auth)).send().await.ok()?;
+        let (status, body) = parts(res).await;
+        let backend = body["data"]["auth.database"].clone();
+        (status == 503 && backend["state"] == "misconfigured").then_some(backend)
+    })
+    .await;
+    assert_eq!(backend["error"], "the database named in DSN does not exist (SQLSTATE 3D000)", "{backend}");
+    let login = serde_json::json!({"email": "admin@example.com", "password": "verysecret"});
+    let res = app.http.post(format!("{}/authenticate", app.auth)).json(&login).send().await.expect("answers");
+    let (status, body) = parts(res).await;
+    assert_eq!((status, body["message"].as_str()), (503, Some("auth unavailable")), "{body}");
+}
