@@ -7,7 +7,9 @@
 //! Views (switched by the URL's `#fragment`, no reload): the console (the Go test page's
 //! buttons, publishing an event, Sent / Received panes), logs (filters, paging, following a
 //! request id), the mail inbox, and the health of every service (the broker's `GET /status`).
-//! Every piece of data the page shows is inserted as text, never as markup.
+//! Every piece of data the page shows is inserted as text, never as markup, and the page is
+//! served with a strict Content-Security-Policy (its own script and style only; requests
+//! only to the broker and the catcher).
 
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpResponse, http::header};
@@ -30,13 +32,18 @@ pub struct ConsoleUrls {
 pub fn routes(urls: ConsoleUrls) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
     move |cfg: &mut ServiceConfig| {
         let page = render_index(&urls).ok();
+        let policy = content_security_policy(&urls);
         cfg.route(
             "/",
             web::get().to(move || {
-                let page = page.clone();
+                let (page, policy) = (page.clone(), policy.clone());
                 async move {
                     match page {
-                        Some(html) => HttpResponse::Ok().content_type("text/html; charset=utf-8").body(html),
+                        Some(html) => HttpResponse::Ok()
+                            .content_type("text/html; charset=utf-8")
+                            .insert_header((header::CONTENT_SECURITY_POLICY, policy))
+                            .insert_header((header::X_FRAME_OPTIONS, "DENY"))
+                            .body(html),
                         None => HttpResponse::InternalServerError().body("template error"),
                     }
                 }
@@ -54,6 +61,20 @@ async fn asset(body: &'static str, content_type: &'static str) -> HttpResponse {
         .body(body)
 }
 
+/// The page runs only its own script and style, talks only to the broker and the catcher,
+/// and frames only the catcher's mail bodies: an injected `<script>` or a foreign fetch is
+/// refused by the browser.
+fn content_security_policy(urls: &ConsoleUrls) -> String {
+    let origin = |url: &str| url.trim_end_matches('/').replace([';', ',', ' '], "");
+    format!(
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+         connect-src 'self' {broker} {catcher}; frame-src {catcher}; base-uri 'none'; \
+         form-action 'none'; frame-ancestors 'none'",
+        broker = origin(&urls.broker),
+        catcher = origin(&urls.catcher)
+    )
+}
+
 fn render_index(urls: &ConsoleUrls) -> Result<String, tera::Error> {
     let mut ctx = Context::new();
     ctx.insert("broker_url", urls.broker.trim_end_matches('/'));
@@ -64,6 +85,15 @@ fn render_index(urls: &ConsoleUrls) -> Result<String, tera::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_page_may_talk_only_to_the_broker_and_the_catcher() {
+        let urls =
+            ConsoleUrls { broker: "http://b:8080/".into(), catcher: "http://c:8025; script-src *".into() };
+        let policy = content_security_policy(&urls);
+        assert!(policy.contains("connect-src 'self' http://b:8080 http://c:8025script-src*;"), "{policy}");
+        assert!(policy.starts_with("default-src 'none'; script-src 'self';"), "{policy}");
+    }
 
     #[test]
     fn the_broker_url_is_escaped_into_the_page() {

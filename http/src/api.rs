@@ -241,6 +241,26 @@ pub fn cors(origins: &[String]) -> Cors {
     origins.iter().map(|o| o.trim()).filter(|o| !o.is_empty()).fold(base, |c, o| c.allowed_origin(o))
 }
 
+/// Whether a request may act: one without `Origin` (not from a browser page), from an
+/// allowed origin, or from the page's own origin (same host). Browsers send some cross-site
+/// requests without a preflight (a `text/plain` POST): CORS alone would let them act.
+fn origin_allowed(req: &actix_web::dev::ServiceRequest, origins: &[String]) -> bool {
+    let Some(origin) = req.headers().get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    let listed = origins.iter().map(|o| o.trim()).any(|o| o == "*" || o.eq_ignore_ascii_case(origin));
+    let own = origin
+        .split_once("://")
+        .is_some_and(|(_, host)| host.eq_ignore_ascii_case(req.connection_info().host()));
+    listed || own
+}
+
+/// The 403 for a request from a page whose origin is not allowed (nothing was done).
+fn cross_origin_refused(origin: &str) -> HttpResponse {
+    tracing::warn!(origin, "cross-origin request refused");
+    let message = format!("requests from the origin {origin:?} are not allowed (CORS_ALLOWED_ORIGINS)");
+    HttpResponse::Forbidden().json(Envelope::failure(message))
+}
+
 /// A running HTTP service: its name, the port it got, and its server.
 pub struct RunningServer {
     /// Service name (for logs).
@@ -379,9 +399,20 @@ where
     let server = HttpServer::new(move || {
         // Middleware runs outermost-last: metrics time the whole request, the request id is
         // adopted (or made) and echoed on the reply, TracingLogger opens the request span
-        // with it, then CORS answers preflights.
+        // with it, a request from a page on an origin not allowed is refused (403) before
+        // it acts, then CORS answers preflights.
+        let allowed = origins.clone();
         App::new()
             .wrap(cors(&origins))
+            .wrap_fn(move |req, srv| {
+                use futures_util::future::{Either, FutureExt as _};
+                if origin_allowed(&req, &allowed) {
+                    return Either::Left(srv.call(req).map(|res| res.map(|r| r.map_into_left_body())));
+                }
+                let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
+                let refused = cross_origin_refused(origin);
+                Either::Right(std::future::ready(Ok(req.into_response(refused).map_into_right_body())))
+            })
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap_fn(|req, srv| {
                 let id = incoming_request_id(req.headers());
@@ -396,6 +427,11 @@ where
                     Ok(res)
                 }
             })
+            .wrap(
+                actix_web::middleware::DefaultHeaders::new()
+                    .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                    .add((header::REFERRER_POLICY, "no-referrer")),
+            )
             .wrap(metrics.clone())
             .app_data(readiness.clone())
             .configure(extractor_errors)

@@ -109,8 +109,17 @@ async fn authenticate(
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data(message, done.user).with_token(done.token)))
 }
 
-async fn token(Bearer(claims): Bearer) -> HttpResponse {
-    reply(StatusCode::OK, Envelope::with_data("valid token", claims))
+/// `GET /token`: the claims of a well-signed token whose user still exists and is active
+/// (a token outlives a deleted or deactivated user only until its `exp`: not here).
+async fn token(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse, ApiError> {
+    let by = who.principal()?;
+    match state.ask(GetUser { by, id: by.user_id }).await {
+        Ok(_) => Ok(reply(StatusCode::OK, Envelope::with_data("valid token", who.0))),
+        Err(ApiError(ServiceError::NotFound(_) | ServiceError::Forbidden)) => {
+            Err(ApiError(ServiceError::Unauthorized("invalid or expired token".into())))
+        }
+        Err(other) => Err(other),
+    }
 }
 
 #[derive(Deserialize)]

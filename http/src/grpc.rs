@@ -17,6 +17,8 @@ use troupe_core::messages::{MAX_FIELD_LEN, NewLogEntry, WriteLog};
 use troupe_core::{RequestId, ServiceError};
 use url::Url;
 
+pub mod codec;
+
 /// Code generated from `proto/logs.proto`.
 #[allow(missing_docs, clippy::all)]
 pub mod pb {

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::codec::{Framed, LinesCodec, LinesCodecError};
+use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 use troupe_core::messages::{NewLogEntry, WriteLog};
 
 /// The one method served.
@@ -86,20 +86,24 @@ async fn connection(
     timeout: Duration,
     _slot: OwnedSemaphorePermit,
 ) {
-    let mut framed = Framed::new(stream, LinesCodec::new_with_max_length(crate::api::BODY_LIMIT));
+    // Lines as bytes: one that is not UTF-8 gets an error reply, and the next is served.
+    let lines =
+        AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), b"\n".to_vec(), crate::api::BODY_LIMIT);
+    let mut framed = Framed::new(stream, lines);
     loop {
         let line = match tokio::time::timeout(IDLE_TIMEOUT, framed.next()).await {
             Ok(Some(Ok(line))) => line,
-            Ok(Some(Err(LinesCodecError::MaxLineLengthExceeded))) => {
+            Ok(Some(Err(AnyDelimiterCodecError::MaxChunkLengthExceeded))) => {
                 let _ = framed.send(reply(&Value::Null, Err("request too large".into()))).await;
                 return;
             }
-            Ok(Some(Err(LinesCodecError::Io(_)))) | Ok(None) | Err(_) => return,
+            Ok(Some(Err(AnyDelimiterCodecError::Io(_)))) | Ok(None) | Err(_) => return,
         };
-        if line.trim().is_empty() {
-            continue;
-        }
-        let (id, result) = call(&line, &write, timeout).await;
+        let (id, result) = match std::str::from_utf8(&line) {
+            Ok(text) if text.trim().is_empty() => continue,
+            Ok(text) => call(text, &write, timeout).await,
+            Err(_) => (Value::Null, Err("invalid request: not UTF-8".into())),
+        };
         if framed.send(reply(&id, result)).await.is_err() {
             return;
         }

@@ -196,3 +196,20 @@ pub fn self_signed_cert(dir: &std::path::Path) -> (std::path::PathBuf, std::path
     std::fs::write(&key_path, key.private_key_to_pem_pkcs8().expect("pem")).expect("write key");
     (cert, key_path)
 }
+
+/// A loopback port that was free a moment ago, never the same twice in this test run (the
+/// clusters of concurrent tests must not be handed each other's ports), taken below Linux's
+/// ephemeral range (32768-60999) so no outgoing connection grabs it before its process binds.
+pub fn free_port() -> u16 {
+    static NEXT: std::sync::atomic::AtomicU16 = std::sync::atomic::AtomicU16::new(0);
+    // Start where another run of this test (another process) is unlikely to be.
+    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
+    let _ = NEXT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < 32_768, "no free loopback port left below the ephemeral range");
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}

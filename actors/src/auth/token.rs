@@ -51,6 +51,9 @@ fn invalid_token() -> ServiceError {
     ServiceError::Unauthorized("invalid or expired token".into())
 }
 
+/// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
+pub const LEEWAY_SECS: u64 = 5;
+
 /// Signing and verification keys; cheap to clone.
 #[derive(Clone)]
 pub struct TokenKeys(Arc<Keys>);
@@ -71,7 +74,8 @@ impl TokenKeys {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
+        validation.leeway = LEEWAY_SECS;
+        validation.validate_nbf = true;
         Ok(Self(Arc::new(Keys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
@@ -130,11 +134,17 @@ impl TokenKeys {
         })
     }
 
-    /// Check signature, algorithm, issuer and expiry.
+    /// Check signature, algorithm, issuer, expiry, and that neither `nbf` nor `iat` is in
+    /// the future (with [`LEEWAY_SECS`] for clock skew).
     pub fn verify(&self, token: &str) -> Result<Claims, ServiceError> {
-        jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.0.decoding, &self.0.validation)
             .map(|data| data.claims)
-            .map_err(|_| invalid_token())
+            .map_err(|_| invalid_token())?;
+        let now = Utc::now().timestamp();
+        if claims.iat > now.saturating_add(LEEWAY_SECS as i64) {
+            return Err(invalid_token());
+        }
+        Ok(claims)
     }
 }
 
@@ -191,6 +201,29 @@ mod tests {
         );
         assert!(k.verify(&none).is_err(), "alg none");
         assert!(k.verify("garbage").is_err());
+    }
+
+    #[test]
+    fn tokens_not_valid_yet_or_issued_in_the_future_are_rejected() {
+        let k = keys(SECRET);
+        let now = Utc::now().timestamp();
+        let sign = |extra: serde_json::Value| {
+            let mut claims = serde_json::json!({"sub": "7", "email": "a@b.c", "iss": ISSUER,
+                                                "iat": now, "exp": now + 600, "jti": "j"});
+            if let (Some(c), Some(e)) = (claims.as_object_mut(), extra.as_object()) {
+                c.extend(e.clone());
+            }
+            jsonwebtoken::encode(
+                &Header::new(Algorithm::HS256),
+                &claims,
+                &EncodingKey::from_secret(SECRET.as_bytes()),
+            )
+            .expect("signs")
+        };
+        assert!(k.verify(&sign(serde_json::json!({}))).is_ok(), "the baseline is valid");
+        assert!(k.verify(&sign(serde_json::json!({"nbf": now + 2}))).is_ok(), "within the leeway");
+        assert!(k.verify(&sign(serde_json::json!({"nbf": now + 300}))).is_err(), "not valid yet");
+        assert!(k.verify(&sign(serde_json::json!({"iat": now + 300}))).is_err(), "issued in the future");
     }
 
     #[test]

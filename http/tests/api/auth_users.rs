@@ -1,5 +1,7 @@
 //! User management and tokens on the auth service.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -121,4 +123,25 @@ async fn management_requires_a_valid_bearer_token() {
     }
     let (status, body) = app.call(Method::GET, "/token", Some(&admin), None).await;
     assert_eq!((status, body["data"]["sub"].as_str()), (200, Some("1")));
+
+    // Well signed, but for a user that does not exist: not a valid token.
+    let keys = troupe_actors::auth::token::TokenKeys::from_secret(
+        crate::helpers::TEST_SECRET.as_bytes(),
+        Duration::from_secs(60),
+    )
+    .expect("keys");
+    let now = chrono::Utc::now();
+    let ghost = troupe_core::domain::User {
+        id: 999_999,
+        email: "ghost@example.com".into(),
+        first_name: String::new(),
+        last_name: String::new(),
+        active: 1,
+        admin: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let token = keys.issue(&ghost).expect("signs").access_token;
+    let (status, body) = app.call(Method::GET, "/token", Some(&token), None).await;
+    assert_eq!((status, body["message"].as_str()), (401, Some("account is not active")), "{body}");
 }

@@ -135,6 +135,37 @@ async fn cors_allows_only_the_configured_origins() {
     );
     let denied = preflight("http://evil.test").await.expect("answer");
     assert!(denied.headers().get("access-control-allow-origin").is_none());
+    for header in ["x-content-type-options", "referrer-policy"] {
+        assert!(ok.headers().contains_key(header), "{header} on every reply: {:?}", ok.headers());
+    }
+}
+
+#[actix_web::test]
+async fn a_simple_cross_site_post_from_a_disallowed_origin_is_refused_before_it_acts() {
+    let app = TestApp::all_in_one().await;
+    // What a page on another site can send without a preflight: a text/plain POST.
+    let post = |origin: &'static str, name: &'static str| {
+        let body = json!({"action": "log", "log": {"name": name, "data": "x"}}).to_string();
+        app.http
+            .post(format!("{}/handle", app.broker))
+            .header("origin", origin)
+            .header("content-type", "text/plain")
+            .body(body)
+            .send()
+    };
+    let (status, body) = parts(post("http://evil.test", "cross-site").await.expect("answer")).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"], true);
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("http://evil.test")), "{body}");
+    let (status, body) = parts(post("http://console.test", "same-site").await.expect("answer")).await;
+    assert_eq!(status, 202, "an allowed page keeps working: {body}");
+
+    let stored = |name: &'static str| {
+        let (http, url) = (app.http.clone(), format!("{}/logs?name={name}", app.broker));
+        async move { parts(http.get(url).send().await.expect("answer")).await.1["data"]["entries"].clone() }
+    };
+    assert_eq!(stored("same-site").await.as_array().map(Vec::len), Some(1));
+    assert_eq!(stored("cross-site").await.as_array().map(Vec::len), Some(0), "nothing stored");
 }
 
 #[actix_web::test]

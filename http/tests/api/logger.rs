@@ -98,10 +98,71 @@ impl RpcConn {
         (n > 0).then(|| serde_json::from_str(&reply).expect("a JSON reply"))
     }
 
+    /// Send raw bytes as one line (e.g. not UTF-8); the reply, if any.
+    async fn call_bytes(&mut self, line: &[u8]) -> Option<Value> {
+        self.writer.write_all(&[line, b"\n"].concat()).await.ok()?;
+        let mut reply = String::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), self.reader.read_line(&mut reply));
+        let n = read.await.ok()?.ok()?;
+        (n > 0).then(|| serde_json::from_str(&reply).expect("a JSON reply"))
+    }
+
     async fn log_info(&mut self, id: Value, name: &str, data: &str) -> Value {
         let req = json!({"method": "RPCServer.LogInfo", "params": [{"Name": name, "Data": data}], "id": id});
         self.call_raw(&req.to_string()).await.expect("a reply")
     }
+}
+
+/// Bytes sent as they are, as the body of one gRPC message (what a broken client sends).
+#[derive(Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Vec<u8>, buf: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        tonic_prost::prost::bytes::BufMut::put_slice(buf, &item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, buf: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use tonic_prost::prost::bytes::Buf;
+        Ok(Some(buf.copy_to_bytes(buf.remaining()).to_vec()))
+    }
+}
+
+/// Call `WriteLog` on the logger's gRPC port with `body` as the message.
+async fn grpc_raw(port: u16, body: Vec<u8>) -> Result<Vec<u8>, tonic::Status> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+        .expect("endpoint")
+        .connect()
+        .await
+        .expect("gRPC connects");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready().await.expect("ready");
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/logs.LogService/WriteLog");
+    grpc.unary(tonic::Request::new(body), path, RawCodec).await.map(tonic::Response::into_inner)
 }
 
 /// Every ingress path stores an entry that `GET /logs` returns, with its service.
@@ -245,6 +306,10 @@ async fn bad_input_on_every_adapter_gets_a_clear_error_and_the_server_keeps_serv
     let err = client.write_log(LogRequest { log_entry: None }).await.expect_err("rejected");
     assert_eq!(err.code(), tonic::Code::InvalidArgument);
     assert_eq!(grpc_write(&app, "after-bad-grpc", "ok").await.expect("served"), "logged!");
+    // A payload that is not a LogRequest at all is the client's fault too.
+    let err = grpc_raw(app.logger_grpc, b"\xff\xff\xff\xff garbage".to_vec()).await.expect_err("rejected");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert_eq!(grpc_write(&app, "after-garbage-grpc", "ok").await.expect("served"), "logged!");
 
     // JSON-RPC: garbage, wrong method, wrong params each get an error; the connection serves on.
     let mut rpc = RpcConn::open(app.logger_rpc).await;
@@ -260,6 +325,13 @@ async fn bad_input_on_every_adapter_gets_a_clear_error_and_the_server_keeps_serv
     }
     let ok = rpc.log_info(json!(7), "after-bad-rpc", "ok").await;
     assert_eq!(ok["result"], "Processed payload via RPC: after-bad-rpc");
+    // Lines that are not UTF-8 each get an error too, and the valid call after them is answered.
+    for garbage in [&b"\xff\xfe not utf-8"[..], &b"{\"method\":\"\xc3\x28\"}"[..]] {
+        let reply = rpc.call_bytes(garbage).await.expect("an error reply, not a closed connection");
+        assert_eq!(reply["error"], "invalid request: not UTF-8", "{reply}");
+    }
+    let ok = rpc.log_info(json!(8), "after-not-utf8", "ok").await;
+    assert_eq!(ok["result"], "Processed payload via RPC: after-not-utf8");
     // An over-long line is answered with an error and the connection closed; others serve on.
     let mut long = RpcConn::open(app.logger_rpc).await;
     let reply = long.call_raw(&"x".repeat(1_100_000)).await.expect("an error reply");

@@ -1,7 +1,6 @@
 //! Starting Chromium and the platform, and polling the page until it shows what we expect.
 
 use std::future::Future;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -36,12 +35,10 @@ fn binary(var: &str, default: &str) -> PathBuf {
     path
 }
 
-/// Free loopback ports (held together so they differ), released for a server to take.
+/// Free loopback ports, all different and below the ephemeral range (so no outgoing
+/// connection takes one before its server binds it).
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let listeners: Vec<TcpListener> =
-        (0..N).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind a free port")).collect();
-    let ports: Vec<u16> = listeners.iter().map(|l| l.local_addr().expect("addr").port()).collect();
-    ports.try_into().expect("N ports")
+    std::array::from_fn(|_| troupe_testkit::free_port())
 }
 
 pub use troupe_testkit::common_settings as common;

@@ -5,16 +5,17 @@
 
 use std::collections::BTreeMap;
 use std::fs::OpenOptions;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::Duration;
 
 use reqwest::{Client, Response};
 use serde_json::Value;
 use tempfile::TempDir;
 use url::Url;
+
+pub use troupe_testkit::free_port;
 
 pub use troupe_testkit::{eventually, fresh_pg_database, parts};
 
@@ -311,23 +312,6 @@ pub fn auth_env(port: u16, dsn: &str) -> BTreeMap<String, String> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect()
-}
-
-/// A loopback port that was free a moment ago, never the same twice in this test run (the
-/// clusters of concurrent tests must not be handed each other's ports), taken below Linux's
-/// ephemeral range (32768-60999) so no outgoing connection grabs it before its process binds.
-pub fn free_port() -> u16 {
-    static NEXT: AtomicU16 = AtomicU16::new(0);
-    // Start where another run of this test (another process) is unlikely to be.
-    let start = 20_000 + (std::process::id() % 1_000) as u16 * 10;
-    let _ = NEXT.compare_exchange(0, start, Ordering::SeqCst, Ordering::SeqCst);
-    loop {
-        let port = NEXT.fetch_add(1, Ordering::SeqCst);
-        assert!(port < 32_768, "no free loopback port left below the ephemeral range");
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 /// The external SMTP server the mailer process sends to (aiosmtpd from `make services`,
