@@ -16,6 +16,10 @@ pub enum ServiceError {
     /// message says which limit.
     #[error("{0}")]
     Overloaded(String),
+    /// Too many attempts from one client or for one account: retry after this many seconds
+    /// (HTTP 429 with `Retry-After`).
+    #[error("too many requests; retry in {0} s")]
+    RateLimited(u64),
     /// Wrong email or password, or an inactive account (HTTP 401).
     #[error("invalid credentials")]
     InvalidCredentials,
@@ -53,6 +57,7 @@ impl ServiceError {
     pub fn status(&self) -> u16 {
         match self {
             Self::Unavailable(_) | Self::Overloaded(_) => 503,
+            Self::RateLimited(_) => 429,
             Self::InvalidCredentials | Self::Unauthorized(_) => 401,
             Self::Forbidden => 403,
             Self::BadRequest(_) => 400,
@@ -76,6 +81,7 @@ impl ServiceError {
         match self {
             Self::Unavailable(_) => "unavailable",
             Self::Overloaded(_) => "overloaded",
+            Self::RateLimited(_) => "rate_limited",
             Self::InvalidCredentials => "invalid_credentials",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden => "forbidden",
@@ -95,6 +101,10 @@ impl ServiceError {
         Some(match kind {
             "unavailable" => Self::unavailable(service),
             "overloaded" => Self::Overloaded(message),
+            // The message carries the wait ("... retry in N s").
+            "rate_limited" => {
+                Self::RateLimited(message.rsplit(' ').nth(1).and_then(|n| n.parse().ok()).unwrap_or(1))
+            }
             "invalid_credentials" => Self::InvalidCredentials,
             "unauthorized" => Self::Unauthorized(message),
             "forbidden" => Self::Forbidden,
@@ -110,10 +120,11 @@ impl ServiceError {
     }
 
     /// One error of every variant (for tests that must cover them all).
-    pub fn every_variant() -> [Self; 12] {
+    pub fn every_variant() -> [Self; 13] {
         [
             Self::unavailable("logger"),
             Self::Overloaded("event queue full".into()),
+            Self::RateLimited(7),
             Self::InvalidCredentials,
             Self::Unauthorized("token expired".into()),
             Self::Forbidden,

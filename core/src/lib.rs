@@ -15,6 +15,7 @@ pub mod domain;
 pub mod envelope;
 pub mod error;
 pub mod health;
+pub mod limits;
 pub mod messages;
 pub mod request_id;
 pub mod telemetry;

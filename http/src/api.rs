@@ -46,7 +46,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).json(Envelope::from_error(&self.0))
+        let mut res = HttpResponse::build(self.status_code());
+        if let ServiceError::RateLimited(secs) = self.0 {
+            res.insert_header((header::RETRY_AFTER, secs.to_string()));
+        }
+        res.json(Envelope::from_error(&self.0))
     }
 }
 
@@ -354,6 +358,8 @@ pub struct ServerOptions {
     pub readiness: Readiness,
     /// HTTP worker threads (each its own event loop).
     pub workers: usize,
+    /// Per-client rate limits (`web::Data<ClientLimits>` for the handlers).
+    pub limits: crate::limits::ClientLimits,
 }
 
 /// Prometheus metrics of the service `name`, served at `/metrics`.
@@ -395,6 +401,7 @@ where
     let port = listener.local_addr()?.port();
     let metrics = metrics(name)?;
     let readiness = web::Data::new(opts.readiness.clone());
+    let limits = web::Data::new(opts.limits.clone());
     let origins = opts.cors_origins.clone();
     let server = HttpServer::new(move || {
         // Middleware runs outermost-last: metrics time the whole request, the request id is
@@ -434,6 +441,7 @@ where
             )
             .wrap(metrics.clone())
             .app_data(readiness.clone())
+            .app_data(limits.clone())
             .configure(extractor_errors)
             .configure(health_routes)
             .configure(configure.clone())

@@ -10,9 +10,9 @@
 use std::time::Duration;
 
 use actix::Recipient;
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
+use actix_web::{HttpRequest, HttpResponse};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
@@ -20,6 +20,7 @@ use troupe_core::messages::{Authenticate, LogLevel, MailRequest, PublishEvent, S
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, checked_key, member, reply};
+use crate::limits::ClientLimits;
 use crate::logger::{LogClients, LogPayload, read_routes};
 
 /// Where the broker sends each action.
@@ -61,13 +62,18 @@ struct AuthPayload {
 
 async fn handle(
     state: web::Data<BrokerState>,
+    (req, limits): (HttpRequest, web::Data<ClientLimits>),
     request_id: CurrentRequestId,
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
+    limits.request(&req)?;
     let request_id = request_id.into_inner();
     match body.get("action").and_then(Value::as_str) {
-        Some("auth") => authenticate(&state, member(&body, "auth")?, request_id).await,
+        Some("auth") => {
+            limits.login(&req)?;
+            authenticate(&state, member(&body, "auth")?, request_id).await
+        }
         Some("mail") => mail(&state, member(&body, "mail")?, request_id).await,
         Some("event") => publish_event(&state, member(&body, "event")?, request_id, key).await,
         Some("log") => {

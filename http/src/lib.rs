@@ -5,7 +5,8 @@
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
 //! - [`mailer`]: the mailer's routes (`POST /send`).
 //! - [`catcher`]: the built-in mail catcher's JSON API.
-//! - [`events`]: the listener service's status route.
+//! - [`events`]: the listener service's status and dead-letter routes.
+//! - [`limits`]: per-client rate limits at the HTTP edge (logins, broker requests).
 //! - [`logger`]: the logger service's HTTP routes (also served by the broker for reads).
 //! - [`grpc`]: the logger's gRPC server (`logs.LogService`, health) and the broker's client.
 //! - [`jsonrpc`]: the logger's JSON-RPC server (`RPCServer.LogInfo`, Go framing).
@@ -24,6 +25,7 @@ pub mod cli;
 pub mod events;
 pub mod grpc;
 pub mod jsonrpc;
+pub mod limits;
 pub mod logger;
 pub mod mailer;
 pub mod platform;

@@ -5,7 +5,8 @@
 //! with backoff while callers get `Unavailable`. bcrypt runs on a bounded pool
 //! ([`password::HashPool`]) that refuses at once (503) when full, so logins never take every
 //! core from the other routes; an unknown email is checked against a dummy hash so it costs
-//! as much as a wrong password.
+//! as much as a wrong password. Login attempts per e-mail are rate-limited
+//! (`LOGIN_RATE_PER_EMAIL`): over the limit a login is refused (429) before any of that.
 //! Authorisation (self or admin) is decided here from the database, not from the token alone,
 //! so a deactivated user or a revoked admin loses access at once.
 //!
@@ -34,6 +35,7 @@ use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::AuthSettings;
 use troupe_core::domain::{Authenticated, MAX_EMAIL_LEN, Principal, User};
 use troupe_core::health::Readiness;
+use troupe_core::limits::{self, KeyedLimit};
 use troupe_core::messages::{
     Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, LogLevel, NewLogEntry, PublishEvent,
     RegisterUser, UpdateUser, WriteLog,
@@ -63,6 +65,8 @@ pub struct AuthConfig {
     pub audit: AuditTo,
     /// The bounded pool bcrypt runs on.
     pub hashing: HashPool,
+    /// Login attempts allowed per e-mail (checked before any password is).
+    pub login_limit: KeyedLimit<String>,
 }
 
 /// The one road login attempts are recorded by.
@@ -98,6 +102,7 @@ impl AuthConfig {
             backoff,
             audit: AuditTo::Nowhere,
             hashing: HashPool::new(s.hash_workers, s.hash_queue),
+            login_limit: KeyedLimit::new(s.login_rate_per_email),
         })
     }
 }
@@ -251,6 +256,12 @@ impl Handler<Authenticate> for AuthActor {
         let (keys, hashing) = (self.config.keys.clone(), self.config.hashing.clone());
         let audit = Audit { to: self.config.audit.clone(), request_id: msg.request_id.clone() };
         let email = msg.email.trim().to_lowercase();
+        // Refused before anything costs: no bcrypt, no store, no audit record.
+        if let Err(wait) = self.config.login_limit.check(&email) {
+            tracing::debug!(retry_in = ?wait, "login attempts for one e-mail over the limit");
+            let limited = ServiceError::RateLimited(limits::retry_after_secs(wait));
+            return Box::pin(actix::fut::ready(Err(limited)));
+        }
         if !self.link.is_ready() {
             let (audit, email) = (audit.clone(), email.clone());
             actix::spawn(async move {
@@ -437,5 +448,57 @@ impl Handler<ChangePassword> for AuthActor {
             let hash = hashing.hash(msg.new.secret().clone()).await?;
             if store.set_password(msg.id, &hash).await? { Ok(()) } else { Err(not_found()) }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use troupe_core::config::AuthSettings;
+    use troupe_core::health::Readiness;
+    use troupe_core::limits::RateSpec;
+
+    use super::*;
+
+    #[actix_rt::test]
+    async fn logins_over_the_per_email_limit_are_refused_before_any_password_is_checked() {
+        let dir = tempfile::tempdir().expect("dir");
+        let settings = AuthSettings {
+            login_rate_per_email: RateSpec::parse("3/1m").expect("valid"),
+            ..AuthSettings::embedded(dir.path(), "0123456789abcdef0123456789abcdef".into())
+        };
+        let backoff = BackoffPolicy { min: Duration::from_millis(10), max: Duration::from_millis(50) };
+        let config = AuthConfig::from_settings(&settings, backoff, false).expect("config");
+        let hashing = config.hashing.clone();
+        let readiness = Readiness::default();
+        let auth = AuthActor::start(config, &readiness);
+        tokio::time::timeout(Duration::from_secs(10), readiness.wait_ready()).await.expect("ready");
+
+        let attempt =
+            |email: &str| Authenticate { email: email.into(), password: "wrong".into(), request_id: None };
+        let mut outcomes = Vec::new();
+        for _ in 0..8 {
+            outcomes.push(auth.send(attempt("Admin@Example.com ")).await.expect("answers").map(drop));
+        }
+        let limited = ServiceError::RateLimited(20);
+        assert_eq!(
+            outcomes[..3],
+            [
+                Err(ServiceError::InvalidCredentials),
+                Err(ServiceError::InvalidCredentials),
+                Err(ServiceError::InvalidCredentials)
+            ]
+        );
+        assert!(
+            outcomes[3..]
+                .iter()
+                .all(|o| matches!(o, Err(ServiceError::RateLimited(s)) if *s >= 1 && *s <= 20)),
+            "{outcomes:?} vs {limited:?}"
+        );
+        assert_eq!(hashing.runs(), 3, "the refused attempts ran no bcrypt");
+
+        let other = auth.send(attempt("someone@example.com")).await.expect("answers").map(drop);
+        assert_eq!(other, Err(ServiceError::InvalidCredentials), "another e-mail has its own allowance");
     }
 }

@@ -7,6 +7,7 @@
 //! [`HashError::Busy`] (503 in the envelope), which costs nothing.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
@@ -42,6 +43,8 @@ struct Pool {
     running: Arc<Semaphore>,
     /// One permit per hash running or waiting.
     admitted: Arc<Semaphore>,
+    /// Hashes run so far (verifications and new hashes).
+    runs: AtomicU64,
 }
 
 impl HashPool {
@@ -53,6 +56,7 @@ impl HashPool {
             inner: Arc::new(Pool {
                 running: Arc::new(Semaphore::new(workers)),
                 admitted: Arc::new(Semaphore::new(workers + queue)),
+                runs: AtomicU64::new(0),
             }),
         }
     }
@@ -69,12 +73,18 @@ impl HashPool {
             .await
             .map_err(|e| HashError::Failed(e.to_string()))?;
         let span = Span::current();
+        self.inner.runs.fetch_add(1, Ordering::Relaxed);
         tokio::task::spawn_blocking(move || {
             let _permits = (admitted, running);
             span.in_scope(work)
         })
         .await
         .map_err(|e| HashError::Failed(e.to_string()))
+    }
+
+    /// How many hashes (verifications and new hashes) this pool has run.
+    pub fn runs(&self) -> u64 {
+        self.inner.runs.load(Ordering::Relaxed)
     }
 
     /// Whether `password` matches `hash` (`$2a$`, `$2b$` and `$2y$` hashes all verify).

@@ -7,6 +7,7 @@ use clap::Args;
 use secrecy::SecretString;
 
 use super::{parse_duration, parse_secret};
+use crate::limits::RateSpec;
 
 /// The authentication service.
 #[derive(Debug, Clone, Args)]
@@ -39,6 +40,10 @@ pub struct AuthSettings {
     /// Logins (and password changes) that may wait for a hashing worker; beyond, 503 at once.
     #[arg(long, env = "AUTH_HASH_QUEUE", default_value_t = 32)]
     pub hash_queue: usize,
+    /// Login attempts per e-mail: a burst, refilled evenly over the period (`N/DURATION`,
+    /// or `off`); beyond it 429 with Retry-After, before any password is checked.
+    #[arg(long, env = "LOGIN_RATE_PER_EMAIL", default_value = "10/1m", value_parser = RateSpec::parse)]
+    pub login_rate_per_email: RateSpec,
     /// Lifetime of access tokens.
     #[arg(long, env = "JWT_TTL", default_value = "1h", value_parser = parse_duration)]
     pub jwt_ttl: Duration,

@@ -29,6 +29,7 @@ use secrecy::SecretString;
 use url::Url;
 
 use crate::backoff::BackoffPolicy;
+use crate::limits::RateSpec;
 use crate::telemetry::LogFormat;
 
 /// Parse `5s`, `250ms`, `1h`...
@@ -106,6 +107,17 @@ pub struct CommonSettings {
     /// Longest delay between reconnect attempts.
     #[arg(long, env = "BACKOFF_MAX", default_value = "10s", value_parser = parse_duration)]
     pub backoff_max: Duration,
+    /// Login attempts per client address through the broker's `auth` action (the edge; auth
+    /// itself limits per e-mail): `N/DURATION` or `off`; beyond it 429 with Retry-After.
+    #[arg(long, env = "LOGIN_RATE_PER_CLIENT", default_value = "30/1m", value_parser = RateSpec::parse)]
+    pub login_rate_per_client: RateSpec,
+    /// Requests per client address on the broker's `/handle` (`N/DURATION` or `off`).
+    #[arg(long, env = "REQUEST_RATE_PER_CLIENT", default_value = "off", value_parser = RateSpec::parse)]
+    pub request_rate_per_client: RateSpec,
+    /// Proxies (IP addresses, comma-separated) whose `X-Forwarded-For` names the client; from
+    /// anyone else the header is ignored and the peer address is the client.
+    #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 impl CommonSettings {

@@ -145,3 +145,32 @@ async fn management_requires_a_valid_bearer_token() {
     let (status, body) = app.call(Method::GET, "/token", Some(&token), None).await;
     assert_eq!((status, body["message"].as_str()), (401, Some("account is not active")), "{body}");
 }
+
+#[actix_web::test]
+async fn wrong_logins_for_one_email_are_refused_with_retry_after_once_over_the_limit() {
+    let app = TestApp::all_in_one().await;
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..14 {
+        let res = app.login("admin@example.com", "not the password").await;
+        let retry_after = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let (status, body) = parts(res).await;
+        if status == 429 && limited.is_none() {
+            limited = Some((retry_after, body));
+        }
+        statuses.push(status);
+    }
+    // LOGIN_RATE_PER_EMAIL's default: a burst of 10 a minute.
+    assert_eq!(statuses[..10], [401; 10], "{statuses:?}");
+    assert!(statuses[10..].iter().all(|s| *s == 429), "{statuses:?}");
+    let (retry_after, body) = limited.expect("a 429");
+    let secs: u64 = retry_after.and_then(|s| s.parse().ok()).expect("a Retry-After in seconds");
+    assert!((1..=60).contains(&secs), "{secs}");
+    assert_eq!(
+        (body["error"].as_bool(), body["kind"].as_str()),
+        (Some(true), Some("rate_limited")),
+        "{body}"
+    );
+    // The right password is refused too until the allowance refills: no oracle for guessing.
+    assert_eq!(app.login("admin@example.com", "verysecret").await.status(), 429);
+}

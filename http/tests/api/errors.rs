@@ -67,6 +67,7 @@ async fn every_service_error_survives_the_http_proxy() {
         shutdown_timeout: TIMEOUT,
         readiness: Readiness::default(),
         workers: 1,
+        limits: troupe_http::limits::ClientLimits::default(),
     };
     let server = api::serve("logger", listener, opts, logger::routes(clients)).expect("serves");
     let base = Url::parse(&format!("http://127.0.0.1:{}/", server.port)).expect("url");

@@ -57,6 +57,7 @@ pub fn options(
         shutdown_timeout: common.shutdown_timeout,
         readiness: readiness.clone(),
         workers,
+        limits: crate::limits::ClientLimits::from_settings(common),
     }
 }
 
