@@ -22,6 +22,7 @@ use troupe_core::{Envelope, RequestId, ServiceError};
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, checked_key, member, reply};
 use crate::limits::ClientLimits;
 use crate::logger::{LogClients, LogPayload, read_routes};
+use crate::mailer::MailGate;
 
 /// Where the broker sends each action.
 #[derive(Clone)]
@@ -30,6 +31,8 @@ pub struct BrokerState {
     pub auth: Recipient<Authenticate>,
     /// The mailer.
     pub mail: Recipient<SendMail>,
+    /// Who may send mail (the `mail` action and `mail` events).
+    pub mail_gate: MailGate,
     /// The event publisher (RabbitMQ or the in-process bus); `None`: `event` answers 503.
     pub events: Option<Recipient<PublishEvent>>,
     /// The logger service (writes and reads).
@@ -74,8 +77,17 @@ async fn handle(
             limits.login(&req)?;
             authenticate(&state, member(&body, "auth")?, request_id).await
         }
-        Some("mail") => mail(&state, member(&body, "mail")?, request_id).await,
-        Some("event") => publish_event(&state, member(&body, "event")?, request_id, key).await,
+        Some("mail") => {
+            state.mail_gate.admit(&req).await?;
+            mail(&state, member(&body, "mail")?, request_id).await
+        }
+        Some("event") => {
+            let payload: EventPayload = member(&body, "event")?;
+            if payload.name.trim() == "mail" {
+                state.mail_gate.admit(&req).await?;
+            }
+            publish_event(&state, payload, request_id, key).await
+        }
         Some("log") => {
             let payload: LogPayload = member(&body, "log")?;
             let name = payload.name.clone();

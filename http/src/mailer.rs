@@ -1,17 +1,57 @@
 //! The mailer's HTTP adapter (:8084): `POST /send` `{"from","to","subject","message"}` ->
 //! 202 `sent to <to>` (Go contract). Addresses, subject and size are parsed here (422 when
 //! bad); the mailer actor renders and sends.
+//!
+//! [`MailGate`]: where mail can leave the machine (`MAIL_AUTH`), a sender must show a bearer
+//! token of an active user (401 otherwise), so the mailer is no open relay; the broker's
+//! `mail` action and `mail` events go through the same gate.
 
 use std::time::Duration;
 
 use actix::Recipient;
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
-use troupe_core::messages::{MailRequest, SendMail};
-use troupe_core::{Envelope, RequestId};
+use actix_web::{HttpRequest, HttpResponse};
+use secrecy::SecretString;
+use troupe_core::messages::{MailRequest, SendMail, VerifyToken};
+use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, reply};
+
+/// Who may send mail: anyone (`open`), or the holder of a bearer token of an active user,
+/// checked by the auth service.
+#[derive(Clone, Default)]
+pub struct MailGate(Option<(Recipient<VerifyToken>, Duration)>);
+
+impl MailGate {
+    /// Anyone may send (the built-in catcher, or `MAIL_AUTH=open`).
+    pub fn open() -> Self {
+        Self(None)
+    }
+
+    /// Senders need a token that `auth` accepts within `timeout`.
+    pub fn token_required(auth: Recipient<VerifyToken>, timeout: Duration) -> Self {
+        Self(Some((auth, timeout)))
+    }
+
+    /// Let `req` through, or say why not (401; 503 when auth cannot answer).
+    pub async fn admit(&self, req: &HttpRequest) -> Result<(), ApiError> {
+        let Some((auth, timeout)) = &self.0 else { return Ok(()) };
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(|t| SecretString::from(t.trim().to_owned()))
+            .ok_or_else(|| {
+                ApiError(ServiceError::Unauthorized(
+                    "sending mail needs a bearer token of an active user (MAIL_AUTH)".into(),
+                ))
+            })?;
+        ask(auth, VerifyToken(token), *timeout, "auth").await.map(drop)
+    }
+}
 
 /// What the mailer routes need.
 #[derive(Clone)]
@@ -20,6 +60,8 @@ pub struct MailerState {
     pub mailer: Recipient<SendMail>,
     /// Deadline for each send.
     pub timeout: Duration,
+    /// Who may send.
+    pub gate: MailGate,
 }
 
 /// The mailer's routes.
@@ -46,9 +88,11 @@ pub async fn send_mail(
 #[tracing::instrument(name = "mailer.send", skip_all)]
 async fn send(
     state: web::Data<MailerState>,
+    req: HttpRequest,
     request_id: CurrentRequestId,
     JsonBody(request): JsonBody<MailRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    state.gate.admit(&req).await?;
     let to = send_mail(&state.mailer, request, request_id.into_inner(), state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("sent to {to}"))))
 }

@@ -38,7 +38,7 @@ use troupe_core::health::Readiness;
 use troupe_core::limits::{self, KeyedLimit};
 use troupe_core::messages::{
     Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, LogLevel, NewLogEntry, PublishEvent,
-    RegisterUser, UpdateUser, WriteLog,
+    RegisterUser, UpdateUser, VerifyToken, WriteLog,
 };
 use troupe_core::{RequestId, ServiceError};
 
@@ -384,6 +384,20 @@ impl Handler<GetUser> for AuthActor {
         supervision::call(self, move |store: UserStore| async move {
             authorize(&store, msg.by, Some(msg.id), false).await?;
             store.get(msg.id).await?.map(|r| r.user()).ok_or_else(not_found)
+        })
+    }
+}
+
+impl Handler<VerifyToken> for AuthActor {
+    type Result = Reply<Principal>;
+
+    fn handle(&mut self, VerifyToken(token): VerifyToken, _: &mut Context<Self>) -> Self::Result {
+        let claims = self.config.keys.verify(token.expose_secret()).and_then(|c| c.principal());
+        supervision::call(self, move |store: UserStore| async move {
+            let by = claims?;
+            // The same check as every authorised request: the user exists and is active.
+            authorize(&store, by, Some(by.user_id), false).await?;
+            Ok::<_, Failure>(by)
         })
     }
 }

@@ -19,6 +19,18 @@ pub enum MailEncryption {
     None,
 }
 
+/// Who may send mail (`MAIL_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MailAuth {
+    /// A bearer token of an active user when mail can leave the machine (a MAIL_HOST is
+    /// set); anyone when it goes to the built-in catcher.
+    Auto,
+    /// Always a bearer token of an active user.
+    Required,
+    /// Anyone (the Go platform's behaviour): only on a trusted network.
+    Open,
+}
+
 /// The mailer: where to send and as whom.
 #[derive(Debug, Clone, Args)]
 pub struct MailerSettings {
@@ -31,6 +43,10 @@ pub struct MailerSettings {
     /// SMTP port.
     #[arg(long, env = "MAIL_PORT", default_value_t = 1025)]
     pub mail_port: u16,
+    /// Who may send mail through the broker's `mail` action, a `mail` event published by
+    /// the broker, and `POST /send` under `troupe up`: `auto`, `required` or `open`.
+    #[arg(long, env = "MAIL_AUTH", value_enum, default_value = "auto", ignore_case = true)]
+    pub mail_auth: MailAuth,
     /// `tls` (STARTTLS), `ssl` (implicit TLS) or `none`.
     #[arg(long, env = "MAIL_ENCRYPTION", value_enum, default_value = "none", ignore_case = true)]
     pub mail_encryption: MailEncryption,
@@ -80,6 +96,16 @@ impl MailerSettings {
             mail_port: port,
             mail_timeout: Duration::from_secs(2),
             ..Self::default()
+        }
+    }
+
+    /// Whether sending needs a bearer token of an active user (see [`MailAuth`]); read on the
+    /// settings as configured (before the built-in catcher is substituted).
+    pub fn needs_token(&self) -> bool {
+        match self.mail_auth {
+            MailAuth::Open => false,
+            MailAuth::Required => true,
+            MailAuth::Auto => self.mail_host.as_deref().is_some_and(|h| !h.trim().is_empty()),
         }
     }
 

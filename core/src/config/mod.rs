@@ -15,7 +15,7 @@ mod mailer;
 
 pub use auth::AuthSettings;
 pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
-pub use mailer::{CatcherSettings, MailEncryption, MailerSettings};
+pub use mailer::{CatcherSettings, MailAuth, MailEncryption, MailerSettings};
 mod events;
 mod logger;
 pub use events::{EventSettings, ListenerSettings};

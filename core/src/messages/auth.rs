@@ -18,6 +18,11 @@ pub struct Authenticate {
     pub request_id: Option<RequestId>,
 }
 
+/// Check a bearer token: well signed, not expired, and its user exists and is active.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Principal, ServiceError>")]
+pub struct VerifyToken(pub SecretString);
+
 /// Create a user (admins only).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<User, ServiceError>")]

@@ -12,6 +12,7 @@ use url::Url;
 
 use super::Platform;
 use super::services::{auth, broker, catcher, events, frontend, logger, mailer};
+use crate::mailer::MailGate;
 use crate::status::StatusSource;
 
 /// The broker alone, reaching the services over HTTP (and gRPC for `/log-grpc`); with
@@ -27,6 +28,8 @@ pub fn serve_broker(
     let to = broker::Recipients {
         auth: auth::remote(&upstream.auth_url, within)?,
         mail: mailer::remote(&upstream.mailer_url, within)?,
+        // Split mode does not gate mail yet (docs/operations.md, "Who may send mail").
+        mail_gate: MailGate::open(),
         logs: logger::remote(&upstream.logger, within)?,
         events: events::publisher(common, events, p.readiness(), "broker").map(actix::Addr::recipient),
     };
@@ -74,12 +77,20 @@ pub fn serve_frontend(common: &CommonSettings, settings: &FrontendSettings) -> a
 /// The mailer alone, sending to MAIL_HOST (unset: to `troupe serve catcher` on 127.0.0.1).
 pub fn serve_mailer(common: &CommonSettings, settings: &MailerSettings) -> anyhow::Result<Platform> {
     let mut p = Platform::single();
+    let relays_out = settings.needs_token();
     let settings = match mailer::wants_catcher(settings) {
         true => mailer::towards_catcher(settings, settings.mail_port),
         false => settings.clone(),
     };
     let r = p.readiness().clone();
-    p.add(mailer::local(common, &settings, &r, p.workers(false))?);
+    if relays_out {
+        tracing::warn!(
+            "POST /send of `troupe serve mailer` takes mail from anyone who reaches MAILER_PORT: \
+             keep it on a private network behind the broker"
+        );
+    }
+    let mail = mailer::actor(common, &settings, &r)?;
+    p.add(mailer::server(common, &settings, mail, MailGate::open(), &r, p.workers(false))?);
     Ok(p)
 }
 

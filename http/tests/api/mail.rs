@@ -406,8 +406,18 @@ fn external_smtp() -> (SocketAddr, PathBuf) {
     (addr, PathBuf::from(maildir))
 }
 
+/// The mail with `subject` in the external catcher's Maildir, if it is there.
+fn in_maildir(maildir: &Path, subject: &str) -> Option<Vec<u8>> {
+    let entries = std::fs::read_dir(maildir.join("new")).ok()?;
+    entries.filter_map(Result::ok).find_map(|e| {
+        let raw = std::fs::read(e.path()).ok()?;
+        let parsed = MessageParser::default().parse_headers(&raw)?;
+        (parsed.subject() == Some(subject)).then(|| raw.clone())
+    })
+}
+
 #[actix_rt::test]
-async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
+async fn mail_to_a_real_server_needs_a_token_on_every_road_and_then_arrives() {
     let (smtp, maildir) = external_smtp();
     let dir = tempfile::tempdir().expect("dir");
     let mailer =
@@ -415,32 +425,61 @@ async fn mail_through_the_broker_arrives_at_an_external_smtp_server() {
     let p = platform::up(&UpArgs { mailer, ..up_args(dir.path()) }).expect("platform starts");
     assert!(p.port("catcher").is_none(), "no built-in catcher when MAIL_HOST is set");
     let (broker, mailer_url) = (
-        p.port("broker").expect("broker"),
+        format!("http://127.0.0.1:{}", p.port("broker").expect("broker")),
         format!("http://127.0.0.1:{}", p.port("mailer").expect("mailer")),
     );
     actix_web::rt::spawn(p.run_until(std::future::pending()));
     let http = Client::new();
     wait_ready(&http, &mailer_url).await;
 
-    let subject = format!("External {}", uuid::Uuid::new_v4().simple());
-    let res = http
-        .post(format!("http://127.0.0.1:{broker}/handle"))
-        .json(&json!({"action": "mail", "mail": test_mail(&subject)}))
-        .send()
-        .await
-        .expect("broker");
-    assert_eq!(res.status(), 202);
+    // The three roads to the SMTP server: the `mail` action, a `mail` event, `POST /send`.
+    let roads = |subject: &str| {
+        let mail = test_mail(subject);
+        [
+            (format!("{broker}/handle"), json!({"action": "mail", "mail": mail})),
+            (format!("{broker}/handle"), json!({"action": "event", "event": {"name": "mail", "data": mail}})),
+            (format!("{mailer_url}/send"), mail),
+        ]
+    };
+    let send = |url: String, body: Value, token: Option<String>| {
+        let mut req = http.post(url).json(&body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        async move { parts(req.send().await.expect("answers")).await }
+    };
+    let refused: Vec<String> =
+        (0..3).map(|n| format!("Refused {n} {}", uuid::Uuid::new_v4().simple())).collect();
+    for (n, subject) in refused.iter().enumerate() {
+        let (url, body) = roads(subject)[n].clone();
+        for token in [None, Some("not-a-token".to_owned())] {
+            let (status, reply) = send(url.clone(), body.clone(), token).await;
+            assert_eq!((status, reply["kind"].as_str()), (401, Some("unauthorized")), "road {n}: {reply}");
+        }
+    }
 
-    let raw = eventually(WITHIN, "the mail in the external catcher's Maildir", || async {
-        let entries = std::fs::read_dir(maildir.join("new")).ok()?;
-        entries.filter_map(Result::ok).find_map(|e| {
-            let raw = std::fs::read(e.path()).ok()?;
-            let parsed = MessageParser::default().parse_headers(&raw)?;
-            (parsed.subject() == Some(subject.as_str())).then(|| raw.clone())
+    let login = json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}});
+    let (status, body) =
+        parts(http.post(format!("{broker}/handle")).json(&login).send().await.expect("login")).await;
+    assert_eq!(status, 202, "{body}");
+    let token = body["token"]["access_token"].as_str().expect("a token").to_owned();
+    let accepted: Vec<String> =
+        (0..3).map(|n| format!("Accepted {n} {}", uuid::Uuid::new_v4().simple())).collect();
+    for (n, subject) in accepted.iter().enumerate() {
+        let (url, body) = roads(subject)[n].clone();
+        let (status, reply) = send(url, body, Some(token.clone())).await;
+        assert_eq!(status, 202, "road {n}: {reply}");
+    }
+    for subject in &accepted {
+        let raw = eventually(WITHIN, "the mail in the external catcher's Maildir", || async {
+            in_maildir(&maildir, subject)
         })
-    })
-    .await;
-    assert_delivered(&raw, &subject);
+        .await;
+        assert_delivered(&raw, subject);
+    }
+    for subject in &refused {
+        assert!(in_maildir(&maildir, subject).is_none(), "a refused mail reached the server: {subject}");
+    }
 }
 
 /// An SMTP server whose replies are scripted: `rcpt` answers `rcpt_reply`, and the end of

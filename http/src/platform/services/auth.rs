@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use actix::Recipient;
+use actix::{Addr, Recipient};
 use anyhow::Context as _;
 use troupe_actors::auth::{AuditTo, AuthActor, AuthConfig};
 use troupe_core::config::{AuthSettings, CommonSettings};
@@ -34,7 +34,7 @@ pub fn local(
     workers: usize,
     key: Key,
     audit: AuditTo,
-) -> anyhow::Result<Service<Recipient<Authenticate>>> {
+) -> anyhow::Result<Service<Addr<AuthActor>>> {
     let config = AuthConfig::from_settings(settings, common.backoff(), key == Key::EphemeralAllowed)
         .map_err(anyhow::Error::msg)?;
     let listener = bind(common.bind_address, settings.auth_port, "AUTH_PORT")?;
@@ -43,7 +43,7 @@ pub fn local(
     let state = AuthState { actor: actor.clone(), keys, timeout: settings.answer_within() };
     let server =
         serve("auth", listener, options(common, readiness, &[], workers), crate::auth::routes(state))?;
-    Ok(Service::new("auth", actor.recipient(), vec![Part::Http(server)]))
+    Ok(Service::new("auth", actor, vec![Part::Http(server)]))
 }
 
 /// The auth service at `url` (AUTH_URL), each call answered within `timeout`.

@@ -10,6 +10,7 @@ use super::{Service, bind, options};
 use crate::api::serve;
 use crate::broker::BrokerState;
 use crate::logger::LogClients;
+use crate::mailer::MailGate;
 use crate::platform::Part;
 use crate::status::StatusSource;
 
@@ -19,6 +20,8 @@ pub struct Recipients {
     pub auth: Recipient<Authenticate>,
     /// `mail` actions.
     pub mail: Recipient<SendMail>,
+    /// Who may send mail (`mail` actions and `mail` events).
+    pub mail_gate: MailGate,
     /// `log` actions, `/log-grpc` and log reads.
     pub logs: LogClients,
     /// `event` actions; `None` answers 503.
@@ -38,6 +41,7 @@ pub fn local(
     let state = BrokerState {
         auth: to.auth,
         mail: to.mail,
+        mail_gate: to.mail_gate,
         logs: LogClients { timeout: settings.request_timeout, ..to.logs },
         events: to.events,
         timeout: settings.request_timeout,

@@ -10,12 +10,12 @@ use troupe_actors::catcher;
 use troupe_actors::mailer::{Mailer, MailerConfig};
 use troupe_core::config::{CommonSettings, MailEncryption, MailerSettings};
 use troupe_core::health::Readiness;
-use troupe_core::messages::SendMail;
+use troupe_core::messages::{SendMail, VerifyToken};
 use url::Url;
 
 use super::{Service, bind, on_own_thread, options};
 use crate::api::serve;
-use crate::mailer::MailerState;
+use crate::mailer::{MailGate, MailerState};
 use crate::platform::Part;
 use crate::proxy::MailerProxy;
 
@@ -48,20 +48,39 @@ pub fn towards_catcher(settings: &MailerSettings, smtp_port: u16) -> MailerSetti
     }
 }
 
-/// The mailer actor and its HTTP server on MAILER_PORT (`settings` name a MAIL_HOST).
-pub fn local(
+/// The mailer actor (`settings` name a MAIL_HOST); its HTTP server is [`server`].
+pub fn actor(
     common: &CommonSettings,
     settings: &MailerSettings,
     readiness: &Readiness,
+) -> anyhow::Result<Recipient<SendMail>> {
+    let config = MailerConfig::from_settings(settings, common.backoff()).map_err(anyhow::Error::msg)?;
+    Ok(Mailer::start(config, readiness).recipient())
+}
+
+/// `POST /send` on MAILER_PORT in front of `mailer`, letting through whom `gate` admits.
+pub fn server(
+    common: &CommonSettings,
+    settings: &MailerSettings,
+    mailer: Recipient<SendMail>,
+    gate: MailGate,
+    readiness: &Readiness,
     workers: usize,
 ) -> anyhow::Result<Service<Recipient<SendMail>>> {
-    let config = MailerConfig::from_settings(settings, common.backoff()).map_err(anyhow::Error::msg)?;
     let listener = bind(common.bind_address, settings.mailer_port, "MAILER_PORT")?;
-    let mailer = Mailer::start(config, readiness).recipient();
-    let state = MailerState { mailer: mailer.clone(), timeout: settings.answer_within() };
+    let state = MailerState { mailer: mailer.clone(), timeout: settings.answer_within(), gate };
     let opts = options(common, readiness, &[], workers);
     let server = serve("mailer", listener, opts, crate::mailer::routes(state))?;
     Ok(Service::new("mailer", mailer, vec![Part::Http(server)]))
+}
+
+/// The gate for senders under `settings` as configured: a token checked by `auth` when
+/// mail can leave the machine ([`MailerSettings::needs_token`]), else open.
+pub fn gate(settings: &MailerSettings, auth: Recipient<VerifyToken>, within: Duration) -> MailGate {
+    match settings.needs_token() {
+        true => MailGate::token_required(auth, within),
+        false => MailGate::open(),
+    }
 }
 
 /// The mailer at `url` (MAILER_URL), each call answered within `timeout`.
