@@ -39,11 +39,12 @@ use lapin::{Consumer, ExchangeKind};
 use secrecy::SecretString;
 use tokio::sync::watch;
 use troupe_core::backoff::BackoffPolicy;
+use troupe_core::config::QueueType;
 use troupe_core::health::Readiness;
 
 use super::publisher::{AmqpChannel, declare_exchange, open};
 use super::{Drain, ListenerStats, Sink, SinkError, decode, wait_drained};
-use crate::supervision::{self, Backend, Link};
+use crate::supervision::{self, Backend, Link, Misconfigured};
 
 /// The routing keys the queue is bound to.
 pub const BINDINGS: [&str; 4] = ["log.INFO", "log.WARNING", "log.ERROR", "log.*"];
@@ -57,6 +58,8 @@ pub struct ListenerConfig {
     pub exchange: String,
     /// The shared durable queue.
     pub queue: String,
+    /// Classic or quorum (then the dead-letter queue is quorum too).
+    pub queue_type: QueueType,
     /// Most unacked deliveries at once.
     pub prefetch: u16,
     /// Deadline for connecting and declaring.
@@ -140,7 +143,17 @@ async fn declare_and_consume(amqp: &AmqpChannel, c: &ListenerConfig) -> lapin::R
     )
     .await?;
     let durable_q = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-    ch.queue_declare(c.dead_letter_queue().as_str().into(), durable_q, FieldTable::default()).await?;
+    // Classic queues are declared without the argument, so queues made before it existed
+    // stay equivalent; a quorum queue names its type, and RabbitMQ refuses (406) to declare
+    // a queue that exists as the other type.
+    let typed = || {
+        let mut args = FieldTable::default();
+        if c.queue_type == QueueType::Quorum {
+            args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+        }
+        args
+    };
+    ch.queue_declare(c.dead_letter_queue().as_str().into(), durable_q, typed()).await?;
     ch.queue_bind(
         c.dead_letter_queue().as_str().into(),
         c.dead_letter_exchange().as_str().into(),
@@ -149,7 +162,7 @@ async fn declare_and_consume(amqp: &AmqpChannel, c: &ListenerConfig) -> lapin::R
         FieldTable::default(),
     )
     .await?;
-    let mut args = FieldTable::default();
+    let mut args = typed();
     args.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(c.dead_letter_exchange().as_str().into()),
@@ -174,6 +187,23 @@ async fn declare_and_consume(amqp: &AmqpChannel, c: &ListenerConfig) -> lapin::R
         FieldTable::default(),
     )
     .await
+}
+
+/// A declare error, marked [`Misconfigured`] when RabbitMQ refused the queue as it is
+/// declared (PRECONDITION_FAILED, 406: it exists with other arguments, e.g. another type).
+fn declare_refusal(err: lapin::Error, c: &ListenerConfig) -> anyhow::Error {
+    let lapin::ErrorKind::ProtocolError(amqp) = err.kind() else { return err.into() };
+    if amqp.get_id() != 406 {
+        return err.into();
+    }
+    let wrong = Misconfigured(format!(
+        "LISTENER_QUEUE {:?} exists with other arguments than LISTENER_QUEUE_TYPE={:?} declares \
+         (delete it or change the setting): {}",
+        c.queue,
+        c.queue_type,
+        amqp.get_message()
+    ));
+    anyhow::Error::new(err).context(wrong)
 }
 
 impl Actor for ListenerActor {
@@ -205,7 +235,8 @@ impl Backend for ListenerActor {
         Box::pin(async move {
             let amqp = open(&c.url, &c.connection_name, c.timeout).await?;
             let consumer = match tokio::time::timeout(c.timeout, declare_and_consume(&amqp, &c)).await {
-                Ok(res) => res?,
+                Ok(Ok(consumer)) => consumer,
+                Ok(Err(err)) => return Err(declare_refusal(err, &c)),
                 Err(_) => anyhow::bail!("declaring the listener's queue timed out"),
             };
             Ok(ListenerConn { amqp, consumer })

@@ -74,9 +74,32 @@ impl AmqpChannel {
 
 /// Open a connection (lapin's automatic recovery left off: the supervised actor owns
 /// recovery) and one channel, within `timeout`.
+///
+/// `url` may list a cluster's nodes separated by commas: they are tried in order, each within
+/// `timeout`, and the first that accepts is used (a node that is down refuses at once). The
+/// error of the last one is returned when none does.
 pub async fn open(url: &SecretString, name: &str, timeout: Duration) -> anyhow::Result<AmqpChannel> {
+    let nodes: Vec<&str> = url.expose_secret().split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+    let mut last = anyhow::anyhow!("RABBIT_URL names no node");
+    for (n, node) in nodes.iter().enumerate() {
+        match open_one(node, name, timeout).await {
+            Ok(channel) => return Ok(channel),
+            // A misconfiguration is the same on every node: say it at once.
+            Err(err) if Misconfigured::find(&err).is_some() => return Err(err),
+            Err(err) => {
+                if nodes.len() > 1 {
+                    tracing::debug!(node = n + 1, of = nodes.len(), error = %format!("{err:#}"), "RabbitMQ node refused; trying the next");
+                }
+                last = err;
+            }
+        }
+    }
+    Err(last)
+}
+
+async fn open_one(url: &str, name: &str, timeout: Duration) -> anyhow::Result<AmqpChannel> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
-    let url = default_vhost(url.expose_secret());
+    let url = default_vhost(url);
     let work = async move {
         let conn = Connection::connect(&url, props).await?;
         let channel = conn.create_channel().await?;
@@ -196,7 +219,9 @@ impl fmt::Display for PublishError {
 
 impl BackendError for PublishError {
     fn is_connection_lost(&self) -> bool {
-        matches!(self, Self::Lost(_) | Self::TimedOut)
+        // A nack too: a channel whose quorum queue changed leader while it was being opened
+        // can go on nacking every publish (seen on RabbitMQ 3.10); a fresh channel recovers.
+        matches!(self, Self::Lost(_) | Self::TimedOut | Self::Nacked)
     }
 
     fn into_service_error(self, service: &str) -> ServiceError {

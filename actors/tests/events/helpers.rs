@@ -72,6 +72,7 @@ pub fn listener(
         url: rabbit_url(),
         exchange: names.exchange.clone(),
         queue: names.queue.clone(),
+        queue_type: troupe_core::config::QueueType::Classic,
         prefetch: 64,
         timeout: Duration::from_secs(5),
         backoff: backoff(),
@@ -192,4 +193,23 @@ impl Store {
             }
         }
     }
+}
+
+/// Log to the test's output, filtered by RUST_LOG (once per test binary).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Wait until `backend` is reported misconfigured in `readiness`; the reason given.
+pub async fn misconfiguration(readiness: &Readiness, backend: &str) -> String {
+    let status =
+        eventually(Duration::from_secs(15), &format!("{backend} to report a misconfiguration"), || {
+            let status = readiness.snapshot().get(backend).cloned();
+            async move { status.filter(|b| b.state == troupe_core::health::BackendState::Misconfigured) }
+        })
+        .await;
+    status.error.unwrap_or_default()
 }

@@ -1,6 +1,7 @@
 //! The event pipeline against a real RabbitMQ (127.0.0.1:5672, or TEST_RABBIT_URL): the
 //! publisher and listener actors driven directly, exchange and queue unique per test.
 
+mod cluster;
 mod helpers;
 
 use std::collections::HashSet;
@@ -13,7 +14,7 @@ use lapin::BasicProperties;
 use lapin::options::BasicPublishOptions;
 use secrecy::ExposeSecret;
 use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
-use troupe_core::health::{BackendState, Readiness};
+use troupe_core::health::Readiness;
 use troupe_core::messages::{LogLevel, PublishEvent};
 
 /// Publish with a fixed id until confirmed (a failed publish may have reached the queue,
@@ -44,10 +45,7 @@ async fn wait_ready(readiness: &Readiness) {
 
 #[actix_rt::test]
 async fn ten_thousand_events_survive_forced_connection_closes_exactly_once() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     let names = Names::new();
     let probe = test_channel(&names).await;
     let readiness = Readiness::default();
@@ -311,15 +309,38 @@ async fn a_wrong_vhost_or_password_is_said_as_a_misconfiguration_not_retried_as_
             connection_name: format!("{}-misconfigured", names.tag),
         };
         let publisher = PublisherActor::start(config, &readiness);
-        let status =
-            eventually(Duration::from_secs(15), "the publisher to report a misconfiguration", || {
-                let backend = readiness.snapshot().get("events.publisher").cloned();
-                async move { backend.filter(|b| b.state == BackendState::Misconfigured) }
-            })
-            .await;
-        let error = status.error.unwrap_or_default();
+        let error = misconfiguration(&readiness, "events.publisher").await;
         assert!(error.contains(reason) && !error.contains("guest"), "{error}");
         let refused = publisher.send(PublishEvent::info("event", "x")).await.expect("mailbox open");
         assert!(matches!(refused, Err(troupe_core::ServiceError::Unavailable(_))), "{refused:?}");
     }
+}
+
+#[actix_rt::test]
+async fn a_queue_that_exists_as_the_other_type_is_a_misconfiguration_said_clearly() {
+    let names = Names::new();
+    let probe = test_channel(&names).await;
+    let store = Store::embedded();
+    let classic = Readiness::default();
+    let (first, _) = listener(&names, 0, store.recipient(), &classic);
+    wait_ready(&classic).await;
+    drop(first);
+
+    let readiness = Readiness::default();
+    let config = troupe_actors::events::listener::ListenerConfig {
+        url: rabbit_url(),
+        exchange: names.exchange.clone(),
+        queue: names.queue.clone(),
+        queue_type: troupe_core::config::QueueType::Quorum,
+        prefetch: 8,
+        timeout: Duration::from_secs(5),
+        backoff: backoff(),
+        connection_name: format!("{}-quorum", names.tag),
+    };
+    let stats = troupe_actors::events::ListenerStats::new("rabbitmq", &names.queue);
+    let sink = troupe_actors::events::Sink::new(store.recipient(), Duration::from_secs(5));
+    let _quorum = troupe_actors::events::listener::ListenerActor::start(config, sink, stats, &readiness);
+    let error = misconfiguration(&readiness, "events.listener").await;
+    assert!(error.contains("LISTENER_QUEUE") && error.contains("Quorum"), "{error}");
+    cleanup(&probe, &names).await;
 }

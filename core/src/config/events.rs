@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 
 use super::{parse_duration, parse_secret};
@@ -12,7 +12,8 @@ use super::{parse_duration, parse_secret};
 /// Publishing events (the broker, auth, `troupe up`, and the listener's connection).
 #[derive(Debug, Clone, Args)]
 pub struct EventSettings {
-    /// RabbitMQ, as an amqp:// URL (e.g. amqp://guest:guest@rabbitmq:5672/%2f).
+    /// RabbitMQ, as an amqp:// URL (e.g. amqp://guest:guest@rabbitmq:5672/%2f); for a
+    /// cluster, the nodes' URLs separated by commas, tried in turn on every (re)connect.
     /// Unset: the in-process bus (`troupe up` only).
     #[arg(long, env = "RABBIT_URL", value_parser = parse_secret, hide_env_values = true)]
     pub rabbit_url: Option<SecretString>,
@@ -38,6 +39,15 @@ impl EventSettings {
     }
 }
 
+/// The type of the listener's queue (`LISTENER_QUEUE_TYPE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum QueueType {
+    /// One node's queue (RabbitMQ's default).
+    Classic,
+    /// A Raft-replicated queue on every node of the cluster.
+    Quorum,
+}
+
 /// The listener (the consumer feeding the logger).
 #[derive(Debug, Clone, Args)]
 pub struct ListenerSettings {
@@ -48,6 +58,10 @@ pub struct ListenerSettings {
     /// Its dead-letter exchange is `<queue>.dlx` and dead-letter queue `<queue>.dead`.
     #[arg(long, env = "LISTENER_QUEUE", default_value = "troupe.logs")]
     pub listener_queue: String,
+    /// `classic`, or `quorum` (replicated over a cluster's nodes: what RabbitMQ recommends
+    /// for durable queues). A queue that exists as the other type is a start-up error.
+    #[arg(long, env = "LISTENER_QUEUE_TYPE", value_enum, default_value = "classic", ignore_case = true)]
+    pub listener_queue_type: QueueType,
     /// Most unacknowledged deliveries held by one listener at a time.
     #[arg(long, env = "LISTENER_PREFETCH", default_value_t = 64)]
     pub listener_prefetch: u16,

@@ -18,7 +18,7 @@ pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
 pub use mailer::{CatcherSettings, MailAuth, MailEncryption, MailerSettings};
 mod events;
 mod logger;
-pub use events::{EventSettings, ListenerSettings};
+pub use events::{EventSettings, ListenerSettings, QueueType};
 pub use logger::{LoggerSettings, LoggerUpstream};
 
 use std::net::IpAddr;

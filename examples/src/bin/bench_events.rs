@@ -85,6 +85,7 @@ async fn pipeline(url: &str, n: usize) -> anyhow::Result<f64> {
             url: url.to_owned().into(),
             exchange: exchange.clone(),
             queue: queue.clone(),
+            queue_type: troupe_core::config::QueueType::Classic,
             prefetch: 256,
             timeout: Duration::from_secs(5),
             backoff,

@@ -59,6 +59,7 @@ fn pipeline(sink: Sink, backoff: BackoffPolicy, readiness: &Readiness, dir: &std
             url: url.into(),
             exchange,
             queue,
+            queue_type: troupe_core::config::QueueType::Classic,
             prefetch: 64,
             timeout: Duration::from_secs(5),
             backoff,

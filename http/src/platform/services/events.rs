@@ -102,6 +102,7 @@ pub fn consumer(
         url,
         exchange: events.events_exchange.clone(),
         queue: settings.listener_queue.clone(),
+        queue_type: settings.listener_queue_type,
         prefetch: settings.listener_prefetch,
         timeout: events.publish_timeout,
         backoff: common.backoff(),
