@@ -3,6 +3,9 @@
 //! default `mongodb://127.0.0.1:27017`). Each Mongo test uses its own database.
 //! Also the logger actor's batching over each store.
 
+// Tests read top to bottom as one story; the line limit is for the product code.
+#![allow(clippy::too_many_lines)]
+
 use std::collections::HashSet;
 use std::time::Duration;
 

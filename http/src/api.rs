@@ -258,11 +258,24 @@ fn origin_allowed(req: &actix_web::dev::ServiceRequest, origins: &[String]) -> b
     listed || own
 }
 
-/// The 403 for a request from a page whose origin is not allowed (nothing was done).
-fn cross_origin_refused(origin: &str) -> HttpResponse {
+/// A server's allow-list of origins (app data, for [`refuse_foreign_origins`]).
+struct AllowedOrigins(Vec<String>);
+
+/// Middleware: answer 403 (nothing done) to a request from a page whose origin is not
+/// allowed; pass every other request on.
+async fn refuse_foreign_origins(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let allowed = req.app_data::<web::Data<AllowedOrigins>>().is_none_or(|a| origin_allowed(&req, &a.0));
+    if allowed {
+        return next.call(req).await.map(actix_web::dev::ServiceResponse::map_into_left_body);
+    }
+    let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
     tracing::warn!(origin, "cross-origin request refused");
     let message = format!("requests from the origin {origin:?} are not allowed (CORS_ALLOWED_ORIGINS)");
-    HttpResponse::Forbidden().json(Envelope::failure(message))
+    let refused = HttpResponse::Forbidden().json(Envelope::failure(message));
+    Ok(req.into_response(refused).map_into_right_body())
 }
 
 /// A running HTTP service: its name, the port it got, and its server.
@@ -408,18 +421,9 @@ where
         // adopted (or made) and echoed on the reply, TracingLogger opens the request span
         // with it, a request from a page on an origin not allowed is refused (403) before
         // it acts, then CORS answers preflights.
-        let allowed = origins.clone();
         App::new()
             .wrap(cors(&origins))
-            .wrap_fn(move |req, srv| {
-                use futures_util::future::{Either, FutureExt as _};
-                if origin_allowed(&req, &allowed) {
-                    return Either::Left(srv.call(req).map(|res| res.map(|r| r.map_into_left_body())));
-                }
-                let origin = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).unwrap_or("?");
-                let refused = cross_origin_refused(origin);
-                Either::Right(std::future::ready(Ok(req.into_response(refused).map_into_right_body())))
-            })
+            .wrap(actix_web::middleware::from_fn(refuse_foreign_origins))
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap_fn(|req, srv| {
                 let id = incoming_request_id(req.headers());
@@ -442,6 +446,7 @@ where
             .wrap(metrics.clone())
             .app_data(readiness.clone())
             .app_data(limits.clone())
+            .app_data(web::Data::new(AllowedOrigins(origins.clone())))
             .configure(extractor_errors)
             .configure(health_routes)
             .configure(configure.clone())

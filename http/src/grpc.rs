@@ -20,7 +20,7 @@ use url::Url;
 pub mod codec;
 
 /// Code generated from `proto/logs.proto`.
-#[allow(missing_docs, clippy::all)]
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {
     tonic::include_proto!("logs");
 }

@@ -129,44 +129,42 @@ impl ListenerActor {
     }
 }
 
-/// Declare the exchange, the dead-letter exchange and queue, and the main queue with its
-/// bindings; set the prefetch; start consuming.
+/// The arguments of a queue of `c`'s type. Classic queues are declared without
+/// `x-queue-type`, so queues made before it existed stay equivalent; a quorum queue names
+/// its type, and RabbitMQ refuses (406) to declare a queue that exists as the other type.
+fn typed(c: &ListenerConfig) -> FieldTable {
+    let mut args = FieldTable::default();
+    if c.queue_type == QueueType::Quorum {
+        args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
+    }
+    args
+}
+
+/// Declare the dead-letter exchange (fanout) and its queue `<queue>.dead`, bound to it.
+async fn declare_dead_letters(ch: &lapin::Channel, c: &ListenerConfig) -> lapin::Result<()> {
+    let durable_ex = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
+    let (exchange, queue) = (c.dead_letter_exchange(), c.dead_letter_queue());
+    ch.exchange_declare(exchange.as_str().into(), ExchangeKind::Fanout, durable_ex, FieldTable::default())
+        .await?;
+    let durable_q = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
+    ch.queue_declare(queue.as_str().into(), durable_q, typed(c)).await?;
+    let bind = QueueBindOptions::default();
+    ch.queue_bind(queue.as_str().into(), exchange.as_str().into(), "#".into(), bind, FieldTable::default())
+        .await
+}
+
+/// Declare the exchange, the dead letters, and the main queue with its bindings; set the
+/// prefetch; start consuming.
 async fn declare_and_consume(amqp: &AmqpChannel, c: &ListenerConfig) -> lapin::Result<Consumer> {
     let ch = &amqp.channel;
     declare_exchange(ch, &c.exchange).await?;
-    let durable_ex = ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() };
-    ch.exchange_declare(
-        c.dead_letter_exchange().as_str().into(),
-        ExchangeKind::Fanout,
-        durable_ex,
-        FieldTable::default(),
-    )
-    .await?;
-    let durable_q = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
-    // Classic queues are declared without the argument, so queues made before it existed
-    // stay equivalent; a quorum queue names its type, and RabbitMQ refuses (406) to declare
-    // a queue that exists as the other type.
-    let typed = || {
-        let mut args = FieldTable::default();
-        if c.queue_type == QueueType::Quorum {
-            args.insert("x-queue-type".into(), AMQPValue::LongString("quorum".into()));
-        }
-        args
-    };
-    ch.queue_declare(c.dead_letter_queue().as_str().into(), durable_q, typed()).await?;
-    ch.queue_bind(
-        c.dead_letter_queue().as_str().into(),
-        c.dead_letter_exchange().as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await?;
-    let mut args = typed();
+    declare_dead_letters(ch, c).await?;
+    let mut args = typed(c);
     args.insert(
         "x-dead-letter-exchange".into(),
         AMQPValue::LongString(c.dead_letter_exchange().as_str().into()),
     );
+    let durable_q = QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() };
     ch.queue_declare(c.queue.as_str().into(), durable_q, args).await?;
     for key in BINDINGS {
         ch.queue_bind(

@@ -320,14 +320,7 @@ async fn commit(pool: &SqlitePool, group: &[Request]) -> Result<Vec<u64>, sqlx::
             _ => None,
         })
         .collect();
-    for chunk in appends.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO queue (event_id, body, queued_ms) ");
-        insert.push_values(chunk, |mut row, event| {
-            let body = serde_json::to_string(event).unwrap_or_default();
-            row.push_bind(event.id.clone().unwrap_or_default()).push_bind(body).push_bind(now);
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
+    insert_rows(&mut tx, &appends, now).await?;
     let mut counts = Vec::with_capacity(group.len());
     let mut done = Vec::new();
     for request in group {
@@ -354,16 +347,39 @@ async fn commit(pool: &SqlitePool, group: &[Request]) -> Result<Vec<u64>, sqlx::
         };
         counts.push(count);
     }
-    for chunk in done.chunks(ROWS_PER_STATEMENT) {
-        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM queue WHERE seq IN (");
-        let mut seqs = delete.separated(", ");
-        for seq in chunk {
-            seqs.push_bind(seq);
-        }
-        delete.push(")").build().execute(&mut *tx).await?;
-    }
+    delete_rows(&mut tx, &done).await?;
     tx.commit().await?;
     Ok(counts)
+}
+
+/// Append `events` to the queue, in multi-row statements.
+async fn insert_rows(
+    tx: &mut sqlx::Transaction<'_, Sqlite>,
+    events: &[&Event],
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO queue (event_id, body, queued_ms) ");
+        insert.push_values(chunk, |mut row, event| {
+            let body = serde_json::to_string(event).unwrap_or_default();
+            row.push_bind(event.id.clone().unwrap_or_default()).push_bind(body).push_bind(now);
+        });
+        insert.build().execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Remove the events at `seqs` from the queue.
+async fn delete_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, seqs: &[i64]) -> Result<(), sqlx::Error> {
+    for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM queue WHERE seq IN (");
+        let mut list = delete.separated(", ");
+        for seq in chunk {
+            list.push_bind(seq);
+        }
+        delete.push(")").build().execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 /// Move dead letter `seq` (every one for `None`) back to the queue; how many moved.

@@ -3,6 +3,9 @@
 //! One test binary (as in zero-to-production); each test starts its own apps on port 0 with
 //! a fresh SQLite directory or a fresh PostgreSQL database.
 
+// Tests read top to bottom as one story; the line limit is for the product code.
+#![allow(clippy::too_many_lines)]
+
 mod auth_users;
 mod broker;
 mod errors;

@@ -12,6 +12,9 @@
 //! Screenshots of every view go to `target/screenshots/`; with `UPDATE_SCREENSHOTS=1` they are
 //! also copied to `docs/screenshots/`.
 
+// Tests read top to bottom as one story; the line limit is for the product code.
+#![allow(clippy::too_many_lines)]
+
 mod console;
 mod fake;
 mod helpers;
