@@ -22,6 +22,11 @@ rabbit_node_start() { # rabbit_node_start <n>
 
 rabbit_cluster() {
   local n started=0
+  # None running (a new machine, or a reboot): nothing in the old state is worth keeping
+  # (test queues are per run), and three stale nodes would wait on each other's tables.
+  if ! rabbit_node_up 1 && ! rabbit_node_up 2 && ! rabbit_node_up 3; then
+    rm -rf "$RABBIT_CLUSTER_DIR"
+  fi
   for n in 1 2 3; do
     if ! rabbit_node_up "$n"; then rabbit_node_start "$n"; started=1; fi
   done
