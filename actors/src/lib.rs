@@ -8,6 +8,7 @@
 //! - [`events`]: the event pipeline (RabbitMQ publisher, listener stream actor, in-process bus).
 //! - [`logger`]: the logger actor (entries in MongoDB or SQLite, batched writes).
 //! - [`retry`]: the one "retry until done" loop (bus, listener, mailer).
+//! - [`sqlite`]: the embedded SQLite files' set-up (log store, event queue).
 //!
 //! Actors are started under an actix `Supervisor`; adapters (HTTP, RPC) only send them the
 //! messages defined in `troupe_core::messages`.
@@ -18,4 +19,5 @@ pub mod events;
 pub mod logger;
 pub mod mailer;
 pub mod retry;
+pub mod sqlite;
 pub mod supervision;

@@ -21,13 +21,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 use troupe_core::ServiceError;
 use troupe_core::messages::Event;
+
+use crate::sqlite::{Pools, from_millis};
 
 /// Most operations committed in one transaction.
 const GROUP_MAX: usize = 2_000;
@@ -142,20 +143,10 @@ pub struct EventQueue {
 impl EventQueue {
     /// Open (or create) the queue and start its writer.
     pub async fn open(config: &QueueConfig) -> Result<Self, QueueError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(&config.path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(config.timeout);
-        let pool = |size: u32, opts: SqliteConnectOptions| {
-            SqlitePoolOptions::new().max_connections(size).acquire_timeout(config.timeout).connect_with(opts)
-        };
-        let writer = pool(1, opts.clone()).await?;
-        for statement in SCHEMA {
-            sqlx::query(*statement).execute(&writer).await?;
-        }
-        let reader = pool(2, opts.read_only(true)).await?;
+        let opened = crate::sqlite::open(&config.path, SCHEMA, 2, config.timeout);
+        let within = || QueueError::Failed(format!("not opened within {:?}", config.timeout));
+        let Pools { writer, readers: reader } =
+            tokio::time::timeout(config.timeout, opened).await.map_err(|_| within())??;
         let waiting: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM queue").fetch_one(&reader).await?;
         let depth = Arc::new(AtomicU64::new(u64::try_from(waiting).unwrap_or_default()));
         let appended = Arc::new(Notify::new());
@@ -259,10 +250,6 @@ impl EventQueue {
             Err(_) => Err(QueueError::Failed(format!("no answer within {:?}", self.timeout))),
         }
     }
-}
-
-fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
 /// The writer: take every request waiting (up to [`GROUP_MAX`]), commit them in one

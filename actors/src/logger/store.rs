@@ -14,7 +14,7 @@ use std::future::IntoFuture;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 use futures_util::TryStreamExt;
 use mongodb::bson::oid::ObjectId;
 use mongodb::bson::{self, Document, doc};
@@ -23,9 +23,10 @@ use mongodb::options::{ClientOptions, Credential, IndexOptions};
 use mongodb::{Client, Collection, Database, IndexModel};
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use troupe_core::RequestId;
 use troupe_core::messages::{LogCursor, LogEntry, LogFilter, LogLevel, LogPage, MAX_LOG_PAGE, NewLogEntry};
+
+use crate::sqlite::from_millis;
 
 /// Which store to open.
 #[derive(Clone, Debug)]
@@ -95,14 +96,8 @@ enum Backend {
     Sqlite(Sqlite),
 }
 
-/// The embedded store's connections: one writer, so that its page cache stays valid between
-/// batches (a commit from another connection would make it read every page again) and
-/// batches never wait on each other's locks; and a few readers for queries.
-#[derive(Clone, Debug)]
-struct Sqlite {
-    writer: SqlitePool,
-    readers: SqlitePool,
-}
+/// The embedded store's connections: one writer and a few readers ([`crate::sqlite`]).
+type Sqlite = crate::sqlite::Pools;
 
 /// Run `fut` with the store's deadline.
 async fn deadline<T, E: Into<StoreError>>(
@@ -117,10 +112,6 @@ async fn deadline<T, E: Into<StoreError>>(
 
 fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
-}
-
-fn from_millis(ms: i64) -> DateTime<Utc> {
-    Utc.timestamp_millis_opt(ms).single().unwrap_or_default()
 }
 
 fn clamp_limit(limit: u32) -> u32 {
@@ -251,23 +242,9 @@ impl LogStore {
                 create_mongo_indexes(&coll, timeout).await?;
                 Backend::Mongo(db, coll)
             }
-            StoreTarget::Sqlite(path) => {
-                let opts = SqliteConnectOptions::new()
-                    .filename(path)
-                    .create_if_missing(true)
-                    .journal_mode(SqliteJournalMode::Wal)
-                    .synchronous(SqliteSynchronous::Full)
-                    .busy_timeout(timeout);
-                let pool = |size: u32, opts: SqliteConnectOptions| {
-                    SqlitePoolOptions::new().max_connections(size).acquire_timeout(timeout).connect_with(opts)
-                };
-                let writer = pool(1, opts.clone()).await?;
-                for statement in SQLITE_SCHEMA {
-                    deadline(timeout, sqlx::query(*statement).execute(&writer)).await?;
-                }
-                let readers = pool(3, opts.read_only(true)).await?;
-                Backend::Sqlite(Sqlite { writer, readers })
-            }
+            StoreTarget::Sqlite(path) => Backend::Sqlite(
+                deadline(timeout, crate::sqlite::open(path, SQLITE_SCHEMA, 3, timeout)).await?,
+            ),
         };
         let store = Self { backend, timeout };
         store.ping().await?;
