@@ -154,6 +154,12 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
     }
 }
 
+/// The token of the request's `Authorization: Bearer <token>` header, if it has one.
+pub fn bearer_token(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).map(str::trim)
+}
+
 /// Longest idempotency key or client-given event id.
 pub const MAX_KEY_LEN: usize = 128;
 

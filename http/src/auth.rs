@@ -14,7 +14,7 @@ use std::time::Duration;
 use actix::Addr;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::{FromRequest, HttpRequest, HttpResponse, http::header};
+use actix_web::{FromRequest, HttpRequest, HttpResponse};
 use secrecy::SecretString;
 use serde::Deserialize;
 use troupe_actors::auth::AuthActor;
@@ -25,7 +25,7 @@ use troupe_core::messages::{
 };
 use troupe_core::{Envelope, ServiceError};
 
-use crate::api::{ApiError, CurrentRequestId, JsonBody, reply};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, bearer_token, reply};
 
 /// What the auth routes need.
 #[derive(Clone)]
@@ -86,10 +86,8 @@ impl FromRequest for Bearer {
 fn bearer(req: &HttpRequest) -> Result<Bearer, ApiError> {
     let missing = || ApiError(ServiceError::Unauthorized("missing bearer token".into()));
     let state = req.app_data::<web::Data<AuthState>>().ok_or_else(missing)?;
-    let value = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).ok_or_else(missing)?;
-    let token =
-        value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or_else(missing)?;
-    state.keys.verify(token.trim()).map(Bearer).map_err(ApiError)
+    let token = bearer_token(req).ok_or_else(missing)?;
+    state.keys.verify(token).map(Bearer).map_err(ApiError)
 }
 
 #[derive(Deserialize)]

@@ -10,14 +10,13 @@ use std::time::Duration;
 
 use actix::Recipient;
 use actix_web::http::StatusCode;
-use actix_web::http::header;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use secrecy::SecretString;
 use troupe_core::messages::{MailRequest, SendMail, VerifyToken};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
-use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, reply};
+use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, bearer_token, reply};
 
 /// Who may send mail: anyone (`open`), or the holder of a bearer token of an active user,
 /// checked by the auth service.
@@ -38,17 +37,11 @@ impl MailGate {
     /// Let `req` through, or say why not (401; 503 when auth cannot answer).
     pub async fn admit(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let Some((auth, timeout)) = &self.0 else { return Ok(()) };
-        let token = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(|t| SecretString::from(t.trim().to_owned()))
-            .ok_or_else(|| {
-                ApiError(ServiceError::Unauthorized(
-                    "sending mail needs a bearer token of an active user (MAIL_AUTH)".into(),
-                ))
-            })?;
+        let token = bearer_token(req).map(|t| SecretString::from(t.to_owned())).ok_or_else(|| {
+            ApiError(ServiceError::Unauthorized(
+                "sending mail needs a bearer token of an active user (MAIL_AUTH)".into(),
+            ))
+        })?;
         ask(auth, VerifyToken(token), *timeout, "auth").await.map(drop)
     }
 }
