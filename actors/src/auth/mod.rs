@@ -511,6 +511,13 @@ mod tests {
             "{outcomes:?} vs {limited:?}"
         );
         assert_eq!(hashing.runs(), 3, "the refused attempts ran no bcrypt");
+        // The right password is refused too until the allowance refills: no oracle for guessing.
+        let right = Authenticate {
+            email: "admin@example.com".into(),
+            password: "verysecret".into(),
+            request_id: None,
+        };
+        assert!(matches!(auth.send(right).await.expect("answers"), Err(ServiceError::RateLimited(_))));
 
         let other = auth.send(attempt("someone@example.com")).await.expect("answers").map(drop);
         assert_eq!(other, Err(ServiceError::InvalidCredentials), "another e-mail has its own allowance");
