@@ -16,17 +16,20 @@
 use std::sync::Arc;
 
 use actix::fut::wrap_future;
-use actix::{Actor, ActorFutureExt, Addr, Arbiter, AsyncContext, Context, Handler, Message, ResponseFuture};
+use actix::{
+    Actor, Addr, Arbiter, AsyncContext, Context, Handler, Message, ResponseFuture, Supervised, Supervisor,
+};
+use futures_util::future::LocalBoxFuture;
 use tokio::sync::{Semaphore, watch};
 use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
-use troupe_core::health::{BackendState, Probe, Readiness};
+use troupe_core::health::Readiness;
 use troupe_core::messages::PublishEvent;
 
 use super::publisher::stamp;
 use super::queue::{DeadLetter, EventQueue, QueueConfig, Queued};
 use super::{Drain, ListenerStats, Sink, SinkError, wait_drained};
-use crate::retry::retry;
+use crate::supervision::{self, Backend, Link};
 
 /// Waiting events read from the queue at once.
 const READ_AHEAD: u32 = 256;
@@ -36,7 +39,7 @@ const READ_AHEAD: u32 = 256;
 pub struct BusConfig {
     /// Where the queue lives and how much it may hold.
     pub queue: QueueConfig,
-    /// Retry policy for deliveries (and for opening the queue).
+    /// Retry policy for deliveries, and reconnect policy for the queue.
     pub backoff: BackoffPolicy,
     /// Most deliveries in flight at once.
     pub in_flight: usize,
@@ -52,34 +55,32 @@ pub struct ListDeadLetters(pub u32);
 #[rtype(result = "Result<u64, ServiceError>")]
 pub struct ReplayDeadLetters(pub Option<i64>);
 
-/// The in-process bus actor.
+/// The in-process bus actor. The queue is its backend, opened (and re-opened) through
+/// [`supervision`](crate::supervision) like every other actor's.
 pub struct EventBus {
     config: BusConfig,
     sink: Sink,
     stats: Arc<ListenerStats>,
-    probe: Probe,
-    /// `None` until the queue is open.
-    queue: Option<EventQueue>,
+    link: Link<EventQueue>,
     /// Set by [`Drain`]: take no more events, start no more deliveries.
     closed: watch::Sender<bool>,
 }
 
 impl EventBus {
-    /// Start the bus on its own arbiter, delivering into `sink`; it reports the queue's
-    /// state to `readiness` as `events.queue`.
+    /// Start the bus under a supervisor on its own arbiter, delivering into `sink`; it
+    /// reports the queue's state to `readiness` as `events.queue`.
     pub fn start(
         config: BusConfig,
         sink: Sink,
         stats: Arc<ListenerStats>,
         readiness: &Readiness,
     ) -> Addr<Self> {
-        let probe = readiness.probe("events.queue");
-        Self::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
+        let link = Link::new("events", readiness.probe("events.queue"), config.backoff);
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
             config,
             sink,
             stats,
-            probe,
-            queue: None,
+            link,
             closed: watch::Sender::new(false),
         })
     }
@@ -89,10 +90,11 @@ impl EventBus {
         ListenerStats::new("in-process", "events.db")
     }
 
+    /// The queue, while it is open and the bus takes events.
     fn queue(&self) -> Result<EventQueue, ServiceError> {
-        match (&self.queue, *self.closed.borrow()) {
-            (Some(queue), false) => Ok(queue.clone()),
-            _ => Err(ServiceError::unavailable("events")),
+        match *self.closed.borrow() {
+            false => self.link.conn(),
+            true => Err(ServiceError::unavailable("events")),
         }
     }
 }
@@ -102,37 +104,45 @@ impl Actor for EventBus {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         self.stats.set_consumer(Some("in-process".into()));
-        let (config, probe) = (self.config.queue.clone(), self.probe.clone());
-        let path = config.path.clone();
-        let failures = std::cell::Cell::new(0);
-        let open = retry(
-            move || {
-                let config = config.clone();
-                async move { EventQueue::open(&config).await }
-            },
-            self.config.backoff.delays(),
-            |_| true,
-            move |err, delay| {
-                failures.set(failures.get() + 1);
-                probe.set(BackendState::Connecting, failures.get());
-                tracing::error!(path = %path.display(), error = %err, retry_in = ?delay, "cannot open the event queue");
-            },
-        );
-        ctx.spawn(wrap_future::<_, Self>(open).map(|opened, bus, _| {
-            let Ok(queue) = opened else { return };
-            bus.probe.set(BackendState::Ready, 0);
-            bus.stats.show_depth(queue.depth_counter());
-            let dispatcher = Dispatcher {
-                queue: queue.clone(),
-                sink: bus.sink.clone(),
-                stats: bus.stats.clone(),
-                backoff: bus.config.backoff,
-                permits: Arc::new(Semaphore::new(bus.config.in_flight.max(1))),
-                closed: bus.closed.subscribe(),
-            };
-            actix::spawn(dispatcher.run());
-            bus.queue = Some(queue);
-        }));
+        supervision::connect(self, ctx);
+    }
+}
+
+impl Supervised for EventBus {
+    fn restarting(&mut self, _: &mut Context<Self>) {
+        self.link.reset();
+    }
+}
+
+impl Backend for EventBus {
+    type Conn = EventQueue;
+
+    fn link(&mut self) -> &mut Link<EventQueue> {
+        &mut self.link
+    }
+
+    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<EventQueue>> {
+        let config = self.config.queue.clone();
+        Box::pin(async move { Ok(EventQueue::open(&config).await?) })
+    }
+
+    fn check(queue: EventQueue) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+        Box::pin(async move { Ok(queue.ping().await?) })
+    }
+
+    /// Start delivering from the queue. The dispatcher lives on the actor's context, so a
+    /// restart (the queue re-opened) replaces it; deliveries it started finish either way.
+    fn on_connected(&mut self, queue: &EventQueue, ctx: &mut Context<Self>) {
+        self.stats.show_depth(queue.depth_counter());
+        let dispatcher = Dispatcher {
+            queue: queue.clone(),
+            sink: self.sink.clone(),
+            stats: self.stats.clone(),
+            backoff: self.config.backoff,
+            permits: Arc::new(Semaphore::new(self.config.in_flight.max(1))),
+            closed: self.closed.subscribe(),
+        };
+        ctx.spawn(wrap_future(dispatcher.run()));
     }
 }
 
@@ -153,7 +163,7 @@ impl Handler<ListDeadLetters> for EventBus {
     type Result = ResponseFuture<Result<Vec<DeadLetter>, ServiceError>>;
 
     fn handle(&mut self, ListDeadLetters(limit): ListDeadLetters, _: &mut Context<Self>) -> Self::Result {
-        let queue = self.queue.clone().ok_or_else(|| ServiceError::unavailable("events"));
+        let queue = self.link.conn();
         Box::pin(async move { Ok(queue?.dead_letters(limit).await?) })
     }
 }
@@ -172,7 +182,7 @@ impl Handler<Drain> for EventBus {
 
     fn handle(&mut self, Drain(within): Drain, _: &mut Context<Self>) -> Self::Result {
         self.closed.send_replace(true);
-        let (stats, queue) = (self.stats.clone(), self.queue.clone());
+        let (stats, queue) = (self.stats.clone(), self.link.conn().ok());
         let deadline = tokio::time::Instant::now() + within;
         Box::pin(async move {
             wait_drained(&stats, std::future::ready(()), deadline, "in-process event bus").await;

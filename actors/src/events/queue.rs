@@ -155,6 +155,11 @@ impl EventQueue {
         Ok(Self { ops, reader, depth, appended, max_pending: config.max_pending, timeout: config.timeout })
     }
 
+    /// A cheap round trip to the file (the supervisor's liveness check).
+    pub async fn ping(&self) -> Result<(), QueueError> {
+        self.within(sqlx::query("SELECT 1").execute(&self.reader)).await.map(drop)
+    }
+
     /// Events waiting for delivery (publishes being committed included).
     pub fn depth(&self) -> u64 {
         self.depth.load(Ordering::Relaxed)
