@@ -70,6 +70,11 @@ impl<K: Hash + Eq + Clone> KeyedLimit<K> {
         Self { limiter }
     }
 
+    /// Whether a limit applies at all.
+    pub fn is_on(&self) -> bool {
+        self.limiter.is_some()
+    }
+
     /// Take one from `key`'s allowance, or say how long until there is one (at least 1 s,
     /// as `Retry-After` counts whole seconds).
     pub fn check(&self, key: &K) -> Result<(), Duration> {

@@ -64,21 +64,25 @@ impl ClientLimits {
 
     /// Take one login attempt from the client's allowance.
     pub fn login(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        check(&self.logins, self.client(req))
+        self.check(&self.logins, req)
     }
 
     /// Take one request from the client's allowance.
     pub fn request(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        check(&self.requests, self.client(req))
+        self.check(&self.requests, req)
     }
-}
 
-fn check(limit: &KeyedLimit<IpAddr>, client: Option<IpAddr>) -> Result<(), ApiError> {
-    let Some(client) = client else { return Ok(()) };
-    limit.check(&client).map_err(|wait| {
-        tracing::debug!(%client, retry_in = ?wait, "client over its rate limit");
-        ApiError(ServiceError::RateLimited(retry_after_secs(wait)))
-    })
+    /// Nothing at all (not even who the client is) when `limit` is off.
+    fn check(&self, limit: &KeyedLimit<IpAddr>, req: &HttpRequest) -> Result<(), ApiError> {
+        if !limit.is_on() {
+            return Ok(());
+        }
+        let Some(client) = self.client(req) else { return Ok(()) };
+        limit.check(&client).map_err(|wait| {
+            tracing::debug!(%client, retry_in = ?wait, "client over its rate limit");
+            ApiError(ServiceError::RateLimited(retry_after_secs(wait)))
+        })
+    }
 }
 
 #[cfg(test)]

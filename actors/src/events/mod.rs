@@ -18,7 +18,7 @@ pub mod queue;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -190,7 +190,8 @@ pub struct ListenerStats {
     in_flight: watch::Sender<u64>,
     consumer: Mutex<ConsumerInfo>,
     /// Events waiting in the embedded queue (the bus only).
-    queued: OnceLock<Arc<AtomicU64>>,
+    /// Replaced when the bus re-opens its queue.
+    queued: Mutex<Option<Arc<AtomicU64>>>,
 }
 
 impl Default for ListenerStats {
@@ -203,7 +204,7 @@ impl Default for ListenerStats {
             reconnects: AtomicU64::default(),
             in_flight: watch::Sender::new(0),
             consumer: Mutex::default(),
-            queued: OnceLock::new(),
+            queued: Mutex::default(),
         }
     }
 }
@@ -303,13 +304,18 @@ impl ListenerStats {
             retries: self.retries.load(Ordering::Relaxed),
             reconnects: self.reconnects.load(Ordering::Relaxed),
             in_flight: *self.in_flight.borrow(),
-            queued: self.queued.get().map(|n| n.load(Ordering::Relaxed)),
+            queued: self
+                .queued
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .as_ref()
+                .map(|n| n.load(Ordering::Relaxed)),
         }
     }
 
     /// Show `queued` (the embedded queue's depth) in the snapshots.
     fn show_depth(&self, queued: Arc<AtomicU64>) {
-        let _ = self.queued.set(queued);
+        *self.queued.lock().unwrap_or_else(PoisonError::into_inner) = Some(queued);
     }
 
     /// Count one delivery as in flight until the returned guard is dropped.

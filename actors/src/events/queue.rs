@@ -273,7 +273,9 @@ async fn write_loop(
             Err(_) => Err(QueueError::Failed(format!("commit not done within {timeout:?}"))),
         };
         let mut added = false;
-        for (request, outcome) in group.drain(..).zip(answers(committed)) {
+        for (n, request) in group.drain(..).enumerate() {
+            // Each request's count from the commit, or the commit's error.
+            let outcome = committed.as_ref().map(|counts| counts[n]).map_err(Clone::clone);
             match (&request.op, &outcome) {
                 (Op::Append(_), Ok(_)) => added = true,
                 (Op::Append(_), Err(_)) | (Op::Done(_) | Op::Dead(..), Ok(_)) => {
@@ -290,14 +292,6 @@ async fn write_loop(
         if added {
             appended.notify_one();
         }
-    }
-}
-
-/// Each request's answer: its count from the commit, or the commit's error.
-fn answers(committed: Result<Vec<u64>, QueueError>) -> Box<dyn Iterator<Item = Result<u64, QueueError>>> {
-    match committed {
-        Ok(counts) => Box::new(counts.into_iter().map(Ok)),
-        Err(e) => Box::new(std::iter::repeat(Err(e))),
     }
 }
 
