@@ -6,7 +6,7 @@
 //!
 //! Views (switched by the URL's `#fragment`, no reload): the console (the Go test page's
 //! buttons, publishing an event, Sent / Received panes), logs (filters, paging, following a
-//! request id), the mail inbox, and the health of every service (the broker's `GET /status`).
+//! request id, following new entries live over server-sent events), the mail inbox, and the health of every service (the broker's `GET /status`).
 //! Every piece of data the page shows is inserted as text, never as markup, and the page is
 //! served with a strict Content-Security-Policy (its own script and style only; requests
 //! only to the broker and the catcher).

@@ -55,6 +55,7 @@
     document.body.dataset.view = name;
     clearInterval(healthTimer);
     healthTimer = null;
+    if (name !== "logs") follow(false);
     if (name === "logs") searchLogs();
     if (name === "mail") loadInbox();
     if (name === "health") {
@@ -186,6 +187,7 @@
   function logRow(e) {
     const tr = el("tr");
     tr.className = "level-" + String(e.level || "").toLowerCase();
+    tr.dataset.id = e.id || "";
     tr.appendChild(el("td", when(e.created_at), "nowrap"));
     tr.appendChild(el("td", e.level));
     tr.appendChild(el("td", e.service));
@@ -235,11 +237,85 @@
     else location.hash = "#logs";
   }
 
+  // Following: new entries from the broker's GET /logs/stream (server-sent events), with the
+  // same filters. EventSource reconnects by itself (after a logger restart), sending the last
+  // entry's id so nothing is missed; Pause closes the stream, and resuming asks for what came
+  // after the last entry shown.
+  let follower = null;
+  let lastSeen = null;
+
+  function followState(state, text) {
+    const s = $("followState");
+    s.dataset.state = state;
+    s.textContent = text;
+  }
+
+  function follow(on, resume) {
+    if (follower) follower.close();
+    follower = null;
+    const button = $("logFollow");
+    button.classList.toggle("on", on);
+    button.setAttribute("aria-pressed", String(on));
+    button.textContent = on ? "Pause" : lastSeen ? "Resume" : "Follow";
+    if (!on) {
+      followState("off", lastSeen ? "Paused." : "");
+      return;
+    }
+    const q = logQuery(null);
+    q.delete("limit");
+    if (resume && lastSeen) q.set("after", lastSeen);
+    const source = new EventSource(broker + "/logs/stream?" + q);
+    follower = source;
+    followState("connecting", "Connecting...");
+    source.onopen = () => {
+      if (follower === source) followState("live", "Following: new entries appear at the top.");
+    };
+    source.onerror = () => {
+      if (follower !== source) return;
+      if (source.readyState === EventSource.CLOSED) followState("closed", "Disconnected (the broker refused the stream).");
+      else followState("reconnecting", "Reconnecting...");
+    };
+    source.onmessage = (ev) => {
+      if (follower !== source) return;
+      let entry;
+      try {
+        entry = JSON.parse(ev.data);
+      } catch (_) {
+        return;
+      }
+      lastSeen = ev.lastEventId || lastSeen;
+      const rows = $("logRows");
+      if (entry.id && rows.querySelector('tr[data-id="' + CSS.escape(entry.id) + '"]')) return;
+      const tr = logRow(entry);
+      tr.classList.add("fresh");
+      rows.prepend(tr);
+      $("logStatus").textContent = rows.children.length + " entries";
+    };
+  }
+
+  $("logFollow").addEventListener("click", () => {
+    if (follower) follow(false);
+    else follow(true, true);
+  });
+
   filters.addEventListener("submit", (ev) => {
     ev.preventDefault();
     searchLogs();
+    // New filters: follow what matches them from now on.
+    if (follower) {
+      lastSeen = null;
+      follow(true);
+    }
   });
-  filters.addEventListener("reset", () => setTimeout(() => searchLogs(), 0));
+  filters.addEventListener("reset", () =>
+    setTimeout(() => {
+      searchLogs();
+      if (follower) {
+        lastSeen = null;
+        follow(true);
+      }
+    }, 0)
+  );
   $("logMore").addEventListener("click", () => searchLogs(true));
 
   // ---- mail ----------------------------------------------------------------------------------

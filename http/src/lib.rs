@@ -11,6 +11,7 @@
 //! - [`grpc`]: the logger's gRPC server (`logs.LogService`, health) and the broker's client.
 //! - [`jsonrpc`]: the logger's JSON-RPC server (`RPCServer.LogInfo`, Go framing).
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
+//! - [`tail`]: the live log tail (`GET /logs/stream`, server-sent events).
 //! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
@@ -31,3 +32,4 @@ pub mod mailer;
 pub mod platform;
 pub mod proxy;
 pub mod status;
+pub mod tail;

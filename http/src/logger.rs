@@ -1,14 +1,16 @@
-//! The logger's HTTP API (`LOGGER_PORT`, 8083): `POST /log`, `GET /logs`, `GET /logs/{id}`.
+//! The logger's HTTP API (`LOGGER_PORT`, 8083): `POST /log`, `GET /logs`,
+//! `GET /logs/stream` (the live tail, [`crate::tail`]), `GET /logs/{id}`.
 //!
-//! The read routes are shared with the broker, which serves the same `GET /logs` and
-//! `GET /logs/{id}` (forwarding to the logger) so the console needs only the broker's URL.
+//! The read routes are shared with the broker, which serves the same `GET /logs`,
+//! `GET /logs/stream` and `GET /logs/{id}` (forwarding to the logger) so the console needs
+//! only the broker's URL.
 
 use std::time::Duration;
 
 use actix::Recipient;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::{HttpResponse, Responder};
+use actix_web::{HttpRequest, HttpResponse, Responder};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
@@ -16,6 +18,7 @@ use troupe_core::messages::{GetLog, LogCursor, LogFilter, LogLevel, NewLogEntry,
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, reply};
+use crate::tail::{LogTail, TailSource};
 
 /// Default page size of `GET /logs`.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -31,6 +34,8 @@ pub struct LogClients {
     pub query: Recipient<QueryLogs>,
     /// Reads one entry.
     pub get: Recipient<GetLog>,
+    /// Follows new entries (`GET /logs/stream`).
+    pub tail: LogTail,
     /// Deadline for each call.
     pub timeout: Duration,
 }
@@ -103,9 +108,12 @@ pub fn routes(clients: LogClients) -> impl Fn(&mut ServiceConfig) + Clone + Send
     }
 }
 
-/// `GET /logs` and `GET /logs/{id}`; needs `web::Data<LogClients>`.
+/// `GET /logs`, `GET /logs/stream` and `GET /logs/{id}`; needs `web::Data<LogClients>`.
 pub fn read_routes(cfg: &mut ServiceConfig) {
-    cfg.route("/logs", web::get().to(list_logs)).route("/logs/{id}", web::get().to(get_log));
+    // `/logs/stream` before `/logs/{id}`, which would take it for an id.
+    cfg.route("/logs", web::get().to(list_logs))
+        .route("/logs/stream", web::get().to(stream_logs))
+        .route("/logs/{id}", web::get().to(get_log));
 }
 
 #[tracing::instrument(name = "logger.write", skip_all)]
@@ -176,11 +184,8 @@ impl ListParams {
     }
 }
 
-#[tracing::instrument(name = "logger.list", skip_all)]
-async fn list_logs(
-    clients: web::Data<LogClients>,
-    query: web::Query<Vec<(String, String)>>,
-) -> impl Responder {
+/// The query of `GET /logs` (and the filters of `GET /logs/stream`), checked.
+fn list_query(query: web::Query<Vec<(String, String)>>) -> Result<QueryLogs, ApiError> {
     let mut params = ListParams::default();
     for (key, value) in query.into_inner() {
         let slot = match key.as_str() {
@@ -196,7 +201,15 @@ async fn list_logs(
         };
         *slot = Some(value);
     }
-    let msg = params.into_query()?;
+    params.into_query()
+}
+
+#[tracing::instrument(name = "logger.list", skip_all)]
+async fn list_logs(
+    clients: web::Data<LogClients>,
+    query: web::Query<Vec<(String, String)>>,
+) -> impl Responder {
+    let msg = list_query(query)?;
     let page = ask(&clients.query, msg, clients.timeout, "logger").await?;
     Ok::<_, ApiError>(reply(StatusCode::OK, Envelope::with_data("logs", page)))
 }
@@ -205,4 +218,66 @@ async fn list_logs(
 async fn get_log(clients: web::Data<LogClients>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let entry = ask(&clients.get, GetLog(id.into_inner()), clients.timeout, "logger").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data("log entry", entry)))
+}
+
+/// `GET /logs/stream`: new entries as server-sent events ([`crate::tail`]).
+#[tracing::instrument(name = "logger.stream", skip_all)]
+async fn stream_logs(
+    clients: web::Data<LogClients>,
+    req: HttpRequest,
+    query: web::Query<Vec<(String, String)>>,
+) -> Result<HttpResponse, ApiError> {
+    // `after` (a cursor) resumes like `Last-Event-ID`, for a client that closed its stream
+    // on purpose (the console's Pause); the header, sent by a reconnecting browser, wins.
+    let after = query.iter().find(|(k, _)| k == "after").map(|(_, v)| v.clone());
+    let filter = list_query(query)?.filter;
+    let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::trim);
+    let last_id = header.or(after.as_deref()).filter(|id| !id.is_empty());
+    let tail = &clients.tail;
+    match &tail.source {
+        TailSource::Local(subscribe) => {
+            let live = subscribe
+                .send(troupe_actors::logger::SubscribeLogs)
+                .timeout(clients.timeout)
+                .await
+                .map_err(crate::api::unavailable("logger"))?;
+            // Subscribed first, read back second: nothing stored in between is missed.
+            let cursor = last_id.and_then(|id| LogCursor::decode(id).ok());
+            let backlog = match cursor {
+                Some(cursor) => backlog(&clients, &filter, &cursor).await?,
+                None => Vec::new(),
+            };
+            let events = crate::tail::follow(live, backlog, filter, tail.closing.clone());
+            Ok(crate::tail::response().streaming(events))
+        }
+        TailSource::Remote { url, http } => {
+            let events = crate::tail::forward(
+                http,
+                url,
+                req.query_string(),
+                last_id,
+                clients.timeout,
+                tail.closing.clone(),
+            )
+            .await?;
+            Ok(crate::tail::response().streaming(events))
+        }
+        TailSource::Off => Err(ApiError(ServiceError::NotFound("no live log tail here".into()))),
+    }
+}
+
+/// What was stored after `cursor` and passes `filter`, oldest first (at most
+/// [`crate::tail::BACKLOG`]).
+async fn backlog(
+    clients: &LogClients,
+    filter: &LogFilter,
+    cursor: &LogCursor,
+) -> Result<Vec<troupe_core::messages::LogEntry>, ApiError> {
+    let since = DateTime::from_timestamp_millis(cursor.created_ms);
+    let filter = LogFilter { since: filter.since.max(since), ..filter.clone() };
+    let msg = QueryLogs { filter, limit: crate::tail::BACKLOG, cursor: None };
+    let page = ask(&clients.query, msg, clients.timeout, "logger").await?;
+    let mut entries: Vec<_> = page.entries.into_iter().filter(|e| crate::tail::after(e, cursor)).collect();
+    entries.reverse();
+    Ok(entries)
 }

@@ -8,17 +8,24 @@
 //! The store connection is supervised ([`supervision`]): while it is down, requests are
 //! answered `Unavailable` at once; a failed batch answers each of its callers `Unavailable`
 //! and makes the actor reconnect with backoff.
+//!
+//! Followers ([`SubscribeLogs`], the live tail behind `GET /logs/stream`) get every entry
+//! after the batch holding it is committed, through a broadcast channel: the writer never
+//! waits for them, a follower that falls [`TAIL_BUFFER`] entries behind is told it lagged,
+//! and with no follower nothing is built or sent.
 
 pub mod store;
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::fut::{ActorFutureExt, wrap_future};
 use actix::{Actor, Addr, Arbiter, AsyncContext, Context, Handler, ResponseActFuture};
-use actix::{ResponseFuture, Supervised, Supervisor};
+use actix::{Message, MessageResult, ResponseFuture, Supervised, Supervisor};
+use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot};
 use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::LoggerSettings;
@@ -76,12 +83,38 @@ impl LoggerConfig {
 
 type Waiter = oneshot::Sender<Result<String, ServiceError>>;
 
+/// Entries a follower may fall behind the writer before it is told it lagged.
+pub const TAIL_BUFFER: usize = 1024;
+
+/// Follow the log: a receiver of every entry stored from now on, in commit order. One that
+/// falls [`TAIL_BUFFER`] entries behind gets `RecvError::Lagged` (and should let go).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "broadcast::Receiver<Arc<LogEntry>>")]
+pub struct SubscribeLogs;
+
+/// The stored form of `entry`, as a reader would get it back.
+fn stored(entry: NewLogEntry, id: String, at: DateTime<Utc>) -> Arc<LogEntry> {
+    Arc::new(LogEntry {
+        id,
+        name: entry.name().to_owned(),
+        data: entry.data().to_owned(),
+        level: entry.level(),
+        service: entry.service().to_owned(),
+        request_id: entry.request_id().map(|r| r.as_str().to_owned()),
+        event_id: entry.event_id().map(str::to_owned),
+        created_at: at,
+        updated_at: at,
+    })
+}
+
 /// The logger service actor.
 pub struct LoggerActor {
     config: LoggerConfig,
     link: Link<LogStore>,
     pending: Vec<(NewLogEntry, Waiter)>,
     flushing: bool,
+    /// New entries for followers (sent to only when someone follows).
+    tail: broadcast::Sender<Arc<LogEntry>>,
 }
 
 impl LoggerActor {
@@ -94,6 +127,7 @@ impl LoggerActor {
             link,
             pending: Vec::new(),
             flushing: false,
+            tail: broadcast::channel(TAIL_BUFFER).0,
         })
     }
 
@@ -116,12 +150,19 @@ impl LoggerActor {
         let take = self.pending.len().min(self.config.batch_max);
         let (entries, waiters): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
         self.flushing = true;
-        let write = async move { store.insert_batch(&entries).await };
-        ctx.spawn(wrap_future::<_, Self>(write).map(move |res, act, ctx| {
+        // The time the store records, to the millisecond, so followers see the stored entry.
+        let now = crate::sqlite::from_millis(Utc::now().timestamp_millis());
+        let write = async move { (store.insert_batch_at(&entries, now).await, entries) };
+        ctx.spawn(wrap_future::<_, Self>(write).map(move |(res, entries), act, ctx| {
             act.flushing = false;
             match res {
                 Ok(ids) => {
-                    for (waiter, id) in waiters.into_iter().zip(ids) {
+                    // Followers are sent each entry before its writer hears it is stored.
+                    let followed = act.tail.receiver_count() > 0;
+                    for ((waiter, id), entry) in waiters.into_iter().zip(ids).zip(entries) {
+                        if followed {
+                            let _ = act.tail.send(stored(entry, id.clone(), now));
+                        }
                         let _ = waiter.send(Ok(id));
                     }
                 }
@@ -230,5 +271,13 @@ impl Handler<GetLog> for LoggerActor {
         Box::pin(found.map(|res, _, _| {
             res.and_then(|entry| entry.ok_or_else(|| ServiceError::NotFound("log entry not found".into())))
         }))
+    }
+}
+
+impl Handler<SubscribeLogs> for LoggerActor {
+    type Result = MessageResult<SubscribeLogs>;
+
+    fn handle(&mut self, _: SubscribeLogs, _: &mut Context<Self>) -> Self::Result {
+        MessageResult(self.tail.subscribe())
     }
 }

@@ -264,7 +264,16 @@ impl LogStore {
     /// Store `entries` at once; returns each one's id, in order. Entries whose `event_id` is
     /// already stored (or repeated within the batch) get the stored entry's id.
     pub async fn insert_batch(&self, entries: &[NewLogEntry]) -> Result<Vec<String>, StoreError> {
-        let now = Utc::now();
+        self.insert_batch_at(entries, Utc::now()).await
+    }
+
+    /// [`LogStore::insert_batch`] with `now` as the entries' `created_at` (kept to the
+    /// millisecond), so the caller knows what was stored without reading it back.
+    pub async fn insert_batch_at(
+        &self,
+        entries: &[NewLogEntry],
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
         match &self.backend {
             Backend::Mongo(_, coll) => deadline(self.timeout, mongo_insert(coll, entries, now)).await,
             Backend::Sqlite(db) => deadline(self.timeout, sqlite_insert(&db.writer, entries, now)).await,

@@ -4,6 +4,8 @@
 //! Every [`Part`] has a [`Stage`]. When the shutdown future resolves, the stages run in
 //! order and the parts of one stage stop together:
 //!
+//! 0. [`Part::Streams`]: the long-lived replies (the live log tail) end at once, so they do
+//!    not hold the drain below for `SHUTDOWN_TIMEOUT`; their clients reconnect elsewhere.
 //! 1. [`Stage::Http`]: the HTTP servers stop accepting and finish the requests in flight
 //!    (within `SHUTDOWN_TIMEOUT`), so no new event can be published through them.
 //! 2. [`Stage::Consumers`]: the event consumers (the RabbitMQ listener, the in-process bus)
@@ -44,6 +46,8 @@ pub enum Stage {
 pub enum Part {
     /// An HTTP server.
     Http(RunningServer),
+    /// Long-lived replies of a server (the live log tail), ended first by cancelling it.
+    Streams(CancellationToken),
     /// An event consumer, drained within `within` at shutdown.
     Consumer {
         /// Name (for logs).
@@ -80,7 +84,7 @@ impl Part {
     /// When this part stops.
     pub fn stage(&self) -> Stage {
         match self {
-            Self::Http(_) => Stage::Http,
+            Self::Http(_) | Self::Streams(_) => Stage::Http,
             Self::Consumer { .. } => Stage::Consumers,
             Self::Task { .. } => Stage::Tasks,
         }
@@ -90,6 +94,7 @@ impl Part {
     pub fn name(&self) -> &'static str {
         match self {
             Self::Http(s) => s.name,
+            Self::Streams(_) => "streams",
             Self::Consumer { name, .. } | Self::Task { name, .. } => name,
         }
     }
@@ -99,14 +104,14 @@ impl Part {
         match self {
             Self::Http(s) => Some(s.port),
             Self::Task { port, .. } => Some(*port),
-            Self::Consumer { .. } => None,
+            Self::Consumer { .. } | Self::Streams(_) => None,
         }
     }
 
     /// Stop a part of a later stage (HTTP servers are stopped by [`run_until`] itself).
     async fn stop(self) {
         match self {
-            Self::Http(_) => {}
+            Self::Http(_) | Self::Streams(_) => {}
             Self::Consumer { name, drain, within } => {
                 if let Err(err) = drain.send(Drain(within)).timeout(within + Duration::from_secs(1)).await {
                     tracing::warn!(consumer = name, error = %err, "the event consumer did not drain");
@@ -125,6 +130,10 @@ impl Part {
 /// Serve `parts` until `shutdown` resolves, then stop them stage by stage.
 pub async fn run_until(parts: Vec<Part>, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
     let (servers, mut rest): (Vec<_>, Vec<_>) = parts.into_iter().partition(|p| p.stage() == Stage::Http);
+    let streams: Vec<CancellationToken> = servers
+        .iter()
+        .filter_map(|p| if let Part::Streams(t) = p { Some(t.clone()) } else { None })
+        .collect();
     let servers: Vec<RunningServer> =
         servers.into_iter().filter_map(|p| if let Part::Http(s) = p { Some(s) } else { None }).collect();
     let handles: Vec<_> = servers.iter().map(RunningServer::handle).collect();
@@ -134,6 +143,7 @@ pub async fn run_until(parts: Vec<Part>, shutdown: impl Future<Output = ()>) -> 
         res = &mut serving => res.map(drop),
         () = &mut shutdown => {
             tracing::info!("stopping: draining requests in flight");
+            streams.iter().for_each(CancellationToken::cancel);
             // The stop command is sent at once; the servers' own futures carry it out.
             for handle in &handles {
                 drop(handle.stop(true));

@@ -59,6 +59,7 @@ async fn every_service_error_survives_the_http_proxy() {
         write_grpc: store.clone().recipient(),
         query: store.clone().recipient(),
         get: store.recipient(),
+        tail: troupe_http::tail::LogTail::off(),
         timeout: TIMEOUT,
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");

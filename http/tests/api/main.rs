@@ -15,3 +15,4 @@ mod logger;
 mod mail;
 mod outage;
 mod status;
+mod tail;

@@ -18,4 +18,5 @@
 mod console;
 mod fake;
 mod helpers;
+mod live;
 mod views;

@@ -38,6 +38,7 @@ pub fn local(
     status: StatusSource,
 ) -> anyhow::Result<Service<()>> {
     let listener = bind(common.bind_address, settings.broker_port, "BROKER_PORT")?;
+    let streams = Part::Streams(to.logs.tail.closing.clone());
     let state = BrokerState {
         auth: to.auth,
         mail: to.mail,
@@ -52,5 +53,5 @@ pub fn local(
         broker(cfg);
         status(cfg);
     })?;
-    Ok(Service::new("broker", (), vec![Part::Http(server)]))
+    Ok(Service::new("broker", (), vec![streams, Part::Http(server)]))
 }

@@ -15,6 +15,7 @@ use crate::grpc::GrpcLogProxy;
 use crate::logger::LogClients;
 use crate::platform::Part;
 use crate::proxy::LoggerProxy;
+use crate::tail::LogTail;
 
 /// The logger's actor alone (the store), for a process that writes logs without serving
 /// them (`troupe serve listener`).
@@ -35,6 +36,7 @@ pub fn clients(actor: &Addr<LoggerActor>, timeout: Duration) -> LogClients {
         write,
         query: actor.clone().recipient(),
         get: actor.clone().recipient(),
+        tail: LogTail::local(actor.clone().recipient()),
         timeout,
     }
 }
@@ -65,7 +67,8 @@ pub fn local(
         crate::jsonrpc::serve(rpc, write, timeout, max, stop.cancelled_owned())
     });
     tracing::info!(grpc_port, rpc_port, "logger RPC servers listening");
-    Ok(Service::new("logger", logs, vec![Part::Http(server), grpc, rpc]))
+    let streams = Part::Streams(logs.tail.closing.clone());
+    Ok(Service::new("logger", logs, vec![streams, Part::Http(server), grpc, rpc]))
 }
 
 fn tokio_listener(listener: std::net::TcpListener) -> anyhow::Result<tokio::net::TcpListener> {
@@ -86,6 +89,7 @@ pub fn remote(upstream: &LoggerUpstream, timeout: Duration) -> anyhow::Result<Lo
         write_grpc: grpc.recipient(),
         query: http.clone().recipient(),
         get: http.recipient(),
+        tail: LogTail::remote(&upstream.logger_url).context("LOGGER_URL")?,
         timeout,
     })
 }
