@@ -43,7 +43,7 @@
 
   // ---- views ---------------------------------------------------------------------------------
 
-  const views = ["console", "logs", "mail", "health"];
+  const views = ["console", "logs", "mail", "dead", "health"];
   let healthTimer = null;
 
   function route() {
@@ -58,6 +58,7 @@
     if (name !== "logs") follow(false);
     if (name === "logs") searchLogs();
     if (name === "mail") loadInbox();
+    if (name === "dead") loadDead();
     if (name === "health") {
       loadHealth();
       healthTimer = setInterval(loadHealth, 5000);
@@ -416,6 +417,69 @@
     $("mailMessage").hidden = true;
     loadInbox();
   });
+
+  // ---- dead letters ------------------------------------------------------------------------
+  // The broker's GET /dead-letters (the in-process bus's, or the listener's at LISTENER_URL);
+  // Replay is POST /dead-letters/replay, with {"seq": N} for one.
+
+  async function brokerCall(path, method, body) {
+    const res = await fetch(broker + path, {
+      method: method || "GET",
+      headers: authHeaders(body === undefined ? {} : { "Content-Type": "application/json" }),
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    const data = await readJson(res);
+    if (!res.ok || data.error) throw new Error(data.message || res.statusText);
+    return data;
+  }
+
+  async function loadDead(note) {
+    const status = $("deadStatus");
+    const rows = $("deadRows");
+    status.textContent = "Loading...";
+    try {
+      const letters = (await brokerCall("/dead-letters?limit=500")).data || [];
+      rows.replaceChildren();
+      for (const d of letters) rows.appendChild(deadRow(d));
+      $("deadReplayAll").disabled = !letters.length;
+      const count = letters.length ? letters.length + (letters.length === 1 ? " dead letter" : " dead letters") : "No dead letters.";
+      status.textContent = (note ? note + " " : "") + count;
+    } catch (err) {
+      rows.replaceChildren();
+      status.textContent = (note ? note + " " : "") + "Error: " + err.message;
+    }
+  }
+
+  function deadRow(d) {
+    const e = d.event || {};
+    const tr = el("tr");
+    tr.dataset.seq = d.seq;
+    tr.appendChild(el("td", d.seq, "mono"));
+    tr.appendChild(el("td", when(d.dead_at), "nowrap"));
+    tr.appendChild(el("td", e.name));
+    tr.appendChild(el("td", e.level));
+    tr.appendChild(el("td", e.data, "data"));
+    tr.appendChild(el("td", d.reason, "data warn"));
+    const act = el("td");
+    const button = el("button", "Replay", "replay");
+    button.type = "button";
+    button.addEventListener("click", () => replayDead(d.seq));
+    act.appendChild(button);
+    tr.appendChild(act);
+    return tr;
+  }
+
+  async function replayDead(seq) {
+    try {
+      const reply = await brokerCall("/dead-letters/replay", "POST", seq === undefined ? {} : { seq: seq });
+      await loadDead(reply.message + ".");
+    } catch (err) {
+      $("deadStatus").textContent = "Error: " + err.message;
+    }
+  }
+
+  $("deadRefresh").addEventListener("click", () => loadDead());
+  $("deadReplayAll").addEventListener("click", () => replayDead());
 
   // ---- health --------------------------------------------------------------------------------
 

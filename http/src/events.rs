@@ -3,6 +3,9 @@
 //! `/healthz` and `/readyz`. With the in-process bus, `GET /dead-letters` lists the events
 //! refused for good (newest first, `?limit=`, at most 500) and `POST /dead-letters/replay`
 //! queues them again (`{"seq": N}` for one, an empty body for all).
+//!
+//! The broker serves the same two routes for the console ([`broker_routes`]): from the bus
+//! itself in `troupe up`, forwarded to `LISTENER_URL` in split mode (a deadline per call).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +20,87 @@ use troupe_actors::events::{Drain, ListenerStats};
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, ask, reply};
+
+/// Where the broker finds the dead letters it shows the console.
+#[derive(Clone)]
+pub enum DeadLetterSource {
+    /// The in-process bus (`troupe up` without RABBIT_URL).
+    Local(DeadLetters),
+    /// The listener at LISTENER_URL, asked over HTTP.
+    Remote {
+        /// LISTENER_URL.
+        base: url::Url,
+        /// A client with a total deadline per call.
+        http: reqwest::Client,
+    },
+    /// None here (404), and why.
+    Missing(String),
+}
+
+impl DeadLetterSource {
+    /// The listener at `base` (LISTENER_URL), each call answered within `within`.
+    pub fn remote(base: &url::Url, within: Duration) -> anyhow::Result<Self> {
+        Ok(Self::Remote { base: base.clone(), http: crate::proxy::client(within)? })
+    }
+
+    /// Forward `request` to the listener; its envelope comes back as it is.
+    async fn forward(request: reqwest::RequestBuilder) -> Result<HttpResponse, ApiError> {
+        let res = request.send().await.map_err(|e| {
+            tracing::warn!(error = %e, "listener unreachable");
+            ApiError(ServiceError::unavailable("listener"))
+        })?;
+        let status = res.status();
+        let envelope: Option<Envelope> = res.json().await.ok();
+        match envelope {
+            Some(envelope) if status == reqwest::StatusCode::OK && !envelope.error => {
+                Ok(reply(StatusCode::OK, envelope))
+            }
+            envelope => Err(ApiError(crate::proxy::remote_error(status, envelope, "listener"))),
+        }
+    }
+}
+
+/// The broker's `GET /dead-letters` and `POST /dead-letters/replay`, from `source`.
+pub fn broker_routes(source: DeadLetterSource) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut ServiceConfig| {
+        cfg.app_data(web::Data::new(source.clone()))
+            .route("/dead-letters", web::get().to(broker_dead_letters))
+            .route("/dead-letters/replay", web::post().to(broker_replay));
+    }
+}
+
+async fn broker_dead_letters(
+    source: web::Data<DeadLetterSource>,
+    query: web::Query<Limit>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = query.limit.unwrap_or(100).clamp(1, MAX_DEAD_LETTERS);
+    match source.get_ref() {
+        DeadLetterSource::Local(bus) => list(bus, limit).await,
+        DeadLetterSource::Remote { base, http } => {
+            let mut url = base.join("dead-letters").map_err(|_| ApiError(ServiceError::Internal))?;
+            url.query_pairs_mut().append_pair("limit", &limit.to_string());
+            DeadLetterSource::forward(http.get(url)).await
+        }
+        DeadLetterSource::Missing(why) => Err(ApiError(ServiceError::NotFound(why.clone()))),
+    }
+}
+
+async fn broker_replay(
+    source: web::Data<DeadLetterSource>,
+    body: web::Bytes,
+) -> Result<HttpResponse, ApiError> {
+    let seq = replay_seq(&body)?;
+    match source.get_ref() {
+        DeadLetterSource::Local(bus) => replay_on(bus, seq).await,
+        DeadLetterSource::Remote { base, http } => {
+            let url = base.join("dead-letters/replay").map_err(|_| ApiError(ServiceError::Internal))?;
+            let body = seq.map(|seq| serde_json::json!({ "seq": seq }).to_string()).unwrap_or_default();
+            let request = http.post(url).header("content-type", "application/json").body(body);
+            DeadLetterSource::forward(request).await
+        }
+        DeadLetterSource::Missing(why) => Err(ApiError(ServiceError::NotFound(why.clone()))),
+    }
+}
 
 /// Most dead letters listed at once.
 const MAX_DEAD_LETTERS: u32 = 500;
@@ -78,7 +162,11 @@ async fn dead_letters(
     query: web::Query<Limit>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_DEAD_LETTERS);
-    let letters = ask(&bus(&state)?.list, ListDeadLetters(limit), ANSWER_WITHIN, "events").await?;
+    list(bus(&state)?, limit).await
+}
+
+async fn list(bus: &DeadLetters, limit: u32) -> Result<HttpResponse, ApiError> {
+    let letters = ask(&bus.list, ListDeadLetters(limit), ANSWER_WITHIN, "events").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{} dead letters", letters.len()), letters)))
 }
 
@@ -87,18 +175,23 @@ struct Replay {
     seq: Option<i64>,
 }
 
+/// The dead letter a replay names (`{"seq": N}`), or every one (no body).
+fn replay_seq(body: &[u8]) -> Result<Option<i64>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let replay = serde_json::from_slice::<Replay>(body).map_err(|e| {
+        ApiError(ServiceError::BadRequest(format!("expected {{\"seq\": N}} or no body: {e}")))
+    })?;
+    Ok(replay.seq)
+}
+
 async fn replay(state: web::Data<ListenerState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    let seq = match body.iter().all(u8::is_ascii_whitespace) {
-        true => None,
-        false => {
-            serde_json::from_slice::<Replay>(&body)
-                .map_err(|e| {
-                    ApiError(ServiceError::BadRequest(format!("expected {{\"seq\": N}} or no body: {e}")))
-                })?
-                .seq
-        }
-    };
-    let replayed = ask(&bus(&state)?.replay, ReplayDeadLetters(seq), ANSWER_WITHIN, "events").await?;
+    replay_on(bus(&state)?, replay_seq(&body)?).await
+}
+
+async fn replay_on(bus: &DeadLetters, seq: Option<i64>) -> Result<HttpResponse, ApiError> {
+    let replayed = ask(&bus.replay, ReplayDeadLetters(seq), ANSWER_WITHIN, "events").await?;
     let data = serde_json::json!({ "replayed": replayed });
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{replayed} events queued again"), data)))
 }

@@ -12,6 +12,7 @@ use url::Url;
 
 use super::Platform;
 use super::services::{auth, broker, catcher, events, frontend, logger, mailer};
+use crate::events::DeadLetterSource;
 use crate::mailer::MailGate;
 use crate::status::StatusSource;
 
@@ -32,6 +33,12 @@ pub fn serve_broker(
         mail_gate: MailGate::open(),
         logs: logger::remote(&upstream.logger, within)?,
         events: events::publisher(common, events, p.readiness(), "broker").map(actix::Addr::recipient),
+        dead_letters: match &upstream.listener_url {
+            Some(url) => DeadLetterSource::remote(url, within).context("LISTENER_URL")?,
+            None => DeadLetterSource::Missing(
+                "LISTENER_URL is not set: the broker cannot reach the dead letters".into(),
+            ),
+        },
     };
     let status = StatusSource::remote(upstream.services())?;
     let service = broker::local(common, settings, &p.readiness().clone(), p.workers(true), to, status)?;

@@ -21,14 +21,22 @@ pub fn up(a: &UpArgs) -> anyhow::Result<Platform> {
     let sink = events::sink(logs.write.clone(), &a.listener, &a.logger);
     // Mail jobs run in this process: trusted, the gate is at the broker that took the event.
     let sink = events::with_mail(sink, mail.clone(), mail_settings.answer_within());
-    let publish = p.add(events::local(&a.common, &a.events, &a.listener, sink, &r)?);
+    let events = p.add(events::local(&a.common, &a.events, &a.listener, sink, &r)?);
+    let (publish, dead_letters) = (events.publish, events.dead_letters);
     let audit = AuditTo::Events(publish.clone());
     let auth = p.add(auth::local(&a.common, &a.auth, &r, w, auth::Key::EphemeralAllowed, audit)?);
     // Decided on the settings as configured: no MAIL_HOST means the catcher, nothing leaves.
     let mail_gate = mailer::gate(&a.mailer, auth.clone().recipient(), a.auth.answer_within());
     let mail = p.add(mailer::server(&a.common, &mail_settings, mail, mail_gate.clone(), &r, w)?);
     let status = StatusSource::Local { readiness: r.clone(), services: p.names() };
-    let to = broker::Recipients { auth: auth.recipient(), mail, mail_gate, logs, events: Some(publish) };
+    let to = broker::Recipients {
+        auth: auth.recipient(),
+        mail,
+        mail_gate,
+        logs,
+        events: Some(publish),
+        dead_letters,
+    };
     p.add(broker::local(&a.common, &a.broker, &r, p.workers(true), to, status)?);
     p.add(frontend::local(&a.common, &a.frontend, w)?);
     Ok(p)

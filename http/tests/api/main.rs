@@ -8,6 +8,7 @@
 
 mod auth_users;
 mod broker;
+mod dead_letters;
 mod errors;
 mod events;
 mod helpers;

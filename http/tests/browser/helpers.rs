@@ -101,6 +101,11 @@ impl Platform {
         .await;
         Platform { frontend, broker, catcher, _data: data }
     }
+
+    /// The data directory (`TROUPE_DATA_DIR`) of this platform.
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
+    }
 }
 
 /// A headless Chromium behind its own chromedriver, with a fresh profile.

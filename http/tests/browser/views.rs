@@ -136,7 +136,7 @@ async fn the_health_view_shows_each_service_and_backend_and_fits_a_phone() {
         b.screenshot("health-degraded").await;
 
         b.client.set_window_size(390, 844).await.expect("phone-sized window");
-        for view in ["console", "logs", "mail", "health"] {
+        for view in ["console", "logs", "mail", "dead", "health"] {
             b.open(&format!("{console}/#{view}")).await;
             b.client
                 .wait()

@@ -1,4 +1,5 @@
-//! The broker (API gateway) on BROKER_PORT: `/handle` and friends plus `GET /status`,
+//! The broker (API gateway) on BROKER_PORT: `/handle` and friends plus `GET /status` and
+//! the dead letters (`/dead-letters`, for the console),
 //! sending each action to the recipient it was given, local actor or proxy alike.
 
 use actix::Recipient;
@@ -9,6 +10,7 @@ use troupe_core::messages::{Authenticate, PublishEvent, SendMail};
 use super::{Service, bind, options};
 use crate::api::serve;
 use crate::broker::BrokerState;
+use crate::events::DeadLetterSource;
 use crate::logger::LogClients;
 use crate::mailer::MailGate;
 use crate::platform::Part;
@@ -26,6 +28,8 @@ pub struct Recipients {
     pub logs: LogClients,
     /// `event` actions; `None` answers 503.
     pub events: Option<Recipient<PublishEvent>>,
+    /// The event pipeline's dead letters (`GET /dead-letters`, `POST /dead-letters/replay`).
+    pub dead_letters: DeadLetterSource,
 }
 
 /// Start the broker; every call it makes is answered within REQUEST_TIMEOUT.
@@ -48,10 +52,12 @@ pub fn local(
         timeout: settings.request_timeout,
     };
     let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
+    let dead_letters = crate::events::broker_routes(to.dead_letters);
     let opts = options(common, readiness, &settings.cors_allowed_origins, workers);
     let server = serve("broker", listener, opts, move |cfg: &mut actix_web::web::ServiceConfig| {
         broker(cfg);
         status(cfg);
+        dead_letters(cfg);
     })?;
     Ok(Service::new("broker", (), vec![streams, Part::Http(server)]))
 }

@@ -20,7 +20,7 @@ use troupe_core::messages::{PublishEvent, SendMail, WriteLog};
 
 use super::{Service, bind, options};
 use crate::api::serve;
-use crate::events::{DeadLetters, ListenerState};
+use crate::events::{DeadLetterSource, DeadLetters, ListenerState};
 use crate::platform::Part;
 
 /// A sink storing into `store` (a logger with `logger`'s settings).
@@ -54,16 +54,23 @@ pub fn publisher(
     Some(PublisherActor::start(config, readiness))
 }
 
+/// What the event pipeline of this process gives the others.
+pub struct Events {
+    /// Where to publish.
+    pub publish: Recipient<PublishEvent>,
+    /// Where its dead letters are listed and replayed (for the broker's console routes).
+    pub dead_letters: DeadLetterSource,
+}
+
 /// The whole pipeline in this process, feeding `sink`: with RABBIT_URL a publisher and a
-/// listener on the shared queue, without it the in-process bus. The handle is where to
-/// publish.
+/// listener on the shared queue, without it the in-process bus.
 pub fn local(
     common: &CommonSettings,
     events: &EventSettings,
     settings: &ListenerSettings,
     sink: Sink,
     readiness: &Readiness,
-) -> anyhow::Result<Service<Recipient<PublishEvent>>> {
+) -> anyhow::Result<Service<Events>> {
     let Some(url) = events.rabbit_url.clone() else {
         troupe_actors::auth::ensure_data_dir(&events.events_data_dir).map_err(anyhow::Error::msg)?;
         let config = BusConfig {
@@ -77,14 +84,20 @@ pub fn local(
         };
         let stats = EventBus::new_stats();
         let bus = EventBus::start(config, sink, stats.clone(), readiness);
-        let dead_letters =
-            Some(DeadLetters { list: bus.clone().recipient(), replay: bus.clone().recipient() });
-        let state = ListenerState { stats, drain: bus.clone().recipient(), dead_letters };
-        return Ok(Service::new("events", bus.recipient(), server(common, settings, state, readiness)?));
+        let letters = DeadLetters { list: bus.clone().recipient(), replay: bus.clone().recipient() };
+        let state =
+            ListenerState { stats, drain: bus.clone().recipient(), dead_letters: Some(letters.clone()) };
+        let parts = server(common, settings, state, readiness)?;
+        let handle = Events { publish: bus.recipient(), dead_letters: DeadLetterSource::Local(letters) };
+        return Ok(Service::new("events", handle, parts));
     };
     let publisher = publisher(common, events, readiness, "events").context("RABBIT_URL is set")?;
     let consumer = consumer(common, url, events, settings, sink, readiness)?;
-    Ok(Service::new("events", publisher.recipient(), consumer.parts))
+    let dead_letters = DeadLetterSource::Missing(format!(
+        "dead letters are kept by RabbitMQ, in the queue {}.dead",
+        settings.listener_queue
+    ));
+    Ok(Service::new("events", Events { publish: publisher.recipient(), dead_letters }, consumer.parts))
 }
 
 /// The RabbitMQ listener alone, feeding `sink`, with its HTTP server (`troupe serve
