@@ -15,6 +15,7 @@
 //! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
+//! - [`follow`]: `troupe logs [--follow]`, the log in the terminal.
 //!
 //! No SQL, SMTP or AMQP here: handlers parse, send one message to an actor, and translate.
 
@@ -24,6 +25,7 @@ pub mod broker;
 pub mod catcher;
 pub mod cli;
 pub mod events;
+pub mod follow;
 pub mod grpc;
 pub mod jsonrpc;
 pub mod limits;

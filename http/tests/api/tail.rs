@@ -116,3 +116,71 @@ async fn a_split_mode_broker_forwards_the_loggers_stream() {
         (Some("split-tail"), Some("split-tail-1"))
     );
 }
+
+/// A writer the test can read while `troupe logs --follow` writes to it.
+#[derive(Clone, Default)]
+struct Screen(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Screen {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Screen {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .into_owned()
+    }
+}
+
+#[actix_rt::test]
+async fn troupe_logs_follow_prints_the_last_entries_then_new_ones_of_one_request() {
+    use clap::Parser as _;
+    let app = TestApp::all_in_one().await;
+    log_through_broker(&app, "before", "written before following").await;
+    let written = |id: &'static str, data: &'static str| {
+        let req = app.http.post(format!("{}/handle", app.broker)).header("x-request-id", id);
+        let body = json!({"action": "log", "log": {"name": "cli", "data": data}});
+        async move { assert_eq!(req.json(&body).send().await.expect("answers").status(), 202) }
+    };
+    written("cli-req-1", "first of the request").await;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        logs: troupe_http::follow::LogsArgs,
+    }
+    let args =
+        Cli::parse_from(["troupe", "--follow", "--request-id", "cli-req-1", "--url", &app.broker]).logs;
+    let screen = Screen::default();
+    let mut out = screen.clone();
+    let running = actix_web::rt::spawn(async move { troupe_http::follow::run(&args, &mut out).await });
+    crate::helpers::eventually(WITHIN, "the last entries printed", || async {
+        screen.text().contains("first of the request").then_some(())
+    })
+    .await;
+    written("cli-req-1", "second of the request").await;
+    written("cli-req-2", "another request").await;
+    let text = crate::helpers::eventually(WITHIN, "the new entry printed", || async {
+        let text = screen.text();
+        text.contains("second of the request").then_some(text)
+    })
+    .await;
+    running.abort();
+    assert!(!text.contains("another request") && !text.contains("written before"), "{text}");
+    assert_eq!(text.matches("first of the request").count(), 1, "{text}");
+    let line = text.lines().find(|l| l.contains("second")).unwrap_or_default();
+    assert!(
+        line.contains("INFO")
+            && line.contains("broker")
+            && line.contains("cli: ")
+            && line.ends_with("[cli-req-1]"),
+        "{line}"
+    );
+}
