@@ -184,3 +184,52 @@ async fn troupe_logs_follow_prints_the_last_entries_then_new_ones_of_one_request
         "{line}"
     );
 }
+
+#[actix_rt::test]
+async fn a_logger_restart_ends_the_forwarded_stream_and_a_reconnect_gets_what_it_missed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let settings =
+        LoggerSettings { logger_port: troupe_testkit::free_port(), ..LoggerSettings::embedded(dir.path()) };
+    let start = |settings: &LoggerSettings| {
+        let p = troupe_http::platform::serve_logger(&common(), settings).expect("logger starts");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let running = actix_web::rt::spawn(p.run_until(async move { drop(stopped.await) }));
+        (stop, running)
+    };
+    let (stop, running) = start(&settings);
+    let mut app = TestApp::split_parts();
+    app.logger = format!("http://127.0.0.1:{}", settings.logger_port);
+    let nowhere = Url::parse("http://127.0.0.1:9").expect("url");
+    let logger = Url::parse(&app.logger).expect("url");
+    app.broker =
+        format!("http://127.0.0.1:{}", TestApp::spawn_broker_with_logger(nowhere.clone(), logger, nowhere));
+    app.wait_ready(&app.logger.clone()).await;
+
+    let mut events = Events::open(&app, &app.broker, "name=restart", None).await;
+    log_through_broker(&app, "restart", "before the restart").await;
+    let (last_id, _) = events.next().await;
+
+    // The logger stops: its streams end at once (not after SHUTDOWN_TIMEOUT), and so does
+    // the broker's, which is what makes a browser reconnect.
+    let _ = stop.send(());
+    tokio::time::timeout(WITHIN, running)
+        .await
+        .expect("the logger stops in time")
+        .expect("joins")
+        .expect("stops cleanly");
+    let ended = tokio::time::timeout(WITHIN, async {
+        loop {
+            match events.res.chunk().await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => return,
+            }
+        }
+    });
+    ended.await.expect("the broker's stream ends with the logger's");
+
+    let (_stop, _running) = start(&settings);
+    app.wait_ready(&app.logger.clone()).await;
+    log_through_broker(&app, "restart", "after the restart").await;
+    let mut events = Events::open(&app, &app.broker, "name=restart", Some(&last_id)).await;
+    assert_eq!(events.next().await.1["data"], "after the restart");
+}
