@@ -117,6 +117,9 @@ pub enum Command {
     /// Run one service in this process (what compose and Kubernetes run).
     #[command(subcommand)]
     Serve(ServeCommand),
+    /// Print the log from the broker; `--follow` keeps printing new entries as they are
+    /// stored (filters: `--request-id`, `--service`, `--name`, `--level`; `--url`).
+    Logs(crate::follow::LogsArgs),
 }
 
 /// Settings of `troupe up`.
@@ -246,9 +249,10 @@ pub enum ServeCommand {
 }
 
 impl Command {
-    /// The settings shared by every command.
-    pub fn common(&self) -> &CommonSettings {
-        match self {
+    /// The settings shared by every command that runs services (`None`: `troupe logs`).
+    pub fn common(&self) -> Option<&CommonSettings> {
+        Some(match self {
+            Self::Logs(_) => return None,
             Self::Up(a) => &a.common,
             Self::Serve(ServeCommand::Broker { common, .. })
             | Self::Serve(ServeCommand::Auth { common, .. })
@@ -257,7 +261,7 @@ impl Command {
             | Self::Serve(ServeCommand::Frontend { common, .. })
             | Self::Serve(ServeCommand::Mailer { common, .. })
             | Self::Serve(ServeCommand::Catcher { common, .. }) => common,
-        }
+        })
     }
 }
 

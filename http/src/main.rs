@@ -23,7 +23,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    troupe_core::telemetry::init(cli.command.common().log_format);
+    let Some(common) = cli.command.common() else {
+        if let Command::Logs(args) = &cli.command {
+            return logs(args);
+        }
+        return ExitCode::SUCCESS;
+    };
+    troupe_core::telemetry::init(common.log_format);
     match actix_web::rt::System::new().block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -33,8 +39,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// `troupe logs`: print to stdout until done (with `--follow`, until stopped).
+fn logs(args: &troupe_http::follow::LogsArgs) -> ExitCode {
+    let printed = actix_web::rt::System::new()
+        .block_on(async { troupe_http::follow::run(args, &mut std::io::stdout().lock()).await });
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("troupe logs: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     let platform = match &command {
+        Command::Logs(_) => return Ok(()),
         Command::Up(a) => platform::up(a)?,
         Command::Serve(ServeCommand::Broker { common, broker, upstream, events }) => {
             platform::serve_broker(common, broker, upstream, events)?
