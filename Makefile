@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test services tools lint fmt build release check-deploy bench image \
+.PHONY: help run test services tools lint fmt build release check-deploy compose-test bench image \
 	up up_build down start stop build_broker build_auth build_logger build_mailer build_listener build_front
 
 # docker compose with the development override; .env is read when present.
@@ -52,6 +52,9 @@ release: ## optimised build of the troupe binary
 
 check-deploy: tools ## static checks: hadolint, compose spec, kustomize-built Kubernetes schemas
 	scripts/check-deploy.sh
+
+compose-test: ## the compose stack in real containers (private dockerd, local images), contract + kill; root
+	scripts/compose-test.sh
 
 bench: ## run every bench-* target (none yet is not an error)
 	@if [ -z "$(strip $(BENCH_TARGETS))" ]; then echo "no benchmarks yet"; else $(MAKE) $(BENCH_TARGETS); fi

@@ -24,6 +24,7 @@ from compose_spec import PyCompose
 ROOT = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BASE = os.path.join(ROOT, "docker", "compose.yml")
 OVERRIDE = os.path.join(ROOT, "docker", "compose.override.yml")
+TEST = os.path.join(ROOT, "docker", "compose.test.yml")
 ENV_EXAMPLE = os.path.join(ROOT, ".env.example")
 
 # hostname -> container ports it must listen on (docs/compat.md), plus the Troupe services' HTTP ports.
@@ -95,7 +96,8 @@ def merge(a, b):
     if isinstance(a, dict) and isinstance(b, dict):
         out = dict(a)
         for k, v in b.items():
-            out[k] = merge(a[k], v) if k in a else v
+            # Compose replaces these lists instead of merging them.
+            out[k] = merge(a[k], v) if k in a and k not in ("test", "command", "entrypoint") else v
         return out
     if isinstance(a, list) and isinstance(b, list):
         return a + [x for x in b if x not in a]
@@ -149,6 +151,13 @@ def main():
     override = load(OVERRIDE, values, used)
     validate("docker/compose.yml", base)
     validate("docker/compose.yml + compose.override.yml", merge(base, override))
+    test = load(TEST, values, used)
+    validate("docker/compose.yml + compose.override.yml + compose.test.yml", merge(merge(base, override), test))
+    for name, svc in test.get("services", {}).items():
+        if name not in base["services"]:
+            fail(f"compose.test.yml: service {name} is not in compose.yml")
+        if svc.get("pull_policy") != "never":
+            fail(f"compose.test.yml: {name} may pull (pull_policy is not never)")
     literal = {n: (s.get("environment") or {}) for n, s in yaml.safe_load(open(BASE, encoding="utf-8"))["services"].items()}
     check_policy(base, literal)
     container_only = set()

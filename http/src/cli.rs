@@ -117,6 +117,9 @@ pub enum Command {
     /// Run one service in this process (what compose and Kubernetes run).
     #[command(subcommand)]
     Serve(ServeCommand),
+    /// Check a running service's /healthz (or /readyz): exit 0 when it answers 2xx. The
+    /// container HEALTHCHECK: no shell or curl needed.
+    Health(crate::health::HealthArgs),
     /// Print the log from the broker; `--follow` keeps printing new entries as they are
     /// stored (filters: `--request-id`, `--service`, `--name`, `--level`; `--url`).
     Logs(crate::follow::LogsArgs),
@@ -249,10 +252,10 @@ pub enum ServeCommand {
 }
 
 impl Command {
-    /// The settings shared by every command that runs services (`None`: `troupe logs`).
+    /// The settings shared by every command that runs services (`None`: `troupe health`, `troupe logs`).
     pub fn common(&self) -> Option<&CommonSettings> {
         Some(match self {
-            Self::Logs(_) => return None,
+            Self::Health(_) | Self::Logs(_) => return None,
             Self::Up(a) => &a.common,
             Self::Serve(ServeCommand::Broker { common, .. })
             | Self::Serve(ServeCommand::Auth { common, .. })

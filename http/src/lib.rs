@@ -16,6 +16,7 @@
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
 //! - [`follow`]: `troupe logs [--follow]`, the log in the terminal.
+//! - [`health`]: `troupe health`, the container health check.
 //!
 //! No SQL, SMTP or AMQP here: handlers parse, send one message to an actor, and translate.
 
@@ -27,6 +28,7 @@ pub mod cli;
 pub mod events;
 pub mod follow;
 pub mod grpc;
+pub mod health;
 pub mod jsonrpc;
 pub mod limits;
 pub mod logger;

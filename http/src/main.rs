@@ -27,6 +27,12 @@ fn main() -> ExitCode {
         if let Command::Logs(args) = &cli.command {
             return logs(args);
         }
+        if let Command::Health(args) = &cli.command
+            && let Err(err) = troupe_http::health::run(args)
+        {
+            eprintln!("troupe health: {err}");
+            return ExitCode::FAILURE;
+        }
         return ExitCode::SUCCESS;
     };
     troupe_core::telemetry::init(common.log_format);
@@ -54,7 +60,7 @@ fn logs(args: &troupe_http::follow::LogsArgs) -> ExitCode {
 
 async fn run(command: Command) -> anyhow::Result<()> {
     let platform = match &command {
-        Command::Logs(_) => return Ok(()),
+        Command::Health(_) | Command::Logs(_) => return Ok(()),
         Command::Up(a) => platform::up(a)?,
         Command::Serve(ServeCommand::Broker { common, broker, upstream, events }) => {
             platform::serve_broker(common, broker, upstream, events)?

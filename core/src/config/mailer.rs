@@ -1,5 +1,6 @@
 //! Settings of the mailer and of the built-in mail catcher.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -120,9 +121,13 @@ impl MailerSettings {
 /// The built-in mail catcher: an SMTP server and a JSON API over what it caught.
 #[derive(Debug, Clone, Args)]
 pub struct CatcherSettings {
-    /// Port of the catcher's SMTP server (always on 127.0.0.1).
+    /// Port of the catcher's SMTP server.
     #[arg(long, env = "CATCHER_SMTP_PORT", default_value_t = 1025)]
     pub catcher_smtp_port: u16,
+    /// Address the catcher's SMTP server listens on (0.0.0.0 in a container, so the
+    /// mailer's container reaches it).
+    #[arg(long, env = "CATCHER_SMTP_ADDRESS", default_value = "127.0.0.1")]
+    pub catcher_smtp_address: IpAddr,
     /// Port of the catcher's JSON API.
     #[arg(long, env = "CATCHER_HTTP_PORT", default_value_t = 8025)]
     pub catcher_http_port: u16,
@@ -144,6 +149,7 @@ impl CatcherSettings {
     pub fn ephemeral(data_dir: impl Into<PathBuf>) -> Self {
         Self {
             catcher_smtp_port: 0,
+            catcher_smtp_address: [127, 0, 0, 1].into(),
             catcher_http_port: 0,
             catcher_data_dir: data_dir.into(),
             catcher_cors_allowed_origins: vec!["http://localhost:8081".into()],

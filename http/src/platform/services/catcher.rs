@@ -1,4 +1,4 @@
-//! The built-in mail catcher: its store, its SMTP server on 127.0.0.1 and its JSON API,
+//! The built-in mail catcher: its store, its SMTP server (127.0.0.1 unless CATCHER_SMTP_ADDRESS says otherwise) and its JSON API,
 //! where the console's Mail view reads what was caught.
 
 use troupe_actors::catcher::{self, CatcherStore};
@@ -17,7 +17,7 @@ pub fn local(
     workers: usize,
 ) -> anyhow::Result<Service<u16>> {
     let store = CatcherStore::start(settings.catcher_data_dir.join("catcher")).map_err(anyhow::Error::msg)?;
-    let smtp = bind([127, 0, 0, 1].into(), settings.catcher_smtp_port, "CATCHER_SMTP_PORT")?;
+    let smtp = bind(settings.catcher_smtp_address, settings.catcher_smtp_port, "CATCHER_SMTP_PORT")?;
     let smtp_port = smtp.local_addr()?.port();
     catcher::start_smtp(smtp, store.clone(), None).map_err(anyhow::Error::msg)?;
     let listener = bind(common.bind_address, settings.catcher_http_port, "CATCHER_HTTP_PORT")?;
