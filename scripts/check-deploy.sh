@@ -21,8 +21,6 @@ py="$venv/bin/python"
 check_dockerfile() {
   log "hadolint docker/Dockerfile"
   "$venv/bin/hadolint" --failure-threshold warning docker/Dockerfile
-  [ -x docker/healthcheck.sh ] || { log "docker/healthcheck.sh is not executable"; return 1; }
-  sh -n docker/healthcheck.sh
 }
 
 check_compose() {
@@ -73,5 +71,5 @@ check_dockerfile
 check_compose
 check_kubernetes
 check_checkov
-bash -n scripts/check-deploy.sh scripts/services.sh scripts/tools.sh
+bash -n scripts/check-deploy.sh scripts/services.sh scripts/tools.sh scripts/container-engine.sh scripts/compose-test.sh
 log "ok"
