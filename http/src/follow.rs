@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use clap::Args;
+use eventsource_stream::Eventsource as _;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use troupe_core::messages::LogEntry;
 use url::Url;
@@ -142,24 +144,20 @@ async fn follow_once(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let after: Vec<(&str, String)> = last.iter().map(|l| ("after", l.clone())).collect();
-    let mut res =
-        http.get(args.url("logs/stream", &after)?).send().await.context("cannot reach the stream")?;
+    let res = http.get(args.url("logs/stream", &after)?).send().await.context("cannot reach the stream")?;
     if !res.status().is_success() {
         let status = res.status();
         let message = res.json::<Reply<serde_json::Value>>().await.map(|r| r.message).unwrap_or_default();
         bail!("the stream answered {status}: {message}");
     }
-    let mut buffer = String::new();
-    while let Some(chunk) = res.chunk().await.context("the stream broke off")? {
-        buffer.push_str(&String::from_utf8_lossy(&chunk));
-        while let Some(end) = buffer.find("\n\n") {
-            let frame: String = buffer.drain(..end + 2).collect();
-            let data = frame.lines().find_map(|l| l.strip_prefix("data:")).map(str::trim);
-            let Some(entry) = data.and_then(|d| serde_json::from_str::<LogEntry>(d).ok()) else { continue };
-            args.print(out, &entry)?;
-            out.flush()?;
-            *last = Some(crate::tail::cursor_of(&entry).encode());
-        }
+    // eventsource-stream parses the frames (split across chunks, CRLF, multi-line data).
+    let mut events = res.bytes_stream().eventsource();
+    while let Some(event) = events.next().await {
+        let event = event.context("the stream broke off")?;
+        let Ok(entry) = serde_json::from_str::<LogEntry>(&event.data) else { continue };
+        args.print(out, &entry)?;
+        out.flush()?;
+        *last = Some(crate::tail::cursor_of(&entry).encode());
     }
     Ok(())
 }
