@@ -18,11 +18,15 @@ Scenarios
   mail and logins beside it (logins offered at the bcrypt ceiling of the hashing pool,
   measured in the same run with `bench_ceiling bcrypt`): each route's p99, the `log`
   action's p99 against its p99 alone, the login rate against the ceiling, non-2xx counts.
+- telemetry: two `troupe up` side by side, one with tracing (spans, the recent-trace store)
+  and the extra metrics on as shipped, one with them off (BENCH_TELEMETRY_OFF, default
+  `OTEL_SDK_DISABLED=true TROUPE_METRICS=off`); the broker's `log` action on each, A B B A at
+  32 and 256 connections: on / off, and CPU-seconds per 1,000 requests of each.
 - split-mongo (when MONGO_URL is set): `troupe serve logger` on the MongoDB-wire server and
   `troupe serve broker`; the broker's `log` action against the store ceiling on that server.
 
 Env: BENCH_SECS (round length, default 8), BENCH_IDLE_SECS (default 30), BENCH_SCENARIOS
-(default "embedded mixed" plus "split-mongo" when MONGO_URL is set), BENCH_BASE_PORT
+(default "embedded mixed telemetry" plus "split-mongo" when MONGO_URL is set), BENCH_BASE_PORT
 (default 19000), TROUPE_BIN / CEILING_BIN (default target/release/...).
 """
 
@@ -326,6 +330,26 @@ def scenario_mixed(work: Path) -> dict:
     return res
 
 
+def scenario_telemetry(work: Path) -> dict:
+    off = dict(kv.split("=", 1) for kv in
+               os.environ.get("BENCH_TELEMETRY_OFF", "OTEL_SDK_DISABLED=true TROUPE_METRICS=off").split())
+    on_proc, on_ports = troupe_up(work, BASE + 100)
+    off_proc, off_ports = troupe_up(work, BASE + 120, off)
+    on_url = f"http://127.0.0.1:{on_ports['BROKER_PORT']}/handle"
+    off_url = f"http://127.0.0.1:{off_ports['BROKER_PORT']}/handle"
+    finish(oha(on_url, LOG_BODY, 32, secs=2))
+    finish(oha(off_url, LOG_BODY, 32, secs=2))
+    res: dict = {"off_env": " ".join(f"{k}={v}" for k, v in off.items()), "closed": {}}
+    for conns in (32, 256):
+        say(f"telemetry: broker log with tracing and metrics on vs off, {conns} connections")
+        on, off_rows = abba(lambda: load(on_url, LOG_BODY, conns, [on_proc]),
+                            lambda: load(off_url, LOG_BODY, conns, [off_proc]), rounds=4)
+        res["closed"][conns] = {"on": on, "off": off_rows}
+    for p in (on_proc, off_proc):
+        p.stop()
+    return res
+
+
 def scenario_split_mongo(work: Path) -> dict:
     mongo = os.environ["MONGO_URL"]
     db = f"bench{os.getpid()}"
@@ -358,11 +382,12 @@ def fmt_ms(x: float) -> str:
 
 
 def report(results: dict, started: str, charts: dict[str, str]) -> str:
-    lines = [f"Run {started}, {os.cpu_count()} cores (shared), release build, rounds of {SECS} s; "
-             "each figure is the median of its rounds, taken interleaved A B B A with its ceiling.", ""]
+    run_line = (f"Run {started}, {os.cpu_count()} cores (shared), release build, rounds of {SECS} s; "
+                "each figure is the median of its rounds, taken interleaved A B B A with its ceiling.\n")
+    lines = []
     if "embedded" in results:
         e = results["embedded"]
-        lines += ["### `troupe up`, embedded SQLite store (`synchronous=FULL`)", "",
+        lines += ["### `troupe up`, embedded SQLite store (`synchronous=FULL`)", "", run_line,
                   "| connections | broker `log` / bare actix | broker `log` / store ceiling | logger `POST /log` / store ceiling "
                   "| broker `log` req/s | logger req/s | bare actix req/s | store rows/s | CPU-s per 1k (broker `log`) | non-2xx |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
@@ -399,7 +424,7 @@ def report(results: dict, started: str, charts: dict[str, str]) -> str:
         p99 = {k: median([r[k].p99 for r in m["mixed"]]) for k in routes}
         rate = {k: median([r[k].rps for r in m["mixed"]]) for k in routes}
         bad = {k: sum(r[k].other for r in m["mixed"]) for k in routes}
-        lines += ["### Mixed load on `troupe up` (open loop)", "",
+        lines += ["### Mixed load on `troupe up` (open loop)", "", run_line,
                   f"`log` at {m['log_rate']:,.0f}/s (50 % of its {m['peak']:,.0f}/s maximum), `event` at 20/70 and `mail` "
                   f"at 5/70 of that, logins offered at the bcrypt ceiling of the {m['threads']}-thread hashing pool "
                   f"({ceiling:.1f} hashes/s, measured in the same run); login rate limits off "
@@ -411,10 +436,24 @@ def report(results: dict, started: str, charts: dict[str, str]) -> str:
         for k in routes:
             lines.append(f"| `{k}` | {rate[k]:,.1f} | {fmt_ms(p99[k])} | {bad[k]} |")
         lines += ["", f"![mixed]({charts['mixed']})", ""]
+    if "telemetry" in results:
+        t = results["telemetry"]
+        lines += ["### Tracing and metrics on against off (`troupe up`, broker `log`)", "", run_line,
+                  f"Off = `{t['off_env']}`; on = the defaults (a span per request and per actor message, the "
+                  "recent-trace store, the metric families); no OTLP endpoint set in either.", "",
+                  "| connections | on / off | on req/s | off req/s | CPU-s per 1k on | CPU-s per 1k off | non-2xx |",
+                  "|---|---|---|---|---|---|---|"]
+        for conns, rows in t["closed"].items():
+            on, off = (median([r.rps for r in rows[k]]) for k in ("on", "off"))
+            cpu = {k: median([r.cpu_per_1k for r in rows[k] if r.cpu_per_1k is not None]) for k in ("on", "off")}
+            bad = sum(r.other for k in ("on", "off") for r in rows[k])
+            lines.append(f"| {conns} | **{on / off:.2f}** | {on:,.0f} | {off:,.0f} | {cpu['on']:.3f} | {cpu['off']:.3f} "
+                         f"| {bad} |")
+        lines.append("")
     if "split-mongo" in results:
         sm = results["split-mongo"]
         b, s = median([r.rps for r in sm["broker"]]), median(sm["store"])
-        lines += ["### Split mode on the MongoDB-wire server (32 connections)", "",
+        lines += ["### Split mode on the MongoDB-wire server (32 connections)", "", run_line,
                   f"- broker `log` / store ceiling on the same server: **{b / s:.2f}** ({b:,.0f} req/s vs {s:,.0f} rows/s)",
                   f"- broker `log` / the Go platform's 1,250–1,410 req/s (measured earlier on this machine): "
                   f"**{b / 1330:.1f}×**",
@@ -466,11 +505,22 @@ def charts(results: dict, out: Path) -> dict[str, str]:
     return names
 
 
+def sections(text: str) -> dict[str, str]:
+    """The `### ` sections of a report, by heading (up to a " — " remark)."""
+    parts = re.split(r"(?m)^(?=### )", text)
+    return {part.splitlines()[0].split(" — ")[0]: part.rstrip() + "\n" for part in parts if part.startswith("### ")}
+
+
 def write_doc(text: str) -> None:
+    """Replace the sections this run measured; keep the others (each says when it was run)."""
     doc = ROOT / "docs/benchmarks.md"
     body = doc.read_text()
     start, end = "<!-- bench:log:start -->", "<!-- bench:log:end -->"
-    block = f"{start}\n{text}\n{end}"
+    old = re.search(re.escape(start) + "(.*?)" + re.escape(end), body, flags=re.S)
+    merged = sections(old.group(1)) if old else {}
+    merged.update(sections(text))
+    text = "\n".join(merged.values())
+    block = f"{start}\n{text}{end}"
     if start in body:
         body = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: block, body, flags=re.S)
     else:
@@ -479,14 +529,15 @@ def write_doc(text: str) -> None:
 
 
 def main() -> None:
-    default = "embedded mixed" + (" split-mongo" if os.environ.get("MONGO_URL") else "")
+    default = "embedded mixed telemetry" + (" split-mongo" if os.environ.get("MONGO_URL") else "")
     wanted = os.environ.get("BENCH_SCENARIOS", default).split()
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results = {}
     with tempfile.TemporaryDirectory(prefix="troupe-bench-") as tmp:
         work = Path(tmp)
         for name in wanted:
-            fn = {"embedded": scenario_embedded, "mixed": scenario_mixed, "split-mongo": scenario_split_mongo}[name]
+            fn = {"embedded": scenario_embedded, "mixed": scenario_mixed, "telemetry": scenario_telemetry,
+                  "split-mongo": scenario_split_mongo}[name]
             results[name] = fn(work / name if (work / name).mkdir() is None else work)
     text = report(results, started, charts(results, ROOT / "docs/bench"))
     print(text)
