@@ -17,6 +17,7 @@ use tera::{Context, Tera};
 
 const INDEX: &str = include_str!("../templates/index.html");
 const SCRIPT: &str = include_str!("../static/console.js");
+const TRACE_SCRIPT: &str = include_str!("../static/trace.js");
 const STYLE: &str = include_str!("../static/console.css");
 
 /// Where the page's requests go, as the browser sees them.
@@ -50,6 +51,7 @@ pub fn routes(urls: ConsoleUrls) -> impl Fn(&mut ServiceConfig) + Clone + Send +
             }),
         )
         .route("/static/console.js", web::get().to(|| asset(SCRIPT, "text/javascript; charset=utf-8")))
+        .route("/static/trace.js", web::get().to(|| asset(TRACE_SCRIPT, "text/javascript; charset=utf-8")))
         .route("/static/console.css", web::get().to(|| asset(STYLE, "text/css; charset=utf-8")));
     }
 }

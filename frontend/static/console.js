@@ -43,11 +43,13 @@
 
   // ---- views ---------------------------------------------------------------------------------
 
-  const views = ["console", "logs", "mail", "dead", "health"];
+  const views = ["console", "logs", "trace", "mail", "dead", "health"];
   let healthTimer = null;
 
   function route() {
-    const name = views.includes(location.hash.slice(1)) ? location.hash.slice(1) : "console";
+    // "#trace/<id>": a view and its argument.
+    const [view, ...rest] = location.hash.slice(1).split("/");
+    const name = views.includes(view) ? view : "console";
     for (const v of views) $("view-" + v).hidden = v !== name;
     for (const a of document.querySelectorAll("#nav a")) {
       a.classList.toggle("on", a.dataset.view === name);
@@ -57,6 +59,7 @@
     healthTimer = null;
     if (name !== "logs") follow(false);
     if (name === "logs") searchLogs();
+    if (name === "trace") window.TroupeTrace.show(rest.join("/"));
     if (name === "mail") loadInbox();
     if (name === "dead") loadDead();
     if (name === "health") {
@@ -71,8 +74,20 @@
   const sent = $("payload");
   const received = $("received");
 
-  function line(text, requestId) {
+  /// A link to the trace view: the trace id when known, else the request id.
+  function traceLink(traceId, requestId, text) {
+    const a = el("a", text, "small trace-link");
+    a.href = window.TroupeTrace.href(traceId, requestId);
+    a.title = traceId ? "Trace " + traceId : "Traces of request " + requestId;
+    return a;
+  }
+
+  function line(text, requestId, traceId) {
     const p = el("div", text);
+    if (traceId || requestId) {
+      p.appendChild(document.createTextNode(" "));
+      p.appendChild(traceLink(traceId, requestId, "trace"));
+    }
     if (requestId) {
       p.appendChild(document.createTextNode(" "));
       const a = el("a", "logs of this request", "small");
@@ -103,7 +118,7 @@
         $("token-state").textContent = "signed in" + (data.data && data.data.email ? " as " + data.data.email : "");
       }
       const prefix = data.error ? "Error: " : "Response from broker service: ";
-      line(prefix + data.message, res.headers.get("x-request-id"));
+      line(prefix + data.message, res.headers.get("x-request-id"), window.TroupeTrace.traceIdOf(res.headers.get("traceresponse")));
     } catch (err) {
       show(received, String(err));
       line("Error: " + err);
@@ -212,6 +227,10 @@
         followRequest(e.request_id);
       });
       req.appendChild(a);
+    }
+    if (e.trace_id || e.request_id) {
+      req.appendChild(document.createTextNode(" "));
+      req.appendChild(traceLink(e.trace_id, e.request_id, "trace"));
     }
     tr.appendChild(req);
     return tr;
@@ -523,6 +542,7 @@
     return card;
   }
 
+  window.TroupeTrace.setup({ headers: () => authHeaders() });
   window.addEventListener("hashchange", route);
   route();
 })();

@@ -123,6 +123,9 @@ pub enum Command {
     /// Print the log from the broker; `--follow` keeps printing new entries as they are
     /// stored (filters: `--request-id`, `--service`, `--name`, `--level`; `--url`).
     Logs(crate::follow::LogsArgs),
+    /// Print one request's trace as a waterfall across services (ID: a trace id or a request
+    /// id; `--json` for the spans; `--url` or BROKER_URL for the broker).
+    Trace(crate::trace_cli::TraceArgs),
 }
 
 /// Settings of `troupe up`.
@@ -252,10 +255,11 @@ pub enum ServeCommand {
 }
 
 impl Command {
-    /// The settings shared by every command that runs services (`None`: `troupe health`, `troupe logs`).
+    /// The settings shared by every command that runs services (`None`: `troupe health`,
+    /// `troupe logs`, `troupe trace`).
     pub fn common(&self) -> Option<&CommonSettings> {
         Some(match self {
-            Self::Health(_) | Self::Logs(_) => return None,
+            Self::Health(_) | Self::Logs(_) | Self::Trace(_) => return None,
             Self::Up(a) => &a.common,
             Self::Serve(ServeCommand::Broker { common, .. })
             | Self::Serve(ServeCommand::Auth { common, .. })

@@ -16,6 +16,7 @@
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
 //! - [`follow`]: `troupe logs [--follow]`, the log in the terminal.
+//! - [`trace_cli`]: `troupe trace ID`, one request's trace in the terminal.
 //! - [`health`]: `troupe health`, the container health check.
 //!
 //! No SQL, SMTP or AMQP here: handlers parse, send one message to an actor, and translate.
@@ -37,3 +38,4 @@ pub mod platform;
 pub mod proxy;
 pub mod status;
 pub mod tail;
+pub mod trace_cli;

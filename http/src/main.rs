@@ -27,6 +27,9 @@ fn main() -> ExitCode {
         if let Command::Logs(args) = &cli.command {
             return logs(args);
         }
+        if let Command::Trace(args) = &cli.command {
+            return trace(args);
+        }
         if let Command::Health(args) = &cli.command
             && let Err(err) = troupe_http::health::run(args)
         {
@@ -58,9 +61,22 @@ fn logs(args: &troupe_http::follow::LogsArgs) -> ExitCode {
     }
 }
 
+/// `troupe trace`: print one trace to stdout.
+fn trace(args: &troupe_http::trace_cli::TraceArgs) -> ExitCode {
+    let printed = actix_web::rt::System::new()
+        .block_on(async { troupe_http::trace_cli::run(args, &mut std::io::stdout().lock()).await });
+    match printed {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("troupe trace: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 async fn run(command: Command) -> anyhow::Result<()> {
     let platform = match &command {
-        Command::Health(_) | Command::Logs(_) => return Ok(()),
+        Command::Health(_) | Command::Logs(_) | Command::Trace(_) => return Ok(()),
         Command::Up(a) => platform::up(a)?,
         Command::Serve(ServeCommand::Broker { common, broker, upstream, events }) => {
             platform::serve_broker(common, broker, upstream, events)?
