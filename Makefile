@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test services tools lint fmt build release check-deploy compose-test bench image \
+.PHONY: help run test chaos services tools lint fmt build release check-deploy compose-test bench image \
 	up up_build down start stop build_broker build_auth build_logger build_mailer build_listener build_front
 
 # docker compose with the development override; .env is read when present.
@@ -28,6 +28,10 @@ ifeq ($(NEXTEST),yes)
 else
 	$(CARGO) test --workspace --no-fail-fast
 endif
+	scripts/chaos.py --quick
+
+chaos: services build ## fault injection on real processes and servers, every scenario; table into docs/reliability.md
+	scripts/chaos.py --write-doc
 
 services: ## install/start PostgreSQL (and the other test servers) when missing
 	scripts/services.sh

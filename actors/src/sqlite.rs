@@ -3,13 +3,19 @@
 //! connection — its page cache stays valid between commits (a commit from another
 //! connection would make it read every page again) and writes never wait on each other's
 //! locks — and a few read-only connections for queries.
+//!
+//! A writer connection whose work failed is closed, never reused ([`Writer`]): after some
+//! errors SQLite has already rolled the transaction back, and sqlx, still counting it as open,
+//! would turn every later transaction on that connection into a savepoint inside one that
+//! never commits.
 
 use std::path::Path;
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
-use sqlx::SqlitePool;
+use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool};
 
 /// The connections of one SQLite file.
 #[derive(Clone, Debug)]
@@ -44,6 +50,56 @@ pub async fn open(
     }
     let readers = pool(readers.max(1), opts.read_only(true)).await?;
     Ok(Pools { writer, readers })
+}
+
+/// A connection of a writer pool that goes back to the pool only if [`Writer::succeeded`]
+/// was called; otherwise (an error, or a deadline that dropped the work half-way) it is closed.
+///
+/// Why: on `SQLITE_FULL`, `SQLITE_IOERR` and a few other errors SQLite rolls the open
+/// transaction back by itself. sqlx does not see it: its `ROLLBACK` then fails, and it keeps
+/// counting one open transaction on the connection. The next `begin()` issues a `SAVEPOINT`,
+/// a failed `RELEASE` is answered with `ROLLBACK TO` (which leaves the savepoint, and so a
+/// transaction, open), and from then on every `commit()` only releases a savepoint inside a
+/// transaction that never ends: the writes look committed, other connections never see them,
+/// and they are gone when the connection closes. `make chaos` found it (disk-full scenario:
+/// events and users answered 202/201, then lost). Closing the connection rolls back whatever
+/// is open; the pool opens a clean one for the next write.
+pub struct Writer {
+    conn: PoolConnection<Sqlite>,
+    ok: bool,
+}
+
+impl Writer {
+    /// A connection of `pool` (the writer pool of [`open`]).
+    pub async fn acquire(pool: &SqlitePool) -> Result<Writer, sqlx::Error> {
+        Ok(Writer { conn: pool.acquire().await?, ok: false })
+    }
+
+    /// The work on the connection succeeded: return it to the pool when dropped.
+    pub fn succeeded(&mut self) {
+        self.ok = true;
+    }
+}
+
+impl std::ops::Deref for Writer {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for Writer {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if !self.ok {
+            self.conn.close_on_drop();
+        }
+    }
 }
 
 /// A time stored as Unix milliseconds.

@@ -100,6 +100,19 @@ impl UserRecord {
 const COLUMNS: &str = "id, email, COALESCE(first_name, '') AS first_name, \
     COALESCE(last_name, '') AS last_name, password, user_active, is_admin, created_at, updated_at";
 
+/// The first row a `... RETURNING` statement gave.
+///
+/// Those statements are read with `fetch_all`, never `fetch_one`/`fetch_optional`: SQLite
+/// hands out the returned rows before the statement's implicit transaction commits, and the
+/// commit happens when the statement is stepped to its end. `fetch_one` stops after the first
+/// row and the statement is then reset, which commits — or, on a full disk, rolls back — with
+/// the outcome thrown away: the user was answered 201 with an id and was never stored (found
+/// by `make chaos`, disk-full scenario). `fetch_all` steps to the end, so a failed commit is an
+/// error.
+fn first(rows: Vec<UserRecord>) -> Option<UserRecord> {
+    rows.into_iter().next()
+}
+
 /// A new user's row.
 pub struct NewUserRow<'a> {
     /// Normalised email.
@@ -239,7 +252,8 @@ impl UserStore {
         self.deadline(async {
             on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(new.email).bind(new.first_name).bind(new.last_name).bind(new.password_hash)
-                .bind(i32::from(new.admin)).bind(now).fetch_one(p).await)
+                .bind(i32::from(new.admin)).bind(now).fetch_all(p).await)
+            .and_then(|rows| first(rows).ok_or(sqlx::Error::RowNotFound))
         })
         .await
     }
@@ -259,7 +273,8 @@ impl UserStore {
         );
         self.deadline(async {
             on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id).bind(email).bind(first_name).bind(last_name).bind(now).fetch_optional(p).await)
+                .bind(id).bind(email).bind(first_name).bind(last_name).bind(now).fetch_all(p).await)
+            .map(first)
         })
         .await
     }
@@ -271,7 +286,8 @@ impl UserStore {
             format!("UPDATE users SET user_active = $2, updated_at = $3 WHERE id = $1 RETURNING {COLUMNS}");
         self.deadline(async {
             on_db!(&self.db, p => sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(id).bind(i32::from(active)).bind(now).fetch_optional(p).await)
+                .bind(id).bind(i32::from(active)).bind(now).fetch_all(p).await)
+            .map(first)
         })
         .await
     }

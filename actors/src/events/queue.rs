@@ -28,7 +28,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use troupe_core::ServiceError;
 use troupe_core::messages::Event;
 
-use crate::sqlite::{Pools, from_millis};
+use crate::sqlite::{Pools, Writer, from_millis};
 
 /// Most operations committed in one transaction.
 const GROUP_MAX: usize = 2_000;
@@ -295,10 +295,18 @@ async fn write_loop(
     }
 }
 
-/// One transaction for the whole group; each request's count of rows affected, in order.
+/// One transaction for the whole group; each request's count of rows affected, in order. A
+/// failed group closes its connection ([`Writer`]): the next one starts clean.
 async fn commit(pool: &SqlitePool, group: &[Request]) -> Result<Vec<u64>, sqlx::Error> {
+    let mut conn = Writer::acquire(pool).await?;
+    let counts = commit_on(&mut conn, group).await?;
+    conn.succeeded();
+    Ok(counts)
+}
+
+async fn commit_on(conn: &mut sqlx::SqliteConnection, group: &[Request]) -> Result<Vec<u64>, sqlx::Error> {
     let now = Utc::now().timestamp_millis();
-    let mut tx = pool.begin().await?;
+    let mut tx = sqlx::Connection::begin(conn).await?;
     let appends: Vec<&Event> = group
         .iter()
         .filter_map(|r| match &r.op {
@@ -400,6 +408,8 @@ mod tests {
             data: format!("number {n}"),
             level: LogLevel::Info,
             request_id: None,
+            traceparent: None,
+            tracestate: None,
         }
     }
 
