@@ -498,19 +498,22 @@ async fn sqlite_insert(
     let ids: Vec<String> = entries.iter().map(|_| ObjectId::new().to_hex()).collect();
     let mut inserted = HashSet::with_capacity(entries.len());
     let chunks = entries.chunks(SQLITE_ROWS_PER_STATEMENT).zip(ids.chunks(SQLITE_ROWS_PER_STATEMENT));
+    // A failed write closes its connection (`Writer`): after some errors SQLite has rolled
+    // back on its own and the connection's transaction state is no longer what sqlx believes.
+    let mut conn = crate::sqlite::Writer::acquire(pool).await?;
     if entries.len() <= SQLITE_ROWS_PER_STATEMENT {
-        let mut conn = pool.acquire().await?;
         for (rows, row_ids) in chunks {
             inserted.extend(sqlite_insert_rows(&mut conn, rows, row_ids, now).await?);
         }
     } else {
         // Dropped before the commit (a passed deadline), the transaction rolls back.
-        let mut tx = pool.begin().await?;
+        let mut tx = sqlx::Connection::begin(&mut *conn).await?;
         for (rows, row_ids) in chunks {
             inserted.extend(sqlite_insert_rows(&mut tx, rows, row_ids, now).await?);
         }
         tx.commit().await?;
     }
+    conn.succeeded();
     if inserted.len() == entries.len() {
         return Ok(ids);
     }
