@@ -84,6 +84,8 @@ pub struct Link<C> {
     failed_attempts: u32,
     /// The misconfiguration last said, so that it is said once.
     said: Option<Misconfigured>,
+    /// Whether [`connect`] ran before: every later run is a restart by the supervisor.
+    started: bool,
 }
 
 impl<C: Clone> Link<C> {
@@ -98,6 +100,7 @@ impl<C: Clone> Link<C> {
             conn: None,
             failed_attempts: 0,
             said: None,
+            started: false,
         }
     }
 
@@ -164,7 +167,11 @@ impl<C: Clone> Link<C> {
 
 /// Start connecting; call from `started()`.
 pub fn connect<A: Backend>(act: &mut A, ctx: &mut Context<A>) {
-    act.link().reset();
+    let link = act.link();
+    if std::mem::replace(&mut link.started, true) {
+        link.probe.restarted();
+    }
+    link.reset();
     let attempt = act.connect();
     ctx.spawn(wrap_future::<_, A>(attempt).map(|res, act, ctx| {
         let link = act.link();
@@ -408,9 +415,12 @@ mod tests {
         attempts.recv().await.expect("first attempt");
         assert_eq!(addr.send(Which).await.ok(), Some(Ok(1)));
 
+        assert_eq!(readiness.snapshot()["test.backend"].restarts, 0);
+
         addr.do_send(LoseConnection);
         attempts.recv().await.expect("reconnect attempt after the loss");
         assert_eq!(addr.send(Which).await.ok(), Some(Ok(2)), "same address serves again");
+        assert_eq!(readiness.snapshot()["test.backend"].restarts, 1, "one restart counted");
     }
 
     #[derive(Message)]

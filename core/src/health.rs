@@ -1,13 +1,19 @@
 //! The readiness registry: each backend-owning actor reports its connection state here,
 //! `GET /readyz` reads it, and [`Readiness::wait_ready`] waits on it (woken by every change,
 //! never polling).
+//!
+//! The registry also carries the process's [`Metrics`]: both are made once per process and
+//! reach every actor the same way. Its backends are exported at scrape time as
+//! `troupe_backend_up{backend}` and `troupe_actor_restarts_total{actor}`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use tokio::sync::watch;
+
+use crate::metrics::{Family, Metrics, ReadOnScrape};
 
 /// Where a backend connection stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -36,10 +42,14 @@ pub struct BackendStatus {
     /// transient failures, whose details stay in the process's log).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Times the actor owning it was restarted by its supervisor (each reconnect attempt
+    /// after the first start); exported as `troupe_actor_restarts_total`.
+    #[serde(skip)]
+    pub restarts: u64,
 }
 
-/// Shared map of backend name -> status. Cheap to clone.
-#[derive(Debug, Clone, Default)]
+/// Shared map of backend name -> status, and the process's metrics. Cheap to clone.
+#[derive(Debug, Clone)]
 pub struct Readiness(Arc<Registry>);
 
 #[derive(Debug)]
@@ -47,15 +57,55 @@ struct Registry {
     backends: Mutex<BTreeMap<String, BackendStatus>>,
     /// Bumped on every change, to wake [`Readiness::wait_ready`].
     changed: watch::Sender<u64>,
+    metrics: Metrics,
 }
 
-impl Default for Registry {
+impl Default for Readiness {
     fn default() -> Self {
-        Self { backends: Mutex::default(), changed: watch::Sender::new(0) }
+        Self::with_metrics(Metrics::default())
     }
 }
 
 impl Readiness {
+    /// A registry reporting to `metrics` (its backends exported at scrape time).
+    pub fn with_metrics(metrics: Metrics) -> Self {
+        let readiness = Self::ungated_with(metrics.clone());
+        let weak = Arc::downgrade(&readiness.0);
+        let families = [
+            Family {
+                name: "backend_up",
+                help: "1 when the backend is connected",
+                counter: false,
+                labels: &["backend"],
+            },
+            Family {
+                name: "actor_restarts_total",
+                help: "Restarts of the actor owning a backend (each reconnect attempt)",
+                counter: true,
+                labels: &["actor"],
+            },
+        ];
+        if let Ok(collector) = ReadOnScrape::new(&families, move || read_backends(&weak)) {
+            metrics.register(collector);
+        }
+        readiness
+    }
+
+    /// A registry of its own (not `/readyz`'s) sharing this one's metrics: for a backend
+    /// that must not gate readiness.
+    pub fn ungated(&self) -> Self {
+        Self::ungated_with(self.0.metrics.clone())
+    }
+
+    fn ungated_with(metrics: Metrics) -> Self {
+        Self(Arc::new(Registry { backends: Mutex::default(), changed: watch::Sender::new(0), metrics }))
+    }
+
+    /// The process's metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.0.metrics
+    }
+
     /// Register a backend (initially connecting) and return its probe.
     pub fn probe(&self, name: impl Into<String>) -> Probe {
         let name = name.into();
@@ -110,15 +160,40 @@ impl Probe {
                 Some(old) if old.state == state => old.since,
                 _ => Utc::now(),
             };
-            map.insert(self.name.clone(), BackendStatus { state, since, failed_attempts, error });
+            let restarts = map.get(&self.name).map_or(0, |old| old.restarts);
+            let status = BackendStatus { state, since, failed_attempts, error, restarts };
+            map.insert(self.name.clone(), status);
         }
         self.registry.0.changed.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Count one restart of the actor owning the backend.
+    pub fn restarted(&self) {
+        let mut map = self.registry.0.backends.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(status) = map.get_mut(&self.name) {
+            status.restarts += 1;
+        }
     }
 
     /// The backend's name.
     pub fn name(&self) -> &str {
         &self.name
     }
+}
+
+/// The readings of `troupe_backend_up` and `troupe_actor_restarts_total`.
+fn read_backends(registry: &Weak<Registry>) -> Vec<crate::metrics::Reading> {
+    let Some(registry) = registry.upgrade() else { return Vec::new() };
+    let map = registry.backends.lock().unwrap_or_else(PoisonError::into_inner);
+    map.iter()
+        .flat_map(|(name, s)| {
+            let up = i64::from(s.state == BackendState::Ready);
+            [
+                (0, vec![name.clone()], up),
+                (1, vec![name.clone()], i64::try_from(s.restarts).unwrap_or(i64::MAX)),
+            ]
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! - [`config`]: typed settings read from the environment (names compatible with the Go platform).
 //! - [`backoff`]: the reconnect policy every supervised actor uses.
 //! - [`health`]: the readiness registry behind `GET /readyz`.
+//! - [`metrics`]: the process's Prometheus registry and the platform's metric families.
 //! - [`telemetry`]: one `tracing` subscriber setup, filtered by `RUST_LOG`.
 
 pub mod backoff;
@@ -17,6 +18,7 @@ pub mod error;
 pub mod health;
 pub mod limits;
 pub mod messages;
+pub mod metrics;
 pub mod request_id;
 pub mod telemetry;
 

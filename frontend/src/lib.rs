@@ -6,7 +6,8 @@
 //!
 //! Views (switched by the URL's `#fragment`, no reload): the console (the Go test page's
 //! buttons, publishing an event, Sent / Received panes), logs (filters, paging, following a
-//! request id, following new entries live over server-sent events), the mail inbox, and the health of every service (the broker's `GET /status`).
+//! request id, following new entries live over server-sent events), the mail inbox, and the health of every service (the broker's `GET /status`, with charts of the last 15
+//! minutes of each one's metrics drawn as SVG from `GET /metrics/history`).
 //! Every piece of data the page shows is inserted as text, never as markup, and the page is
 //! served with a strict Content-Security-Policy (its own script and style only; requests
 //! only to the broker and the catcher).
@@ -18,6 +19,7 @@ use tera::{Context, Tera};
 const INDEX: &str = include_str!("../templates/index.html");
 const SCRIPT: &str = include_str!("../static/console.js");
 const TRACE_SCRIPT: &str = include_str!("../static/trace.js");
+const CHARTS_SCRIPT: &str = include_str!("../static/charts.js");
 const STYLE: &str = include_str!("../static/console.css");
 
 /// Where the page's requests go, as the browser sees them.
@@ -52,6 +54,7 @@ pub fn routes(urls: ConsoleUrls) -> impl Fn(&mut ServiceConfig) + Clone + Send +
         )
         .route("/static/console.js", web::get().to(|| asset(SCRIPT, "text/javascript; charset=utf-8")))
         .route("/static/trace.js", web::get().to(|| asset(TRACE_SCRIPT, "text/javascript; charset=utf-8")))
+        .route("/static/charts.js", web::get().to(|| asset(CHARTS_SCRIPT, "text/javascript; charset=utf-8")))
         .route("/static/console.css", web::get().to(|| asset(STYLE, "text/css; charset=utf-8")));
     }
 }

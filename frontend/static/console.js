@@ -57,6 +57,7 @@
     document.body.dataset.view = name;
     clearInterval(healthTimer);
     healthTimer = null;
+    window.TroupeCharts.stop();
     if (name !== "logs") follow(false);
     if (name === "logs") searchLogs();
     if (name === "trace") window.TroupeTrace.show(rest.join("/"));
@@ -65,6 +66,7 @@
     if (name === "health") {
       loadHealth();
       healthTimer = setInterval(loadHealth, 5000);
+      window.TroupeCharts.start();
     }
   }
 
@@ -543,6 +545,7 @@
   }
 
   window.TroupeTrace.setup({ headers: () => authHeaders() });
+  window.TroupeCharts.setup({ broker, headers: () => authHeaders() });
   window.addEventListener("hashchange", route);
   route();
 })();

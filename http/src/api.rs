@@ -381,9 +381,15 @@ pub struct ServerOptions {
     pub limits: crate::limits::ClientLimits,
 }
 
-/// Prometheus metrics of the service `name`, served at `/metrics`.
-fn metrics(name: &str) -> std::io::Result<actix_web_prom::PrometheusMetrics> {
+/// Prometheus metrics of the service `name` (its routes, labelled `service`), in the
+/// process's `registry`, served at `/metrics` with everything else the process counts.
+fn metrics(
+    name: &str,
+    registry: &troupe_core::metrics::Registry,
+) -> std::io::Result<actix_web_prom::PrometheusMetrics> {
     actix_web_prom::PrometheusMetricsBuilder::new("troupe")
+        .registry(registry.clone())
+        .buckets(&troupe_core::metrics::SECONDS)
         .endpoint("/metrics")
         .const_labels([("service".to_owned(), name.to_owned())].into())
         .mask_unmatched_patterns("UNMATCHED")
@@ -418,7 +424,7 @@ where
     F: Fn(&mut ServiceConfig) + Send + Clone + 'static,
 {
     let port = listener.local_addr()?.port();
-    let metrics = metrics(name)?;
+    let metrics = metrics(name, opts.readiness.metrics().registry())?;
     let readiness = web::Data::new(opts.readiness.clone());
     let limits = web::Data::new(opts.limits.clone());
     let origins = opts.cors_origins.clone();

@@ -7,16 +7,17 @@
 //! (`REQUEST_TIMEOUT`). Entries written through the broker carry service `broker` and the
 //! request id. The log reads are the logger's own routes, so the console needs only this URL.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::Recipient;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
-use actix_web::{HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse, ResponseError as _};
 use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 use troupe_core::messages::{Authenticate, LogLevel, MailRequest, PublishEvent, SendMail, WriteLog};
+use troupe_core::metrics::{ActionMetrics, Metrics};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, checked_key, member, reply};
@@ -39,6 +40,27 @@ pub struct BrokerState {
     pub logs: LogClients,
     /// Deadline for each call.
     pub timeout: Duration,
+    /// Per-action counters and latency (`troupe_broker_action*`), resolved once.
+    pub actions: ActionCounts,
+}
+
+/// The metric handles of each `/handle` action, resolved when the broker starts so that
+/// counting one is a few atomic operations (`None` with TROUPE_METRICS=off).
+#[derive(Clone)]
+pub struct ActionCounts([Option<ActionMetrics>; 5]);
+
+impl ActionCounts {
+    const ACTIONS: [&'static str; 5] = ["auth", "mail", "event", "log", "unknown"];
+
+    /// The handles in `metrics`.
+    pub fn new(metrics: &Metrics) -> Self {
+        Self(Self::ACTIONS.map(|a| metrics.broker_action(a)))
+    }
+
+    fn of(&self, action: Option<&str>) -> Option<&ActionMetrics> {
+        let index = Self::ACTIONS[..4].iter().position(|a| Some(*a) == action).unwrap_or(4);
+        self.0[index].as_ref()
+    }
 }
 
 /// The broker's routes.
@@ -70,28 +92,52 @@ async fn handle(
     IdempotencyKey(key): IdempotencyKey,
     JsonBody(body): JsonBody<Value>,
 ) -> Result<HttpResponse, ApiError> {
-    limits.request(&req)?;
+    let Some(counts) = state.actions.of(body.get("action").and_then(Value::as_str)) else {
+        return act(&state, &req, &limits, request_id, key, body).await;
+    };
+    let began = Instant::now();
+    let in_flight = counts.in_flight();
+    let res = act(&state, &req, &limits, request_id, key, body).await;
+    drop(in_flight);
+    let status = match &res {
+        Ok(reply) => reply.status(),
+        Err(err) => err.status_code(),
+    };
+    counts.answered(status.as_u16(), began.elapsed());
+    res
+}
+
+/// One `/handle` action, sent to its service.
+async fn act(
+    state: &BrokerState,
+    req: &HttpRequest,
+    limits: &ClientLimits,
+    request_id: CurrentRequestId,
+    key: Option<String>,
+    body: Value,
+) -> Result<HttpResponse, ApiError> {
+    limits.request(req)?;
     let request_id = request_id.into_inner();
     match body.get("action").and_then(Value::as_str) {
         Some("auth") => {
-            limits.login(&req)?;
-            authenticate(&state, member(&body, "auth")?, request_id).await
+            limits.login(req)?;
+            authenticate(state, member(&body, "auth")?, request_id).await
         }
         Some("mail") => {
-            state.mail_gate.admit(&req).await?;
-            mail(&state, member(&body, "mail")?, request_id).await
+            state.mail_gate.admit(req).await?;
+            mail(state, member(&body, "mail")?, request_id).await
         }
         Some("event") => {
             let payload: EventPayload = member(&body, "event")?;
             if payload.name.trim() == "mail" {
-                state.mail_gate.admit(&req).await?;
+                state.mail_gate.admit(req).await?;
             }
-            publish_event(&state, payload, request_id, key).await
+            publish_event(state, payload, request_id, key).await
         }
         Some("log") => {
             let payload: LogPayload = member(&body, "log")?;
             let name = payload.name.clone();
-            write_log(&state.logs.write, &state, payload.idempotent(key), request_id).await?;
+            write_log(&state.logs.write, state, payload.idempotent(key), request_id).await?;
             Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Processed payload via RPC: {name}"))))
         }
         _ => Err(ApiError(ServiceError::BadRequest("unknown action".into()))),

@@ -12,6 +12,7 @@
 //! - [`jsonrpc`]: the logger's JSON-RPC server (`RPCServer.LogInfo`, Go framing).
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
 //! - [`tail`]: the live log tail (`GET /logs/stream`, server-sent events).
+//! - [`history`]: the broker's `GET /metrics/history` (15 minutes of every service's metrics).
 //! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
@@ -30,6 +31,7 @@ pub mod events;
 pub mod follow;
 pub mod grpc;
 pub mod health;
+pub mod history;
 pub mod jsonrpc;
 pub mod limits;
 pub mod logger;

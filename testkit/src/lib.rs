@@ -19,7 +19,7 @@ use serde_json::Value;
 use sqlx::{Connection, Executor, PgConnection};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-use troupe_core::config::CommonSettings;
+use troupe_core::config::{CommonSettings, MetricsSettings};
 use url::Url;
 
 /// Process settings for tests: loopback only, fast reconnects, a short shutdown grace.
@@ -29,6 +29,11 @@ pub fn common_settings() -> CommonSettings {
         backoff_min: Duration::from_millis(50),
         backoff_max: Duration::from_millis(500),
         shutdown_timeout: Duration::from_secs(1),
+        // The charts' history fills within a test's patience.
+        metrics: MetricsSettings {
+            metrics_sample_interval: Duration::from_secs(1),
+            ..MetricsSettings::default()
+        },
         ..CommonSettings::default()
     }
 }

@@ -25,6 +25,7 @@ use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 use troupe_core::messages::PublishEvent;
+use troupe_core::metrics::EventMetrics;
 
 use super::publisher::stamp;
 use super::queue::{DeadLetter, EventQueue, QueueConfig, Queued};
@@ -64,6 +65,8 @@ pub struct EventBus {
     link: Link<EventQueue>,
     /// Set by [`Drain`]: take no more events, start no more deliveries.
     closed: watch::Sender<bool>,
+    /// Published and confirmed (stored in the queue) events.
+    metrics: Option<EventMetrics>,
 }
 
 impl EventBus {
@@ -76,7 +79,9 @@ impl EventBus {
         readiness: &Readiness,
     ) -> Addr<Self> {
         let link = Link::new("events", readiness.probe("events.queue"), config.backoff);
+        let metrics = readiness.metrics().events();
         Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
+            metrics,
             config,
             sink,
             stats,
@@ -150,10 +155,18 @@ impl Handler<PublishEvent> for EventBus {
     type Result = ResponseFuture<Result<String, ServiceError>>;
 
     fn handle(&mut self, msg: PublishEvent, _: &mut Context<Self>) -> Self::Result {
-        let queue = self.queue();
+        let (queue, counts) = (self.queue(), self.metrics.clone());
         Box::pin(async move {
             let (id, event) = stamp(msg);
-            queue?.append(event).await?;
+            counts.as_ref().inspect(|c| c.published.inc());
+            let stored = queue?.append(event).await;
+            if let Some(c) = &counts {
+                match &stored {
+                    Ok(_) => c.confirmed.inc(),
+                    Err(_) => c.failed.inc(),
+                }
+            }
+            stored?;
             Ok(id)
         })
     }

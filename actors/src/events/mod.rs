@@ -28,6 +28,7 @@ use serde::Serialize;
 use serde_json::Value;
 use troupe_core::backoff::Delays;
 use troupe_core::messages::{Event, LogLevel, NewLogEntry, RunJob, WriteLog};
+use troupe_core::metrics::{Family, ReadOnScrape};
 use troupe_core::{RequestId, ServiceError};
 
 use crate::retry::retry;
@@ -338,6 +339,50 @@ impl ListenerStats {
 
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The consumer's counters as metric families read at scrape time (nothing added to
+    /// the delivery path): `troupe_events_{delivered,acked,retried,dead_lettered}_total`,
+    /// `troupe_events_in_flight`, and `troupe_events_queue_depth` for the embedded queue.
+    pub fn collector(self: &Arc<Self>) -> Option<ReadOnScrape> {
+        const FAMILIES: [Family; 6] = [
+            Family { name: "events_delivered_total", help: "Events handed to the sink", counter: true, labels: &[] },
+            Family { name: "events_acked_total", help: "Events stored and acknowledged", counter: true, labels: &[] },
+            Family {
+                name: "events_retried_total",
+                help: "Store or job attempts retried after a transient failure",
+                counter: true,
+                labels: &[],
+            },
+            Family {
+                name: "events_dead_lettered_total",
+                help: "Events dead-lettered (refused for good or malformed)",
+                counter: true,
+                labels: &[],
+            },
+            Family { name: "events_in_flight", help: "Deliveries being stored now", counter: false, labels: &[] },
+            Family {
+                name: "events_queue_depth",
+                help: "Events waiting in the embedded queue (in flight included)",
+                counter: false,
+                labels: &[],
+            },
+        ];
+        let stats = Arc::downgrade(self);
+        let read = move || {
+            let Some(s) = stats.upgrade().map(|s| s.snapshot()) else { return Vec::new() };
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            let mut out = vec![
+                (0, Vec::new(), n(s.delivered)),
+                (1, Vec::new(), n(s.acked)),
+                (2, Vec::new(), n(s.retries)),
+                (3, Vec::new(), n(s.dead_lettered)),
+                (4, Vec::new(), n(s.in_flight)),
+            ];
+            out.extend(s.queued.map(|q| (5, Vec::new(), n(q))));
+            out
+        };
+        ReadOnScrape::new(&FAMILIES, read).ok()
     }
 }
 

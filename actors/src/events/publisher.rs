@@ -22,6 +22,7 @@ use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 use troupe_core::messages::{Event, PublishEvent};
+use troupe_core::metrics::EventMetrics;
 
 use crate::supervision::{self, Backend, BackendError, Link, Misconfigured};
 
@@ -138,6 +139,8 @@ pub async fn declare_exchange(channel: &Channel, exchange: &str) -> lapin::Resul
 pub struct PublisherActor {
     config: PublisherConfig,
     link: Link<AmqpChannel>,
+    /// Published, confirmed, returned, failed (`None` with TROUPE_METRICS=off).
+    metrics: Option<EventMetrics>,
 }
 
 impl PublisherActor {
@@ -145,7 +148,8 @@ impl PublisherActor {
     pub fn start(config: PublisherConfig, readiness: &Readiness) -> Addr<Self> {
         let probe = readiness.probe("events.publisher");
         let link = Link::new("events", probe, config.backoff).with_check_every(Duration::from_millis(500));
-        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link })
+        let metrics = readiness.metrics().events();
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link, metrics })
     }
 }
 
@@ -293,14 +297,23 @@ impl Handler<PublishEvent> for PublisherActor {
 
     fn handle(&mut self, msg: PublishEvent, _: &mut Context<Self>) -> Self::Result {
         let exchange = self.config.exchange.clone();
-        let timeout = self.config.timeout;
+        let (timeout, counts) = (self.config.timeout, self.metrics.clone());
         supervision::call(self, move |amqp: AmqpChannel| async move {
             let (id, event) = stamp(msg);
-            match tokio::time::timeout(timeout, publish(&amqp.channel, &exchange, &event)).await {
+            counts.as_ref().inspect(|c| c.published.inc());
+            let done = match tokio::time::timeout(timeout, publish(&amqp.channel, &exchange, &event)).await {
                 Ok(Ok(())) => Ok(id),
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(PublishError::TimedOut),
+            };
+            if let Some(c) = &counts {
+                match &done {
+                    Ok(_) => c.confirmed.inc(),
+                    Err(PublishError::Unroutable) => c.returned.inc(),
+                    Err(_) => c.failed.inc(),
+                }
             }
+            done
         })
     }
 }

@@ -31,6 +31,7 @@ use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::LoggerSettings;
 use troupe_core::health::Readiness;
 use troupe_core::messages::{GetLog, LogEntry, LogPage, NewLogEntry, QueryLogs, WriteLog};
+use troupe_core::metrics::LogStoreMetrics;
 
 use self::store::{LogStore, StoreError, StoreTarget};
 use crate::supervision::{self, Backend, BackendError, Link};
@@ -115,6 +116,8 @@ pub struct LoggerActor {
     flushing: bool,
     /// New entries for followers (sent to only when someone follows).
     tail: broadcast::Sender<Arc<LogEntry>>,
+    /// Batch sizes, commit times, entries in flight (`None` with TROUPE_METRICS=off).
+    metrics: Option<LogStoreMetrics>,
 }
 
 impl LoggerActor {
@@ -122,7 +125,9 @@ impl LoggerActor {
     pub fn start(config: LoggerConfig, readiness: &Readiness) -> Addr<Self> {
         let probe = readiness.probe("logger.store");
         let link = Link::new(SERVICE, probe, config.backoff);
+        let metrics = readiness.metrics().log_store();
         Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
+            metrics,
             config,
             link,
             pending: Vec::new(),
@@ -148,6 +153,11 @@ impl LoggerActor {
             Err(_) => return self.fail_pending(),
         };
         let take = self.pending.len().min(self.config.batch_max);
+        let began = std::time::Instant::now();
+        if let Some(m) = &self.metrics {
+            m.in_flight.set(i64::try_from(self.pending.len()).unwrap_or(i64::MAX));
+            m.batch_size.observe(take as f64);
+        }
         let (entries, waiters): (Vec<_>, Vec<_>) = self.pending.drain(..take).unzip();
         self.flushing = true;
         // The time the store records, to the millisecond, so followers see the stored entry.
@@ -155,6 +165,10 @@ impl LoggerActor {
         let write = async move { (store.insert_batch_at(&entries, now).await, entries) };
         ctx.spawn(wrap_future::<_, Self>(write).map(move |(res, entries), act, ctx| {
             act.flushing = false;
+            if let Some(m) = &act.metrics {
+                m.commit_seconds.observe(began.elapsed().as_secs_f64());
+                m.in_flight.set(i64::try_from(act.pending.len()).unwrap_or(i64::MAX));
+            }
             match res {
                 Ok(ids) => {
                     // Followers are sent each entry before its writer hears it is stored.

@@ -42,6 +42,7 @@ use troupe_core::config::{MailEncryption, MailerSettings};
 use troupe_core::domain::Email;
 use troupe_core::health::Readiness;
 use troupe_core::messages::SendMail;
+use troupe_core::metrics::MailMetrics;
 
 use self::templates::Templates;
 use crate::retry::retry;
@@ -190,6 +191,8 @@ pub struct Mailer {
     link: Link<Transport>,
     /// One permit per SMTP session allowed at once.
     sessions: Arc<Semaphore>,
+    /// Mail sent, retried, refused (`None` with TROUPE_METRICS=off).
+    metrics: Option<MailMetrics>,
 }
 
 impl Mailer {
@@ -198,7 +201,13 @@ impl Mailer {
         let probe = readiness.probe("mailer.smtp");
         let link = Link::new("mailer", probe, config.backoff).with_check_every(Duration::from_secs(5));
         let sessions = Arc::new(Semaphore::new(config.pool_size as usize));
-        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self { config, link, sessions })
+        let metrics = readiness.metrics().mail();
+        Supervisor::start_in_arbiter(&Arbiter::new().handle(), move |_| Self {
+            config,
+            link,
+            sessions,
+            metrics,
+        })
     }
 }
 
@@ -297,12 +306,13 @@ impl BackendError for DeliveryError {
 }
 
 /// Send `mail`, retrying 4xx replies and connection failures (never 5xx, never an attempt
-/// that outlived `deadline`) with backoff.
+/// that outlived `deadline`) with backoff; each outcome counted in `counts`.
 pub async fn deliver(
     transport: &Transport,
     mail: &Message,
     backoff: BackoffPolicy,
     deadline: Duration,
+    counts: Option<&MailMetrics>,
 ) -> Result<(), DeliveryError> {
     /// One attempt's failure, and whether another attempt may follow it.
     struct Failed(DeliveryError, bool);
@@ -324,10 +334,17 @@ pub async fn deliver(
     let mut attempts = 1;
     let note = |Failed(failure, _): &Failed, delay| {
         tracing::info!(attempt = attempts, retry_in = ?delay, error = %failure, "retrying mail");
+        counts.inspect(|c| c.retried.inc());
         attempts += 1;
     };
     let delays = backoff.delays().take(ATTEMPTS as usize - 1);
-    retry(attempt, delays, |Failed(_, again)| *again, note).await.map_err(|Failed(e, _)| e)
+    let done = retry(attempt, delays, |Failed(_, again)| *again, note).await.map_err(|Failed(e, _)| e);
+    match (&done, counts) {
+        (Ok(()), Some(c)) => c.sent.inc(),
+        (Err(DeliveryError::Permanent { .. }), Some(c)) => c.refused.inc(),
+        _ => {}
+    }
+    done
 }
 
 impl Handler<SendMail> for Mailer {
@@ -341,12 +358,12 @@ impl Handler<SendMail> for Mailer {
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
         let (backoff, timeout) = (self.config.backoff, self.config.timeout);
-        let sessions = self.sessions.clone();
+        let (sessions, counts) = (self.sessions.clone(), self.metrics.clone());
         supervision::call(self, move |transport: Transport| async move {
             let Ok(Ok(_session)) = tokio::time::timeout(timeout, sessions.acquire_owned()).await else {
                 return Err(DeliveryError::Busy);
             };
-            let delivered = deliver(&transport, &mail, backoff, timeout * 2).await;
+            let delivered = deliver(&transport, &mail, backoff, timeout * 2, counts.as_ref()).await;
             // lettre hands the session back to its pool in a task of its own; let that run
             // before the permit goes to the next mail, which would otherwise open a session.
             tokio::task::yield_now().await;

@@ -87,6 +87,7 @@ default_from_clap!(
     LoggerUpstream,
     MailerSettings,
     CatcherSettings,
+    MetricsSettings,
 );
 
 /// Settings every service process shares.
@@ -118,6 +119,22 @@ pub struct CommonSettings {
     /// anyone else the header is ignored and the peer address is the client.
     #[arg(long, env = "TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<IpAddr>,
+    /// The platform's metrics (`GET /metrics`, `GET /metrics/history`).
+    #[command(flatten)]
+    pub metrics: MetricsSettings,
+}
+
+/// What the process measures.
+#[derive(Debug, Clone, Args)]
+pub struct MetricsSettings {
+    /// `on`: every metric family of docs/operations.md; `off`: only the per-route HTTP
+    /// metrics (for measuring what the others cost).
+    #[arg(long = "metrics", env = "TROUPE_METRICS", value_enum, default_value = "on")]
+    pub mode: crate::metrics::MetricsMode,
+    /// How often the broker samples every service's metrics for `GET /metrics/history` (the
+    /// console's charts keep 15 minutes of samples).
+    #[arg(long, env = "METRICS_SAMPLE_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub metrics_sample_interval: Duration,
 }
 
 impl CommonSettings {

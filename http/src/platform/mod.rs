@@ -74,7 +74,15 @@ impl Platform {
         Self { workers: cores(), ..Self::all_in_one() }
     }
 
-    /// The readiness registry every actor of this process reports to (`GET /readyz`).
+    /// The process's metrics as `settings` say (`TROUPE_METRICS`): every actor started later
+    /// counts into them.
+    pub fn measured(self, settings: &troupe_core::config::MetricsSettings) -> Self {
+        let metrics = troupe_core::metrics::Metrics::new(settings.mode);
+        Self { readiness: Readiness::with_metrics(metrics), ..self }
+    }
+
+    /// The readiness registry every actor of this process reports to (`GET /readyz`), with
+    /// the process's metrics.
     pub fn readiness(&self) -> &Readiness {
         &self.readiness
     }

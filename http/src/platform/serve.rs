@@ -7,7 +7,6 @@ use troupe_core::config::{
     AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
     ListenerSettings, LoggerSettings, MailerSettings, UpstreamSettings,
 };
-use troupe_core::health::Readiness;
 use url::Url;
 
 use super::Platform;
@@ -24,7 +23,7 @@ pub fn serve_broker(
     upstream: &UpstreamSettings,
     events: &EventSettings,
 ) -> anyhow::Result<Platform> {
-    let mut p = Platform::single();
+    let mut p = Platform::single().measured(&common.metrics);
     let within = settings.request_timeout;
     let to = broker::Recipients {
         auth: auth::remote(&upstream.auth_url, within)?,
@@ -55,8 +54,8 @@ pub fn serve_auth(
     logger_url: Option<&Url>,
     events: &EventSettings,
 ) -> anyhow::Result<Platform> {
-    let mut p = Platform::single();
-    let audit = match (events::publisher(common, events, &Readiness::default(), "auth"), logger_url) {
+    let mut p = Platform::single().measured(&common.metrics);
+    let audit = match (events::publisher(common, events, &p.readiness().ungated(), "auth"), logger_url) {
         (Some(publisher), _) => AuditTo::Events(publisher.recipient()),
         (None, Some(url)) => AuditTo::Log(logger::writer(url, troupe_actors::auth::AUDIT_TIMEOUT)?),
         (None, None) => AuditTo::Nowhere,
@@ -68,7 +67,7 @@ pub fn serve_auth(
 
 /// The logger alone (HTTP, gRPC, JSON-RPC).
 pub fn serve_logger(common: &CommonSettings, settings: &LoggerSettings) -> anyhow::Result<Platform> {
-    let mut p = Platform::single();
+    let mut p = Platform::single().measured(&common.metrics);
     let r = p.readiness().clone();
     p.add(logger::local(common, settings, &r, p.workers(false))?);
     Ok(p)
@@ -76,14 +75,14 @@ pub fn serve_logger(common: &CommonSettings, settings: &LoggerSettings) -> anyho
 
 /// The web console alone.
 pub fn serve_frontend(common: &CommonSettings, settings: &FrontendSettings) -> anyhow::Result<Platform> {
-    let mut p = Platform::single();
+    let mut p = Platform::single().measured(&common.metrics);
     p.add(frontend::local(common, settings, p.workers(false))?);
     Ok(p)
 }
 
 /// The mailer alone, sending to MAIL_HOST (unset: to `troupe serve catcher` on 127.0.0.1).
 pub fn serve_mailer(common: &CommonSettings, settings: &MailerSettings) -> anyhow::Result<Platform> {
-    let mut p = Platform::single();
+    let mut p = Platform::single().measured(&common.metrics);
     let relays_out = settings.needs_token();
     let settings = match mailer::wants_catcher(settings) {
         true => mailer::towards_catcher(settings, settings.mail_port),
@@ -103,7 +102,7 @@ pub fn serve_mailer(common: &CommonSettings, settings: &MailerSettings) -> anyho
 
 /// The built-in mail catcher alone.
 pub fn serve_catcher(common: &CommonSettings, settings: &CatcherSettings) -> anyhow::Result<Platform> {
-    let mut p = Platform::single();
+    let mut p = Platform::single().measured(&common.metrics);
     p.add(catcher::local(common, settings, p.workers(false))?);
     Ok(p)
 }
@@ -119,7 +118,7 @@ pub fn serve_listener(
     mailer_url: Option<&Url>,
 ) -> anyhow::Result<Platform> {
     let url = events.rabbit_url.clone().context("RABBIT_URL: required by `troupe serve listener`")?;
-    let mut p = Platform::single();
+    let mut p = Platform::single().measured(&common.metrics);
     let r = p.readiness().clone();
     let store = logger::store(common, logger_settings, &r)?;
     let mut sink = events::sink(store.recipient(), settings, logger_settings);

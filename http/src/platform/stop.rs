@@ -12,7 +12,7 @@
 //!    take nothing more and finish what they were handed, while the actors they feed still
 //!    run (stopping the actor system first would lose those events).
 //! 3. [`Stage::Tasks`]: the servers that are tasks of their own (gRPC, JSON-RPC) are told to
-//!    stop and finish their calls in flight.
+//!    stop and finish their calls in flight; background tasks (the metrics sampler) end.
 //!
 //! An HTTP server that fails on its own ends the run with its error; the later stages
 //! still run.
@@ -81,6 +81,15 @@ impl Part {
         Self::Task { name, port, stop, task }
     }
 
+    /// A background task (no port) that `run` ends once its token is cancelled, stopped
+    /// with the task servers.
+    pub fn background<F>(name: &'static str, run: impl FnOnce(CancellationToken) -> F) -> Self
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        Self::task(name, 0, run)
+    }
+
     /// When this part stops.
     pub fn stage(&self) -> Stage {
         match self {
@@ -103,7 +112,7 @@ impl Part {
     pub fn port(&self) -> Option<u16> {
         match self {
             Self::Http(s) => Some(s.port),
-            Self::Task { port, .. } => Some(*port),
+            Self::Task { port, .. } => Some(*port).filter(|p| *p != 0),
             Self::Consumer { .. } | Self::Streams(_) => None,
         }
     }

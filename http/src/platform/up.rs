@@ -10,7 +10,7 @@ use crate::status::StatusSource;
 
 /// Start every service; the platform runs once [`Platform::run_until`] is awaited.
 pub fn up(a: &UpArgs) -> anyhow::Result<Platform> {
-    let mut p = Platform::all_in_one();
+    let mut p = Platform::all_in_one().measured(&a.common.metrics);
     let (r, w) = (p.readiness().clone(), p.workers(false));
     let logs = p.add(logger::local(&a.common, &a.logger, &r, w)?);
     let mail_settings = match mailer::wants_catcher(&a.mailer) {

@@ -14,6 +14,7 @@ mod events;
 mod helpers;
 mod logger;
 mod mail;
+mod metrics;
 mod outage;
 mod status;
 mod tail;

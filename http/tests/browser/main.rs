@@ -15,6 +15,7 @@
 // Tests read top to bottom as one story; the line limit is for the product code.
 #![allow(clippy::too_many_lines)]
 
+mod charts;
 mod console;
 mod fake;
 mod helpers;

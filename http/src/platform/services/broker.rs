@@ -1,5 +1,5 @@
 //! The broker (API gateway) on BROKER_PORT: `/handle` and friends plus `GET /status` and
-//! the dead letters (`/dead-letters`, for the console),
+//! the dead letters (`/dead-letters`, for the console), `GET /metrics/history` and its sampler,
 //! sending each action to the recipient it was given, local actor or proxy alike.
 
 use actix::Recipient;
@@ -50,7 +50,16 @@ pub fn local(
         logs: LogClients { timeout: settings.request_timeout, ..to.logs },
         events: to.events,
         timeout: settings.request_timeout,
+        actions: crate::broker::ActionCounts::new(readiness.metrics()),
     };
+    let sources = crate::history::Sources::from_status(readiness.metrics().registry().clone(), &status);
+    let every = common.metrics.metrics_sample_interval;
+    let history = std::sync::Arc::new(std::sync::Mutex::new(crate::history::History::new(every)));
+    let shared = history.clone();
+    let sampler = Part::background("metrics-sampler", move |stop| {
+        crate::history::sampler(sources, shared, every, stop)
+    });
+    let history = crate::history::routes(history);
     let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
     let dead_letters = crate::events::broker_routes(to.dead_letters);
     let opts = options(common, readiness, &settings.cors_allowed_origins, workers);
@@ -58,6 +67,7 @@ pub fn local(
         broker(cfg);
         status(cfg);
         dead_letters(cfg);
+        history(cfg);
     })?;
-    Ok(Service::new("broker", (), vec![streams, Part::Http(server)]))
+    Ok(Service::new("broker", (), vec![streams, Part::Http(server), sampler]))
 }

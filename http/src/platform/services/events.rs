@@ -83,6 +83,9 @@ pub fn local(
             in_flight: usize::from(settings.listener_prefetch),
         };
         let stats = EventBus::new_stats();
+        if let Some(c) = stats.collector() {
+            readiness.metrics().register(c);
+        }
         let bus = EventBus::start(config, sink, stats.clone(), readiness);
         let letters = DeadLetters { list: bus.clone().recipient(), replay: bus.clone().recipient() };
         let state =
@@ -111,6 +114,9 @@ pub fn consumer(
     readiness: &Readiness,
 ) -> anyhow::Result<Service<()>> {
     let stats = ListenerStats::new("rabbitmq", &settings.listener_queue);
+    if let Some(c) = stats.collector() {
+        readiness.metrics().register(c);
+    }
     let config = ListenerConfig {
         url,
         exchange: events.events_exchange.clone(),
