@@ -67,7 +67,7 @@ async fn send_all(
             };
             async move {
                 let mail = config.compose(&request.parse()?)?;
-                deliver(transport, &mail, config.backoff, config.timeout * 2)
+                deliver(transport, &mail, config.backoff, config.timeout * 2, None)
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))
             }
