@@ -6,7 +6,8 @@
 //!
 //! Views (switched by the URL's `#fragment`, no reload): the console (the Go test page's
 //! buttons, publishing an event, Sent / Received panes), logs (filters, paging, following a
-//! request id, following new entries live over server-sent events), the mail inbox, and the health of every service (the broker's `GET /status`, with charts of the last 15
+//! request id, following new entries live over server-sent events), traces (one request as a
+//! waterfall across services, from the broker's `GET /traces`), the mail inbox, and the health of every service (the broker's `GET /status`, with charts of the last 15
 //! minutes of each one's metrics drawn as SVG from `GET /metrics/history`).
 //! Every piece of data the page shows is inserted as text, never as markup, and the page is
 //! served with a strict Content-Security-Policy (its own script and style only; requests

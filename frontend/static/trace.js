@@ -151,7 +151,7 @@
 
   function spanRow(r) {
     const s = r.span;
-    const row = el("div", null, "wf-row span-row " + (s.status === "error" ? "error" : "ok"));
+    const row = el("div", null, "wf-row span-row" + (s.status === "error" ? " error" : ""));
     row.setAttribute("role", "row");
     row.tabIndex = 0;
     row.dataset.spanId = s.span_id;
@@ -240,16 +240,25 @@
 
   // ---- loading -------------------------------------------------------------------------------
 
+  // What the console itself asks for while it is open (its views' reads and polls, its own
+  // page and assets, CORS preflights): hidden from the recent list unless asked for.
+  const OWN = /^(OPTIONS|HEAD) |^GET (UNMATCHED|\/(traces|logs|status|metrics|dead-letters|readyz|healthz|ping|static|openapi)\b)/;
+  const own = (t) => t.service === "frontend" || OWN.test(t.name || "");
+  const SHOWN = 50;
+
   async function recent() {
     const mine = ++generation;
     status("Loading...", "loading");
     try {
-      const r = await get("/traces?limit=50");
+      const r = await get("/traces?limit=500");
       if (mine !== generation) return;
       if (!r.ok) return status("Error: " + r.body.message, "error");
-      const data = r.body.data || [];
+      const all = r.body.data || [];
+      const data = (showOwn() ? all : all.filter((t) => !own(t))).slice(0, SHOWN);
+      const hidden = showOwn() ? 0 : all.filter(own).length;
       list(data, "Recent traces");
-      status(data.length ? data.length + " recent traces, newest first." : "No traces yet: press a button on the Console.", "list");
+      const note = hidden ? " (" + hidden + " of the console's own requests hidden)" : "";
+      status((data.length ? data.length + " recent traces, newest first." : "No traces yet: press a button on the Console.") + note, "list");
     } catch (err) {
       if (mine === generation) status("Error: " + err + " (broker at " + broker + ")", "error");
     }
@@ -324,6 +333,10 @@
     const hash = "#trace" + (value ? "/" + encodeURIComponent(value) : "");
     if (location.hash === hash) show(value);
     else location.hash = hash;
+  });
+  const showOwn = () => $("traceAll").checked;
+  $("traceAll").addEventListener("change", () => {
+    if (!$("traceList").hidden) recent();
   });
   $("traceRecent").addEventListener("click", () => {
     if (location.hash === "#trace") recent();

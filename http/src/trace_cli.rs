@@ -60,9 +60,9 @@ pub struct Span {
     pub status: String,
     /// Why it failed.
     pub error: Option<String>,
-    /// Its attributes (`http.route`, `request_id`, ...).
+    /// Its attributes (`http.route`, `request_id`, ...), text by the contract.
     #[serde(default)]
-    pub attributes: BTreeMap<String, String>,
+    pub attributes: BTreeMap<String, serde_json::Value>,
 }
 
 /// One trace, as `GET /traces/{id}` serves it.
@@ -290,7 +290,7 @@ fn heading(trace: &Trace, rows: &[Row<'_>], total: f64, services: &[&str]) -> St
         let _ = write!(text, " · {errors} error{}", plural(errors));
     }
     text.push('\n');
-    if let Some(request) = root.and_then(|s| s.attributes.get("request_id")) {
+    if let Some(request) = root.and_then(|s| s.attributes.get("request_id")).and_then(|r| r.as_str()) {
         let _ = writeln!(text, "request {request}");
     }
     text
