@@ -28,18 +28,28 @@ pub struct HealthArgs {
     pub target: Option<String>,
 }
 
-/// The HTTP port variable and its default of each service `troupe serve` runs.
-fn port_of(service: &str) -> Option<(&'static str, u16)> {
-    Some(match service {
-        "broker" | "up" => ("BROKER_PORT", 8080),
-        "frontend" => ("FRONTEND_PORT", 8081),
-        "auth" => ("AUTH_PORT", 8082),
-        "logger" => ("LOGGER_PORT", 8083),
-        "mailer" => ("MAILER_PORT", 8084),
-        "listener" => ("LISTENER_PORT", 8085),
-        "catcher" => ("CATCHER_HTTP_PORT", 8025),
+/// The HTTP port variable and its default of each service `troupe serve` runs, read from
+/// the service's own settings (their clap definition), so that they cannot drift apart.
+fn port_of(service: &str) -> Option<(String, u16)> {
+    use troupe_core::config::{
+        AuthSettings, BrokerSettings, CatcherSettings, FrontendSettings, ListenerSettings, LoggerSettings,
+        MailerSettings,
+    };
+    let blank = || clap::Command::new("troupe");
+    let (command, id) = match service {
+        "broker" | "up" => (BrokerSettings::augment_args(blank()), "broker_port"),
+        "frontend" => (FrontendSettings::augment_args(blank()), "frontend_port"),
+        "auth" => (AuthSettings::augment_args(blank()), "auth_port"),
+        "logger" => (LoggerSettings::augment_args(blank()), "logger_port"),
+        "mailer" => (MailerSettings::augment_args(blank()), "mailer_port"),
+        "listener" => (ListenerSettings::augment_args(blank()), "listener_port"),
+        "catcher" => (CatcherSettings::augment_args(blank()), "catcher_http_port"),
         _ => return None,
-    })
+    };
+    let arg = command.get_arguments().find(|a| a.get_id() == id)?;
+    let var = arg.get_env()?.to_str()?.to_owned();
+    let default = arg.get_default_values().first()?.to_str()?.parse().ok()?;
+    Some((var, default))
 }
 
 /// The service in a command line: the word after `serve`, else `broker` (`troupe up`).
@@ -67,7 +77,7 @@ fn target_url(args: &HealthArgs) -> Result<Url, String> {
         }
     };
     let (var, default) = port_of(&service).ok_or_else(|| format!("unknown service '{service}'"))?;
-    let port = match std::env::var(var) {
+    let port = match std::env::var(&var) {
         Ok(v) if !v.is_empty() => v.parse::<u16>().map_err(|_| format!("{var}={v} is not a port"))?,
         _ => default,
     };
@@ -125,7 +135,9 @@ mod tests {
     fn the_service_comes_from_pid_1s_command_line() {
         assert_eq!(service_in(&words("/sbin/docker-init -- troupe serve logger")), "logger");
         assert_eq!(service_in(&words("troupe up")), "broker");
-        assert_eq!(port_of("catcher"), Some(("CATCHER_HTTP_PORT", 8025)));
+        assert_eq!(port_of("catcher"), Some(("CATCHER_HTTP_PORT".into(), 8025)));
+        assert_eq!(port_of("up"), Some(("BROKER_PORT".into(), 8080)));
+        assert_eq!(port_of("listener"), Some(("LISTENER_PORT".into(), 8085)));
         assert_eq!(port_of("nothing"), None);
     }
 
