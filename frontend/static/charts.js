@@ -7,8 +7,8 @@
 
 (function () {
   const NS = "http://www.w3.org/2000/svg";
-  const W = 240, H = 110;                          // viewBox
-  const M = { left: 34, right: 6, top: 18, bottom: 18 };  // plot margins
+  const W = 240, H = 92;                           // viewBox
+  const M = { left: 34, right: 6, top: 17, bottom: 16 };  // plot margins
   const ORDER = ["broker", "auth", "logger", "mailer", "listener"];
   const SERIES = [
     { key: "rate", title: "Requests/s", unit: "/s", scale: 1 },
