@@ -86,10 +86,6 @@
 
   function line(text, requestId, traceId) {
     const p = el("div", text);
-    if (traceId || requestId) {
-      p.appendChild(document.createTextNode(" "));
-      p.appendChild(traceLink(traceId, requestId, "trace"));
-    }
     if (requestId) {
       p.appendChild(document.createTextNode(" "));
       const a = el("a", "logs of this request", "small");
@@ -99,6 +95,10 @@
         followRequest(requestId);
       });
       p.appendChild(a);
+    }
+    if (traceId || requestId) {
+      p.appendChild(document.createTextNode(" "));
+      p.appendChild(traceLink(traceId, requestId, "trace"));
     }
     const placeholder = output.querySelector(".muted");
     if (placeholder) placeholder.remove();

@@ -264,9 +264,9 @@
     }
   }
 
-  // A trace opened right after its reply may still be missing spans that services record
-  // after answering (an audit entry, an event consumed later): retry a 404 for a moment, and
-  // look again once for late spans.
+  // A trace opened right after its reply may not be recorded yet (a service stores its span
+  // as it ends): a 404 is retried for a moment. Open again to see spans recorded later (an
+  // event consumed after the reply).
   async function openTrace(id) {
     const mine = ++generation;
     status("Loading trace " + id + "...", "loading");
@@ -324,6 +324,8 @@
     $("traceQuery").value = value;
     if (!value) return recent();
     if (TRACE_ID.test(value.toLowerCase())) return openTrace(value.toLowerCase());
+    const pasted = traceIdOf(value.toLowerCase()); // a whole traceresponse / traceparent value
+    if (pasted) return openTrace(pasted);
     return byRequest(value);
   }
 

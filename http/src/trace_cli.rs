@@ -96,6 +96,17 @@ pub fn is_trace_id(id: &str) -> bool {
         && id.bytes().any(|b| b != b'0')
 }
 
+/// The trace id `id` names: a trace id in any case, or a whole `traceresponse` / `traceparent`
+/// value (`00-<trace id>-<span id>-01`); `None` for anything else (a request id).
+fn trace_id_in(id: &str) -> Option<String> {
+    let id = id.to_ascii_lowercase();
+    let parts: Vec<&str> = id.split('-').collect();
+    match parts.as_slice() {
+        [_, trace, span, _] if span.len() == 16 && is_trace_id(trace) => Some((*trace).to_owned()),
+        _ => is_trace_id(&id).then_some(id),
+    }
+}
+
 /// Print the trace `args.id` names to `out`.
 pub async fn run(args: &TraceArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let http = reqwest::Client::builder()
@@ -103,8 +114,8 @@ pub async fn run(args: &TraceArgs, out: &mut impl Write) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(10))
         .build()?;
     let id = args.id.trim();
-    let (trace_id, others) = if is_trace_id(&id.to_ascii_lowercase()) {
-        (id.to_ascii_lowercase(), Vec::new())
+    let (trace_id, others) = if let Some(trace_id) = trace_id_in(id) {
+        (trace_id, Vec::new())
     } else {
         let mut url = args.url.join("traces").context("--url")?;
         url.query_pairs_mut().append_pair("request_id", id).append_pair("limit", &MATCHES.to_string());
@@ -387,6 +398,10 @@ no answer from listener: their spans are missing
 
     #[test]
     fn trace_ids_are_told_from_request_ids() {
+        let id = Some("4bf92f3577b34da6a3ce929d0e0e4736".to_owned());
+        assert_eq!(trace_id_in("4BF92F3577B34DA6A3CE929D0E0E4736"), id);
+        assert_eq!(trace_id_in("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), id);
+        assert_eq!(trace_id_in("5b1e0c2a-9f3d-4c55-8a7e-0d4c3b2a1f00"), None, "a UUID request id");
         assert!(is_trace_id("4bf92f3577b34da6a3ce929d0e0e4736"));
         for id in [
             "00000000000000000000000000000000",
