@@ -328,6 +328,8 @@ pub async fn sample(sources: &Sources, history: &SharedHistory) {
     let (now, t) = (Instant::now(), chrono::Utc::now().timestamp_millis());
     let mut h = history.lock().unwrap_or_else(PoisonError::into_inner);
     let mut here = totals(&local, None, sources.in_process.is_some());
+    // The sampler runs in the broker: its series starts with the first sample.
+    here.entry("broker".to_owned()).or_default();
     if let Some(names) = &sources.in_process {
         for name in names.list().into_iter().filter(|n| SHOWN.contains(&n.as_str())) {
             here.entry(name).or_default();
