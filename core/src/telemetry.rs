@@ -1,9 +1,41 @@
-//! One `tracing` subscriber for the whole process.
+//! One `tracing` subscriber for the whole process, and the OpenTelemetry tracing behind it.
 //!
-//! `RUST_LOG` filters as `env_logger` users expect (default `info`); `LOG_FORMAT=json` switches
-//! to one JSON object per line for log collectors.
+//! `RUST_LOG` filters the log lines as `env_logger` users expect (default `info`);
+//! `LOG_FORMAT=json` switches to one JSON object per line for log collectors.
+//!
+//! Every `tracing` span `RUST_LOG` lets through (all of Troupe's are at `INFO`, the default)
+//! also becomes an OpenTelemetry span (`tracing-opentelemetry`), and ended spans go to:
+//!
+//! - the recent-trace store ([`store`]): the last traces in memory, always on, served by every
+//!   service's `GET /traces`;
+//! - an OTLP exporter (gRPC, batched), only when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+//!   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set.
+//!
+//! The OpenTelemetry environment conventions apply: `OTEL_SERVICE_NAME` (default: the
+//! service), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`
+//! (default `parentbased_always_on`), `OTEL_EXPORTER_OTLP_*` (timeout, headers, compression);
+//! `OTEL_SDK_DISABLED=true` turns all of it off: no OpenTelemetry layer, no store, no export.
+//!
+//! The helpers below read or carry a span's W3C trace context (`traceparent`, `tracestate`):
+//! [`adopt`] at an edge, [`inject`] into an outbound call, [`trace_id`] for log entries.
 
-use tracing_subscriber::EnvFilter;
+pub mod store;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+use tracing_subscriber::filter::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, fmt};
+
+pub use self::store::TraceStore;
 
 /// Output format of the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -14,15 +46,180 @@ pub enum LogFormat {
     Json,
 }
 
-/// Install the global subscriber. Safe to call twice (the second call does nothing).
-pub fn init(format: LogFormat) {
+/// The process's tracer provider (absent when tracing is off), for the flush at shutdown.
+static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+
+/// The runtime the OTLP exporter's gRPC channel runs on: the batch processor exports from a
+/// thread of its own, outside any actix or test runtime, and tonic needs a Tokio one.
+static EXPORT_RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+
+/// True when `OTEL_SDK_DISABLED` is `true` (any case): no tracing at all.
+pub fn disabled() -> bool {
+    std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.trim().eq_ignore_ascii_case("true"))
+}
+
+/// Whether an OTLP endpoint is configured (the exporter runs only then).
+fn otlp_configured() -> bool {
+    ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"]
+        .iter()
+        .any(|name| std::env::var(name).is_ok_and(|v| !v.trim().is_empty()))
+}
+
+/// Install the global subscriber for the process that runs `service` (`broker`, `auth`, ...;
+/// `troupe` when it runs them all). Safe to call twice (the second call does nothing).
+pub fn init(format: LogFormat, service: &'static str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     // Colours only for a terminal: a file or a collector gets plain text, and nobody pays for
     // escape codes nobody sees.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).with_ansi(ansi);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    let lines = match format {
+        LogFormat::Text => fmt::layer().with_target(true).with_ansi(ansi).boxed(),
+        LogFormat::Json => fmt::layer().json().flatten_event(true).with_target(true).boxed(),
     };
+    let otel = (!disabled()).then(|| provider(service)).flatten().map(|provider| {
+        let tracer = provider.tracer("troupe");
+        let _ = PROVIDER.set(provider);
+        tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_level(false)
+            .with_target(false)
+            .with_context_activation(false)
+    });
+    // One filter for both layers: per-layer filters lost spans of an actor's messages now
+    // and then (a span enabled for the log lines but not for OpenTelemetry). So the traces
+    // hold the spans RUST_LOG lets through: `info` (the default) has them all.
+    let _ = tracing_subscriber::registry().with(filter).with(lines).with(otel).try_init();
+}
+
+/// The tracer provider: the recent-trace store, plus the OTLP exporter when configured.
+fn provider(service: &'static str) -> Option<SdkTracerProvider> {
+    let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.trim().is_empty());
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(name.unwrap_or_else(|| service.to_owned()))
+        .build();
+    let store = store::install(service);
+    let mut builder = SdkTracerProvider::builder().with_resource(resource);
+    if otlp_configured() {
+        match exporter() {
+            Ok(exporter) => {
+                builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build())
+            }
+            // Logging is not up yet: say it on stderr, keep serving (and storing) traces.
+            Err(err) => eprintln!("troupe: OTLP export off: {err}"),
+        }
+    }
+    Some(builder.with_span_processor(store).build())
+}
+
+/// The OTLP span exporter (gRPC), its channel on [`EXPORT_RUNTIME`]. Endpoint, timeout
+/// (`OTEL_EXPORTER_OTLP_TIMEOUT`, default 10 s), headers and compression come from the
+/// standard variables.
+fn exporter() -> Result<opentelemetry_otlp::SpanExporter, String> {
+    use opentelemetry_otlp::WithExportConfig as _;
+    let runtime = match EXPORT_RUNTIME.get() {
+        Some(rt) => rt,
+        None => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .thread_name("otlp-export")
+                .enable_all()
+                .build()
+                .map_err(|e| format!("no runtime for the exporter: {e}"))?;
+            EXPORT_RUNTIME.get_or_init(|| rt)
+        }
+    };
+    let _guard = runtime.enter();
+    let timeout = std::env::var("OTEL_EXPORTER_OTLP_TRACES_TIMEOUT")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_TIMEOUT"))
+        .ok()
+        .and_then(|ms| ms.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis);
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_timeout(timeout)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+/// Export every span still buffered (blocking, within the exporter's timeout: call it off the
+/// async workers), as the platform's last stop stage does. The exporter keeps running, so a
+/// process that serves again (a test) keeps tracing. Nothing to do when tracing is off.
+pub fn flush() {
+    if let Some(provider) = PROVIDER.get()
+        && let Err(err) = provider.force_flush()
+    {
+        tracing::warn!(error = %err, "traces not all exported");
+    }
+}
+
+/// The OpenTelemetry span context of `span`; `None` when tracing is off or it is disabled.
+pub fn span_context(span: &Span) -> Option<SpanContext> {
+    if span.is_disabled() || PROVIDER.get().is_none() {
+        return None;
+    }
+    let cx = span.context();
+    let sc = cx.span().span_context().clone();
+    sc.is_valid().then_some(sc)
+}
+
+/// The trace id of `span` as 32 lowercase hex digits, if it is traced.
+pub fn trace_id(span: &Span) -> Option<String> {
+    span_context(span).map(|sc| sc.trace_id().to_string())
+}
+
+/// The W3C `traceparent` value naming `span` (`00-<trace>-<span>-<flags>`), if it is traced.
+pub fn traceparent(span: &Span) -> Option<String> {
+    span_context(span)
+        .map(|sc| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+}
+
+/// Write `span`'s trace context (`traceparent`, `tracestate`) into an outbound call's headers.
+pub fn inject(span: &Span, headers: &mut dyn Injector) {
+    if PROVIDER.get().is_none() || span.is_disabled() {
+        return;
+    }
+    TraceContextPropagator::new().inject_context(&span.context(), headers);
+}
+
+/// Make `span` (not yet entered) a child of the caller's trace when `headers` carry a
+/// well-formed `traceparent`; otherwise it starts a new trace. A malformed header is ignored.
+pub fn adopt(span: &Span, headers: &dyn Extractor) {
+    if PROVIDER.get().is_none() || headers.get("traceparent").is_none() {
+        return;
+    }
+    let cx = TraceContextPropagator::new().extract(headers);
+    if cx.span().span_context().is_valid() {
+        let _ = span.set_parent(cx);
+    }
+}
+
+/// Headers as a `(name, value)` list, for carriers with no map of their own (AMQP, a queue
+/// file): what [`inject`] writes into.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Carrier(pub Vec<(String, String)>);
+
+impl Injector for Carrier {
+    fn set(&mut self, key: &str, value: String) {
+        self.0.push((key.to_owned(), value));
+    }
+}
+
+impl Extractor for Carrier {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.as_str())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.iter().map(|(k, _)| k.as_str()).collect()
+    }
+}
+
+/// The trace context of `span` as a [`Carrier`] (empty when it is not traced).
+pub fn carrier(span: &Span) -> Carrier {
+    let mut carrier = Carrier::default();
+    inject(span, &mut carrier);
+    carrier
 }

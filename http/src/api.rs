@@ -243,7 +243,9 @@ pub fn cors(origins: &[String]) -> Cors {
         .allowed_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
         .allowed_headers([header::ACCEPT, header::AUTHORIZATION, header::CONTENT_TYPE])
         .allowed_header("x-request-id")
-        .expose_headers(["x-request-id"])
+        .allowed_header("traceparent")
+        .allowed_header("tracestate")
+        .expose_headers(["x-request-id", "traceresponse"])
         .max_age(300);
     if origins.iter().any(|o| o.trim() == "*") {
         return base.allow_any_origin().send_wildcard();
@@ -319,21 +321,53 @@ pub fn incoming_request_id(headers: &header::HeaderMap) -> RequestId {
 /// it as an argument.
 pub type CurrentRequestId = web::ReqData<RequestId>;
 
-/// tracing-actix-web's request span, with Troupe's request id (adopted from the caller) in
-/// place of the per-hop UUID it would make; when the request ends, one access-log line
-/// (`INFO`; `DEBUG` for health probes and metrics scrapes) inside that span.
+/// tracing-actix-web's request span (the trace's server span), with Troupe's request id
+/// (adopted from the caller) in place of the per-hop UUID it would make, named
+/// `<METHOD> <route>` and owned by the serving service. A caller's W3C `traceparent` /
+/// `tracestate` is adopted, else a new trace starts. Health probes, metrics scrapes and reads
+/// of the traces themselves are not traced. When the request ends, one access-log line
+/// (`INFO`; `DEBUG` for probes and scrapes) inside that span.
 pub struct RequestSpan;
 
 /// When the request arrived (for the access log).
 #[derive(Clone, Copy)]
 struct Started(std::time::Instant);
 
+/// The name of the service a server serves (app data, for its request spans).
+#[derive(Clone, Copy)]
+struct ServiceName(&'static str);
+
+/// Paths whose requests make no trace (probes, scrapes, the trace view's own reads).
+fn untraced(path: &str) -> bool {
+    matches!(path, "/ping" | "/healthz" | "/readyz" | "/metrics" | "/traces") || path.starts_with("/traces/")
+}
+
+/// An actix header map as an OpenTelemetry [`Extractor`](opentelemetry::propagation::Extractor).
+struct HeaderExtractor<'a>(&'a header::HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(header::HeaderName::as_str).collect()
+    }
+}
+
 impl RootSpanBuilder for RequestSpan {
     fn on_request_start(request: &actix_web::dev::ServiceRequest) -> Span {
+        if untraced(request.path()) {
+            return Span::none();
+        }
         let id = request.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
         let route = request.match_pattern().unwrap_or_else(|| "UNMATCHED".into());
-        tracing::info_span!(
+        let service = request.app_data::<ServiceName>().map_or("", |s| s.0);
+        let span = tracing::info_span!(
             "HTTP request",
+            otel.name = %format_args!("{} {route}", request.method()),
+            otel.kind = "server",
+            service,
             http.method = %request.method(),
             http.route = %route,
             http.target = %request.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
@@ -342,7 +376,9 @@ impl RootSpanBuilder for RequestSpan {
             request_id = %id,
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
-        )
+        );
+        troupe_core::telemetry::adopt(&span, &HeaderExtractor(request.headers()));
+        span
     }
 
     fn on_request_end<B: actix_web::body::MessageBody>(
@@ -364,6 +400,21 @@ impl RootSpanBuilder for RequestSpan {
         }
         DefaultRootSpanBuilder::on_request_end(span, outcome);
     }
+}
+
+/// Middleware inside the request span: name it on the reply in a W3C Trace Context Level 2
+/// `traceresponse` header (`00-<trace_id>-<span_id>-<flags>`), so a client (the console) can
+/// open the trace of any request it made.
+async fn trace_response(
+    req: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<impl actix_web::body::MessageBody>, actix_web::Error> {
+    let named = troupe_core::telemetry::traceparent(&Span::current());
+    let mut res = next.call(req).await?;
+    if let Some(value) = named.and_then(|v| header::HeaderValue::from_str(&v).ok()) {
+        res.headers_mut().insert(header::HeaderName::from_static("traceresponse"), value);
+    }
+    Ok(res)
 }
 
 /// Options shared by every server.
@@ -431,11 +482,13 @@ where
     let server = HttpServer::new(move || {
         // Middleware runs outermost-last: metrics time the whole request, the request id is
         // adopted (or made) and echoed on the reply, TracingLogger opens the request span
-        // with it, a request from a page on an origin not allowed is refused (403) before
-        // it acts, then CORS answers preflights.
+        // with it (adopting the caller's traceparent), the span is named on the reply
+        // (traceresponse), a request from a page on an origin not allowed is refused (403)
+        // before it acts, then CORS answers preflights.
         App::new()
             .wrap(cors(&origins))
             .wrap(actix_web::middleware::from_fn(refuse_foreign_origins))
+            .wrap(actix_web::middleware::from_fn(trace_response))
             .wrap(TracingLogger::<RequestSpan>::new())
             .wrap_fn(|req, srv| {
                 let id = incoming_request_id(req.headers());
@@ -459,8 +512,10 @@ where
             .app_data(readiness.clone())
             .app_data(limits.clone())
             .app_data(web::Data::new(AllowedOrigins(origins.clone())))
+            .app_data(ServiceName(name))
             .configure(extractor_errors)
             .configure(health_routes)
+            .configure(crate::traces::routes)
             .configure(configure.clone())
             .default_service(web::to(not_found))
     })

@@ -102,7 +102,14 @@ async fn authenticate(
     JsonBody(c): JsonBody<Credentials>,
 ) -> Result<HttpResponse, ApiError> {
     let request_id = Some(request_id.into_inner());
-    let done = state.ask(Authenticate { email: c.email, password: c.password, request_id }).await?;
+    let done = state
+        .ask(Authenticate {
+            email: c.email,
+            password: c.password,
+            request_id,
+            span: tracing::Span::current(),
+        })
+        .await?;
     let message = format!("Logged in user {}", done.user.email);
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data(message, done.user).with_token(done.token)))
 }

@@ -144,18 +144,23 @@ async fn act(
     }
 }
 
-#[tracing::instrument(name = "broker.auth", skip_all)]
+#[tracing::instrument(name = "action auth", skip_all, fields(action = "auth"))]
 async fn authenticate(
     state: &BrokerState,
     payload: AuthPayload,
     request_id: RequestId,
 ) -> Result<HttpResponse, ApiError> {
-    let msg = Authenticate { email: payload.email, password: payload.password, request_id: Some(request_id) };
+    let msg = Authenticate {
+        email: payload.email,
+        password: payload.password,
+        request_id: Some(request_id),
+        span: tracing::Span::current(),
+    };
     let done = ask(&state.auth, msg, state.timeout, "auth").await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::with_data("Authenticated!", done.user).with_token(done.token)))
 }
 
-#[tracing::instrument(name = "broker.mail", skip_all)]
+#[tracing::instrument(name = "action mail", skip_all, fields(action = "mail"))]
 async fn mail(
     state: &BrokerState,
     payload: MailRequest,
@@ -180,7 +185,7 @@ struct EventPayload {
 /// `{"action":"event","event":{"id"?,"name","data","level"}}`: 202 once the event is
 /// stored by RabbitMQ (its confirm) or the in-process bus's queue, with the event id in
 /// `data`. The id is the caller's (`id`, else the Idempotency-Key header), else a fresh one.
-#[tracing::instrument(name = "broker.event", skip_all)]
+#[tracing::instrument(name = "action event", skip_all, fields(action = "event"))]
 async fn publish_event(
     state: &BrokerState,
     payload: EventPayload,
@@ -206,7 +211,8 @@ async fn publish_event(
         other => other.to_string(),
     };
     let events = state.events.as_ref().ok_or_else(|| ApiError(ServiceError::unavailable("events")))?;
-    let msg = PublishEvent { id, name: name.clone(), data, level, request_id: Some(request_id) };
+    let span = tracing::Span::current();
+    let msg = PublishEvent { id, name: name.clone(), data, level, request_id: Some(request_id), span };
     let id = ask(events, msg, state.timeout, "events").await?;
     Ok(reply(
         StatusCode::ACCEPTED,
@@ -215,7 +221,7 @@ async fn publish_event(
 }
 
 /// Store an entry written through the broker (service `broker`, this request's id).
-#[tracing::instrument(name = "broker.log", skip_all)]
+#[tracing::instrument(name = "action log", skip_all, fields(action = "log"))]
 async fn write_log(
     to: &Recipient<WriteLog>,
     state: &BrokerState,

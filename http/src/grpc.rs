@@ -3,7 +3,9 @@
 //! and the client the broker uses for `POST /log-grpc` in split mode.
 //!
 //! Troupe reads two optional request metadata keys, `x-request-id` and `x-service`, and answers
-//! the stored entry's id in the `x-log-id` response metadata; Go clients need neither.
+//! the stored entry's id in the `x-log-id` response metadata; Go clients need neither. A call
+//! is a server span adopting the caller's W3C `traceparent` / `tracestate` metadata, and the
+//! client sends its own span's.
 
 use std::future::Future;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 use troupe_core::messages::{MAX_FIELD_LEN, NewLogEntry, WriteLog};
 use troupe_core::{RequestId, ServiceError};
 use url::Url;
@@ -77,6 +80,40 @@ pub fn service_error(s: &Status, service: &str) -> ServiceError {
 #[tonic::async_trait]
 impl LogService for LogGrpc {
     async fn write_log(&self, req: Request<LogRequest>) -> Result<Response<LogResponse>, Status> {
+        let span = tracing::info_span!(
+            "gRPC request",
+            otel.name = "logs.LogService/WriteLog",
+            otel.kind = "server",
+            service = "logger",
+            rpc.system = "grpc"
+        );
+        troupe_core::telemetry::adopt(&span, &MetadataExtractor(req.metadata()));
+        self.write(req).instrument(span).await
+    }
+}
+
+/// Request metadata as an OpenTelemetry extractor (for `traceparent`, `tracestate`).
+struct MetadataExtractor<'a>(&'a tonic::metadata::MetadataMap);
+
+impl opentelemetry::propagation::Extractor for MetadataExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0
+            .keys()
+            .filter_map(|k| match k {
+                tonic::metadata::KeyRef::Ascii(k) => Some(k.as_str()),
+                tonic::metadata::KeyRef::Binary(_) => None,
+            })
+            .collect()
+    }
+}
+
+impl LogGrpc {
+    /// `WriteLog`, inside the call's span.
+    async fn write(&self, req: Request<LogRequest>) -> Result<Response<LogResponse>, Status> {
         // Metadata Troupe cannot use (a malformed id, an over-long service) is ignored.
         let request_id = metadata(&req, "x-request-id").and_then(RequestId::parse);
         let service = metadata(&req, "x-service").filter(|s| s.len() <= MAX_FIELD_LEN).unwrap_or("grpc");
@@ -170,10 +207,20 @@ impl Handler<WriteLog> for GrpcLogProxy {
                 req.metadata_mut().insert(key, v);
             }
         }
-        Box::pin(async move {
-            let res = client.write_log(req).await.map_err(|s| service_error(&s, "logger"))?;
-            let id = res.metadata().get("x-log-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
-            Ok(id.to_owned())
-        })
+        let span = tracing::info_span!(parent: entry.span(), "gRPC client",
+                                       otel.name = "logs.LogService/WriteLog", otel.kind = "client");
+        for (key, value) in troupe_core::telemetry::carrier(&span).0 {
+            if let (Ok(key), Ok(value)) = (key.parse::<tonic::metadata::AsciiMetadataKey>(), value.parse()) {
+                req.metadata_mut().insert(key, value);
+            }
+        }
+        Box::pin(
+            async move {
+                let res = client.write_log(req).await.map_err(|s| service_error(&s, "logger"))?;
+                let id = res.metadata().get("x-log-id").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                Ok(id.to_owned())
+            }
+            .instrument(span),
+        )
     }
 }

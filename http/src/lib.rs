@@ -11,6 +11,7 @@
 //! - [`grpc`]: the logger's gRPC server (`logs.LogService`, health) and the broker's client.
 //! - [`jsonrpc`]: the logger's JSON-RPC server (`RPCServer.LogInfo`, Go framing).
 //! - [`proxy`]: actors that forward service messages over HTTP (split mode).
+//! - [`traces`]: the recent traces (`GET /traces`, `GET /traces/{id}`) on every service.
 //! - [`tail`]: the live log tail (`GET /logs/stream`, server-sent events).
 //! - [`history`]: the broker's `GET /metrics/history` (15 minutes of every service's metrics).
 //! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
@@ -40,4 +41,5 @@ pub mod platform;
 pub mod proxy;
 pub mod status;
 pub mod tail;
+pub mod traces;
 pub mod trace_cli;

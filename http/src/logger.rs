@@ -135,6 +135,8 @@ struct ListParams {
     level: Option<String>,
     service: Option<String>,
     request_id: Option<String>,
+    /// Exact trace id (32 lowercase hex digits).
+    trace_id: Option<String>,
     since: Option<String>,
     until: Option<String>,
     limit: Option<String>,
@@ -172,11 +174,18 @@ impl ListParams {
                 })?,
         };
         let cursor = text(self.cursor).map(|c| LogCursor::decode(&c)).transpose()?;
+        let trace_id = text(self.trace_id)
+            .map(|t| match troupe_core::telemetry::store::parse_trace_id(&t) {
+                Some(_) => Ok(t),
+                None => Err(bad("invalid \"trace_id\": expected 32 lowercase hex digits".into())),
+            })
+            .transpose()?;
         let filter = LogFilter {
             name: text(self.name),
             level,
             service: text(self.service),
             request_id: text(self.request_id),
+            trace_id,
             since: time("since", self.since)?,
             until: time("until", self.until)?,
         };
@@ -193,6 +202,7 @@ fn list_query(query: web::Query<Vec<(String, String)>>) -> Result<QueryLogs, Api
             "level" => &mut params.level,
             "service" => &mut params.service,
             "request_id" => &mut params.request_id,
+            "trace_id" => &mut params.trace_id,
             "since" => &mut params.since,
             "until" => &mut params.until,
             "limit" => &mut params.limit,

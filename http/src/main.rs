@@ -38,13 +38,27 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     };
-    troupe_core::telemetry::init(common.log_format);
+    troupe_core::telemetry::init(common.log_format, service_name(&cli.command));
     match actix_web::rt::System::new().block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("troupe: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The service this process runs, as its traces name it (`troupe` when it runs them all).
+fn service_name(command: &Command) -> &'static str {
+    match command {
+        Command::Serve(ServeCommand::Broker { .. }) => "broker",
+        Command::Serve(ServeCommand::Auth { .. }) => "auth",
+        Command::Serve(ServeCommand::Logger { .. }) => "logger",
+        Command::Serve(ServeCommand::Listener { .. }) => "listener",
+        Command::Serve(ServeCommand::Frontend { .. }) => "frontend",
+        Command::Serve(ServeCommand::Mailer { .. }) => "mailer",
+        Command::Serve(ServeCommand::Catcher { .. }) => "catcher",
+        _ => "troupe",
     }
 }
 

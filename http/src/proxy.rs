@@ -3,7 +3,9 @@
 //! `Result<_, ServiceError>` the local actor would give.
 //!
 //! One `reqwest::Client` (a keep-alive connection pool) per proxy; every call has a
-//! connect timeout and a total deadline, and carries the request id (`x-request-id`) on.
+//! connect timeout and a total deadline, and carries the request id (`x-request-id`) on, and
+//! the trace: each call is a client span (a child of the message's span) whose W3C trace
+//! context (`traceparent`, `tracestate`) the next service adopts.
 
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use actix::{Actor, Context, Handler, ResponseFuture};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
+use tracing::{Instrument as _, Span};
 use troupe_core::domain::{Authenticated, User};
 use troupe_core::messages::{Authenticate, GetLog, LogEntry, LogPage, QueryLogs, SendMail, WriteLog};
 use troupe_core::{Envelope, RequestId, ServiceError, request_id};
@@ -49,35 +52,53 @@ impl Handler<Authenticate> for AuthProxy {
 
     fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
         let body = json!({"email": msg.email, "password": msg.password.expose_secret()});
-        let request =
-            tagged(self.http.post(self.authenticate.clone()), msg.request_id.as_ref()).json(&body).send();
-        Box::pin(async move {
-            let res = request.await.map_err(|e| {
-                tracing::warn!(error = %e, "auth service unreachable");
-                ServiceError::unavailable("auth")
-            })?;
-            let status = res.status();
-            let envelope: Option<Envelope> = res.json().await.ok();
-            match (status, envelope) {
-                (StatusCode::ACCEPTED, Some(Envelope { data: Some(data), token: Some(token), .. })) => {
-                    let user: User = serde_json::from_value(data).map_err(|e| {
-                        tracing::error!(error = %e, "auth service sent an unexpected user");
-                        ServiceError::Internal
-                    })?;
-                    Ok(Authenticated { user, token })
+        let span = client_span(&msg.span, "POST /authenticate");
+        let request = tagged(self.http.post(self.authenticate.clone()), msg.request_id.as_ref(), &span);
+        let request = request.json(&body).send();
+        Box::pin(
+            async move {
+                let res = request.await.map_err(|e| {
+                    tracing::warn!(error = %e, "auth service unreachable");
+                    ServiceError::unavailable("auth")
+                })?;
+                let status = res.status();
+                let envelope: Option<Envelope> = res.json().await.ok();
+                match (status, envelope) {
+                    (StatusCode::ACCEPTED, Some(Envelope { data: Some(data), token: Some(token), .. })) => {
+                        let user: User = serde_json::from_value(data).map_err(|e| {
+                            tracing::error!(error = %e, "auth service sent an unexpected user");
+                            ServiceError::Internal
+                        })?;
+                        Ok(Authenticated { user, token })
+                    }
+                    (status, envelope) => Err(remote_error(status, envelope, "auth")),
                 }
-                (status, envelope) => Err(remote_error(status, envelope, "auth")),
             }
-        })
+            .instrument(span),
+        )
     }
 }
 
-/// `request` carrying the id of the request it is made for, so the next service adopts it.
-fn tagged(request: reqwest::RequestBuilder, id: Option<&RequestId>) -> reqwest::RequestBuilder {
-    match id {
+/// The client span of a call `name` (`POST /log`) made for a message sent in `parent`.
+pub fn client_span(parent: &Span, name: &str) -> Span {
+    tracing::info_span!(parent: parent, "HTTP client", otel.name = name, otel.kind = "client")
+}
+
+/// `request` carrying the id of the request it is made for and the trace context of `span`
+/// (its client span), so the next service adopts both.
+pub fn tagged(
+    request: reqwest::RequestBuilder,
+    id: Option<&RequestId>,
+    span: &Span,
+) -> reqwest::RequestBuilder {
+    let mut request = match id {
         Some(id) => request.header(request_id::HEADER, id.as_str()),
         None => request,
+    };
+    for (key, value) in troupe_core::telemetry::carrier(span).0 {
+        request = request.header(key, value);
     }
+    request
 }
 
 /// The `ServiceError` a remote service's error reply stands for: the variant its `kind`
@@ -126,18 +147,22 @@ impl Handler<SendMail> for MailerProxy {
     type Result = ResponseFuture<Result<(), ServiceError>>;
 
     fn handle(&mut self, msg: SendMail, _: &mut Context<Self>) -> Self::Result {
-        let request =
-            tagged(self.http.post(self.send.clone()), msg.request_id.as_ref()).json(&msg.to_request()).send();
-        Box::pin(async move {
-            let res = request.await.map_err(|e| {
-                tracing::warn!(error = %e, "mailer unreachable");
-                ServiceError::unavailable("mailer")
-            })?;
-            match res.status() {
-                StatusCode::ACCEPTED => Ok(()),
-                status => Err(remote_error(status, res.json().await.ok(), "mailer")),
+        let span = client_span(&msg.span, "POST /send");
+        let request = tagged(self.http.post(self.send.clone()), msg.request_id.as_ref(), &span);
+        let request = request.json(&msg.to_request()).send();
+        Box::pin(
+            async move {
+                let res = request.await.map_err(|e| {
+                    tracing::warn!(error = %e, "mailer unreachable");
+                    ServiceError::unavailable("mailer")
+                })?;
+                match res.status() {
+                    StatusCode::ACCEPTED => Ok(()),
+                    status => Err(remote_error(status, res.json().await.ok(), "mailer")),
+                }
             }
-        })
+            .instrument(span),
+        )
     }
 }
 
@@ -186,15 +211,19 @@ impl Handler<WriteLog> for LoggerProxy {
     type Result = ResponseFuture<Result<String, ServiceError>>;
 
     fn handle(&mut self, WriteLog(entry): WriteLog, _: &mut Context<Self>) -> Self::Result {
-        let request = tagged(self.http.post(self.log.clone()), entry.request_id()).json(&entry);
-        Box::pin(async move {
-            #[derive(serde::Deserialize)]
-            struct Stored {
-                id: String,
+        let span = client_span(entry.span(), "POST /log");
+        let request = tagged(self.http.post(self.log.clone()), entry.request_id(), &span).json(&entry);
+        Box::pin(
+            async move {
+                #[derive(serde::Deserialize)]
+                struct Stored {
+                    id: String,
+                }
+                let stored: Stored = envelope_data(request, StatusCode::ACCEPTED, "logger").await?;
+                Ok(stored.id)
             }
-            let stored: Stored = envelope_data(request, StatusCode::ACCEPTED, "logger").await?;
-            Ok(stored.id)
-        })
+            .instrument(span),
+        )
     }
 }
 
@@ -204,7 +233,9 @@ impl Handler<QueryLogs> for LoggerProxy {
     fn handle(&mut self, q: QueryLogs, _: &mut Context<Self>) -> Self::Result {
         let mut params: Vec<(&str, String)> = vec![("limit", q.limit.to_string())];
         let f = q.filter;
-        for (key, value) in [("name", f.name), ("service", f.service), ("request_id", f.request_id)] {
+        for (key, value) in
+            [("name", f.name), ("service", f.service), ("request_id", f.request_id), ("trace_id", f.trace_id)]
+        {
             if let Some(v) = value {
                 params.push((key, v));
             }

@@ -95,6 +95,7 @@ pub fn matches(filter: &LogFilter, entry: &LogEntry) -> bool {
     same(&filter.name, Some(&entry.name))
         && same(&filter.service, Some(&entry.service))
         && same(&filter.request_id, entry.request_id.as_deref())
+        && same(&filter.trace_id, entry.trace_id.as_deref())
         && filter.level.is_none_or(|l| l == entry.level)
         && filter.since.is_none_or(|t| entry.created_at >= t)
         && filter.until.is_none_or(|t| entry.created_at < t)
@@ -232,6 +233,7 @@ mod tests {
             level: LogLevel::Info,
             service: "broker".into(),
             request_id: Some("r-1".into()),
+            trace_id: None,
             event_id: None,
             created_at: at,
             updated_at: at,

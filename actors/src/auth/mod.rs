@@ -31,6 +31,7 @@ use actix::{Actor, Addr, Arbiter, Context, Handler, Recipient, ResponseActFuture
 use futures_util::FutureExt as _;
 use futures_util::future::LocalBoxFuture;
 use secrecy::ExposeSecret;
+use tracing::Instrument as _;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::AuthSettings;
 use troupe_core::domain::{Authenticated, MAX_EMAIL_LEN, Principal, User};
@@ -250,9 +251,12 @@ async fn authorize(
 impl Handler<Authenticate> for AuthActor {
     type Result = Reply<Authenticated>;
 
-    #[tracing::instrument(name = "authenticate", skip_all,
-                          fields(request_id = msg.request_id.as_ref().map(tracing::field::display)))]
+    #[tracing::instrument(name = "Authenticate", skip_all, parent = &msg.span,
+                          fields(service = "auth",
+                                 request_id = msg.request_id.as_ref().map(tracing::field::display)))]
     fn handle(&mut self, msg: Authenticate, _: &mut Context<Self>) -> Self::Result {
+        // The login itself (store, bcrypt, audit) runs later, as a future: in this span too.
+        let span = tracing::Span::current();
         let (keys, hashing) = (self.config.keys.clone(), self.config.hashing.clone());
         let audit = Audit { to: self.config.audit.clone(), request_id: msg.request_id.clone() };
         let email = msg.email.trim().to_lowercase();
@@ -269,20 +273,23 @@ impl Handler<Authenticate> for AuthActor {
                     record_login(&audit, &email, "failed: user store unavailable", LogLevel::Warning).await;
             });
         }
-        supervision::call(self, move |store: UserStore| async move {
-            let outcome = login(&store, &keys, &hashing, &email, msg.password).await;
-            let (text, level) = match &outcome {
-                Ok(_) => ("succeeded", LogLevel::Info),
-                Err(Failure::Denied(ServiceError::InvalidCredentials)) => {
-                    ("failed: invalid credentials", LogLevel::Warning)
-                }
-                Err(Failure::Denied(ServiceError::Unavailable(_))) => {
-                    ("failed: too many logins waiting", LogLevel::Warning)
-                }
-                Err(_) => ("failed: user store error", LogLevel::Warning),
-            };
-            record_login(&audit, &email, text, level).await?;
-            outcome
+        supervision::call(self, move |store: UserStore| {
+            async move {
+                let outcome = login(&store, &keys, &hashing, &email, msg.password).await;
+                let (text, level) = match &outcome {
+                    Ok(_) => ("succeeded", LogLevel::Info),
+                    Err(Failure::Denied(ServiceError::InvalidCredentials)) => {
+                        ("failed: invalid credentials", LogLevel::Warning)
+                    }
+                    Err(Failure::Denied(ServiceError::Unavailable(_))) => {
+                        ("failed: too many logins waiting", LogLevel::Warning)
+                    }
+                    Err(_) => ("failed: user store error", LogLevel::Warning),
+                };
+                record_login(&audit, &email, text, level).await?;
+                outcome
+            }
+            .instrument(span)
         })
     }
 }
@@ -333,7 +340,8 @@ async fn record_login(audit: &Audit, email: &str, outcome: &str, level: LogLevel
     let sent = match audit.to.clone() {
         AuditTo::Nowhere => return Ok(()),
         AuditTo::Events(events) => {
-            let event = PublishEvent { id: Some(id), name: "auth".into(), data, level, request_id };
+            let span = tracing::Span::current();
+            let event = PublishEvent { id: Some(id), name: "auth".into(), data, level, request_id, span };
             events.send(event).timeout(AUDIT_TIMEOUT).map(|r| r.map(|r| r.map(drop))).boxed_local()
         }
         AuditTo::Log(log) => {
@@ -489,8 +497,12 @@ mod tests {
         let auth = AuthActor::start(config, &readiness);
         tokio::time::timeout(Duration::from_secs(10), readiness.wait_ready()).await.expect("ready");
 
-        let attempt =
-            |email: &str| Authenticate { email: email.into(), password: "wrong".into(), request_id: None };
+        let attempt = |email: &str| Authenticate {
+            email: email.into(),
+            password: "wrong".into(),
+            request_id: None,
+            span: tracing::Span::none(),
+        };
         let mut outcomes = Vec::new();
         for _ in 0..8 {
             outcomes.push(auth.send(attempt("Admin@Example.com ")).await.expect("answers").map(drop));
@@ -516,6 +528,7 @@ mod tests {
             email: "admin@example.com".into(),
             password: "verysecret".into(),
             request_id: None,
+            span: tracing::Span::none(),
         };
         assert!(matches!(auth.send(right).await.expect("answers"), Err(ServiceError::RateLimited(_))));
 

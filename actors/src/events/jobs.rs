@@ -78,7 +78,8 @@ impl Handler<RunJob> for MailJob {
             return Box::pin(actix::fut::ready(Ok(())));
         }
         let mail = match mail_request(&event.data) {
-            Ok(mail) => mail.for_request(event.request_id.clone()),
+            // Sent in the event's trace (the mail joins the request that asked for it).
+            Ok(mail) => super::consumer_span(&event).in_scope(|| mail.for_request(event.request_id.clone())),
             Err(e) => {
                 tracing::warn!(event_id = ?event.id, error = %e, "refusing an invalid mail job");
                 return Box::pin(actix::fut::ready(Err(e)));

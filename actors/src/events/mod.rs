@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use actix::Recipient;
 use serde::Serialize;
 use serde_json::Value;
+use tracing::Instrument as _;
 use troupe_core::backoff::Delays;
 use troupe_core::messages::{Event, LogLevel, NewLogEntry, RunJob, WriteLog};
 use troupe_core::metrics::{Family, ReadOnScrape};
@@ -73,7 +74,10 @@ pub fn decode(body: &[u8], message_id: Option<&str>, routing_key: &str) -> Resul
         .unwrap_or_else(|| format!("anonymous-{}", publisher::new_event_id()));
     // A malformed request id is dropped, not a reason to refuse the event.
     let request_id = obj.get("request_id").and_then(Value::as_str).and_then(RequestId::parse);
-    Ok(Event { id: Some(id), name, data, level, request_id })
+    // Trace context that is not text is ignored (it only links traces).
+    let text = |key: &str| obj.get(key).and_then(Value::as_str).map(str::to_owned);
+    let (traceparent, tracestate) = (text("traceparent"), text("tracestate"));
+    Ok(Event { id: Some(id), name, data, level, request_id, traceparent, tracestate })
 }
 
 /// The log entry an event is stored as. `auth` events become audit entries named
@@ -89,6 +93,18 @@ pub fn log_entry(event: &Event) -> Result<NewLogEntry, ServiceError> {
         .with_service(service)?
         .with_request_id(event.request_id.clone())
         .with_event_id(event.id.clone())
+}
+
+/// The span of consuming `event`: a child of the span that published it, when the event
+/// carries its trace context (`traceparent`), else the root of a new trace.
+pub fn consumer_span(event: &Event) -> tracing::Span {
+    let span = tracing::info_span!("consume event", otel.kind = "consumer", service = "listener",
+                                   event.name = %event.name, event.id = event.id.as_deref().unwrap_or(""));
+    let mut carrier = troupe_core::telemetry::Carrier::default();
+    carrier.0.extend(event.traceparent.clone().map(|v| ("traceparent".to_owned(), v)));
+    carrier.0.extend(event.tracestate.clone().map(|v| ("tracestate".to_owned(), v)));
+    troupe_core::telemetry::adopt(&span, &carrier);
+    span
 }
 
 /// How handing an event to the sink went.
@@ -161,6 +177,11 @@ impl Sink {
     /// Store the event, then run its job if it has one. Safe to repeat: the store is
     /// idempotent per event id (jobs should be too; see `docs/events.md`).
     pub async fn deliver(&self, event: &Event) -> Result<(), SinkError> {
+        let span = consumer_span(event);
+        self.deliver_in(event).instrument(span).await
+    }
+
+    async fn deliver_in(&self, event: &Event) -> Result<(), SinkError> {
         let entry = log_entry(event).map_err(|e| classify("store", e))?;
         let stored = self.logger.send(WriteLog(entry)).timeout(self.timeout).await;
         match stored {
@@ -429,6 +450,8 @@ mod tests {
             data: "login".into(),
             level: LogLevel::Info,
             request_id: RequestId::parse("req-1"),
+            traceparent: None,
+            tracestate: None,
         };
         let entry = log_entry(&ev).expect("storable");
         assert_eq!((entry.name(), entry.service()), ("authentication", "auth"));

@@ -249,6 +249,15 @@ pub async fn publish(channel: &Channel, exchange: &str, event: &Event) -> Result
     if let Some(id) = &event.id {
         props = props.with_message_id(id.as_str().into());
     }
+    // The trace context as AMQP headers too, where other consumers look for it.
+    if let Some(parent) = &event.traceparent {
+        let mut headers = lapin::types::FieldTable::default();
+        headers.insert("traceparent".into(), lapin::types::AMQPValue::LongString(parent.as_str().into()));
+        if let Some(state) = &event.tracestate {
+            headers.insert("tracestate".into(), lapin::types::AMQPValue::LongString(state.as_str().into()));
+        }
+        props = props.with_headers(headers);
+    }
     let opts = BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() };
     let confirm = channel
         .basic_publish(exchange.into(), event.routing_key().as_str().into(), opts, &body, props)
@@ -271,12 +280,16 @@ pub fn new_event_id() -> String {
 /// The event a publish request stands for, with its id (the caller's, else a fresh one).
 pub fn stamp(msg: PublishEvent) -> (String, Event) {
     let id = msg.id.unwrap_or_else(new_event_id);
+    let trace = troupe_core::telemetry::carrier(&msg.span);
+    let header = |name: &str| trace.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let event = Event {
         id: Some(id.clone()),
         name: msg.name,
         data: msg.data,
         level: msg.level,
         request_id: msg.request_id,
+        traceparent: header("traceparent"),
+        tracestate: header("tracestate"),
     };
     (id, event)
 }

@@ -26,6 +26,7 @@ use actix::{Message, MessageResult, ResponseFuture, Supervised, Supervisor};
 use chrono::{DateTime, Utc};
 use futures_util::future::LocalBoxFuture;
 use tokio::sync::{broadcast, oneshot};
+use tracing::Instrument as _;
 use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::LoggerSettings;
@@ -102,9 +103,18 @@ fn stored(entry: NewLogEntry, id: String, at: DateTime<Utc>) -> Arc<LogEntry> {
         level: entry.level(),
         service: entry.service().to_owned(),
         request_id: entry.request_id().map(|r| r.as_str().to_owned()),
+        trace_id: entry.trace_id(),
         event_id: entry.event_id().map(str::to_owned),
         created_at: at,
         updated_at: at,
+    })
+}
+
+/// The span of one batch write (the backend call), in the trace of its first entry.
+fn batch_span(entries: &[NewLogEntry], store: &LogStore) -> tracing::Span {
+    entries.first().map_or_else(tracing::Span::none, |first| {
+        tracing::info_span!(parent: first.span(), "log store insert", otel.kind = "client",
+                            service = SERVICE, db.system = store.system(), batch.size = entries.len())
     })
 }
 
@@ -162,7 +172,8 @@ impl LoggerActor {
         self.flushing = true;
         // The time the store records, to the millisecond, so followers see the stored entry.
         let now = crate::sqlite::from_millis(Utc::now().timestamp_millis());
-        let write = async move { (store.insert_batch_at(&entries, now).await, entries) };
+        let batch = batch_span(&entries, &store);
+        let write = async move { (store.insert_batch_at(&entries, now).await, entries) }.instrument(batch);
         ctx.spawn(wrap_future::<_, Self>(write).map(move |(res, entries), act, ctx| {
             act.flushing = false;
             if let Some(m) = &act.metrics {
@@ -260,10 +271,15 @@ impl Handler<WriteLog> for LoggerActor {
         if !self.link.is_ready() {
             return Box::pin(async { Err(ServiceError::unavailable(SERVICE)) });
         }
+        // The message's span, from taking it to its entry being stored (or failing).
+        let span = tracing::info_span!(parent: entry.span(), "WriteLog", service = SERVICE);
         let (tx, rx) = oneshot::channel();
-        self.pending.push((entry, tx));
+        self.pending.push((entry.in_span(span.clone()), tx));
         self.flush(ctx);
-        Box::pin(async move { rx.await.unwrap_or_else(|_| Err(ServiceError::unavailable(SERVICE))) })
+        Box::pin(
+            async move { rx.await.unwrap_or_else(|_| Err(ServiceError::unavailable(SERVICE))) }
+                .instrument(span),
+        )
     }
 }
 

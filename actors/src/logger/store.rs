@@ -139,6 +139,7 @@ const SQLITE_SCHEMA: &[&str] = &[
         service TEXT NOT NULL,
         request_id TEXT,
         event_id TEXT UNIQUE,
+        trace_id TEXT,
         created_ms INTEGER NOT NULL,
         updated_ms INTEGER NOT NULL
     )",
@@ -151,12 +152,32 @@ const SQLITE_SCHEMA: &[&str] = &[
     "DROP INDEX IF EXISTS logs_level",
 ];
 
-type SqliteRow = (String, String, String, String, String, Option<String>, Option<String>, i64, i64);
+/// Brings a data directory made before entries had a trace id up to date (SQLite has no
+/// `ADD COLUMN IF NOT EXISTS`: [`sqlite_migrate`] checks first). The index only holds the
+/// entries that have one, so writes with tracing off pay nothing for it.
+const SQLITE_TRACE_INDEX: &str =
+    "CREATE INDEX IF NOT EXISTS logs_trace ON logs (trace_id, created_ms DESC) WHERE trace_id IS NOT NULL";
 
-const SQLITE_COLUMNS: &str = "id, name, data, level, service, request_id, event_id, created_ms, updated_ms";
+/// Add the `trace_id` column to a table made without it, then its index.
+async fn sqlite_migrate(pool: &SqlitePool) -> Result<(), sqlx::Error> {
+    let (has,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM pragma_table_info('logs') WHERE name = 'trace_id'")
+            .fetch_one(pool)
+            .await?;
+    if has == 0 {
+        sqlx::query("ALTER TABLE logs ADD COLUMN trace_id TEXT").execute(pool).await?;
+    }
+    sqlx::query(SQLITE_TRACE_INDEX).execute(pool).await.map(drop)
+}
+
+type SqliteRow =
+    (String, String, String, String, String, Option<String>, Option<String>, Option<String>, i64, i64);
+
+const SQLITE_COLUMNS: &str =
+    "id, name, data, level, service, request_id, event_id, trace_id, created_ms, updated_ms";
 
 fn sqlite_entry(row: SqliteRow) -> LogEntry {
-    let (id, name, data, level, service, request_id, event_id, created, updated) = row;
+    let (id, name, data, level, service, request_id, event_id, trace_id, created, updated) = row;
     LogEntry {
         id,
         name,
@@ -164,6 +185,7 @@ fn sqlite_entry(row: SqliteRow) -> LogEntry {
         level: LogLevel::parse(&level).unwrap_or_default(),
         service,
         request_id,
+        trace_id,
         event_id,
         created_at: from_millis(created),
         updated_at: from_millis(updated),
@@ -181,6 +203,7 @@ fn mongo_entry(doc: &Document) -> Option<LogEntry> {
         level: text("level").and_then(|l| LogLevel::parse(&l)).unwrap_or_default(),
         service: text("service").unwrap_or_default(),
         request_id: text("request_id"),
+        trace_id: text("trace_id"),
         event_id: text("event_id"),
         created_at,
         updated_at: time("updated_at").unwrap_or(created_at),
@@ -189,9 +212,12 @@ fn mongo_entry(doc: &Document) -> Option<LogEntry> {
 
 fn mongo_filter(filter: &LogFilter, cursor: Option<&LogCursor>) -> Document {
     let mut f = Document::new();
-    for (key, value) in
-        [("name", &filter.name), ("service", &filter.service), ("request_id", &filter.request_id)]
-    {
+    for (key, value) in [
+        ("name", &filter.name),
+        ("service", &filter.service),
+        ("request_id", &filter.request_id),
+        ("trace_id", &filter.trace_id),
+    ] {
         if let Some(v) = value {
             f.insert(key, v.as_str());
         }
@@ -242,13 +268,23 @@ impl LogStore {
                 create_mongo_indexes(&coll, timeout).await?;
                 Backend::Mongo(db, coll)
             }
-            StoreTarget::Sqlite(path) => Backend::Sqlite(
-                deadline(timeout, crate::sqlite::open(path, SQLITE_SCHEMA, 3, timeout)).await?,
-            ),
+            StoreTarget::Sqlite(path) => {
+                let pools = deadline(timeout, crate::sqlite::open(path, SQLITE_SCHEMA, 3, timeout)).await?;
+                deadline(timeout, sqlite_migrate(&pools.writer)).await?;
+                Backend::Sqlite(pools)
+            }
         };
         let store = Self { backend, timeout };
         store.ping().await?;
         Ok(store)
+    }
+
+    /// Which database it is (`mongodb`, `sqlite`), for traces.
+    pub fn system(&self) -> &'static str {
+        match &self.backend {
+            Backend::Mongo(..) => "mongodb",
+            Backend::Sqlite(_) => "sqlite",
+        }
     }
 
     /// A cheap round trip to the store.
@@ -347,6 +383,7 @@ fn sqlite_select(
         ("level", filter.level.map(LogLevel::as_str)),
         ("service", filter.service.as_deref()),
         ("request_id", filter.request_id.as_deref()),
+        ("trace_id", filter.trace_id.as_deref()),
     ] {
         if let Some(value) = value {
             q.push(format_args!(" AND {column} = ")).push_bind(value);
@@ -388,6 +425,15 @@ async fn create_mongo_indexes(coll: &Collection<Document>, timeout: Duration) ->
         plain(doc! {"service": 1, "created_at": -1}),
         plain(doc! {"level": 1, "created_at": -1}),
         plain(doc! {"request_id": 1, "created_at": -1}),
+        IndexModel::builder()
+            .keys(doc! {"trace_id": 1, "created_at": -1})
+            .options(
+                IndexOptions::builder()
+                    .name("trace_id_created".to_owned())
+                    .partial_filter_expression(doc! {"trace_id": {"$exists": true}})
+                    .build(),
+            )
+            .build(),
         unique_event,
     ];
     deadline(timeout, coll.create_indexes(models)).await.map(drop)
@@ -408,6 +454,9 @@ fn mongo_doc(id: ObjectId, e: &NewLogEntry, now: bson::DateTime) -> Document {
     }
     if let Some(ev) = e.event_id() {
         d.insert("event_id", ev);
+    }
+    if let Some(trace) = e.trace_id() {
+        d.insert("trace_id", trace);
     }
     d
 }
@@ -478,7 +527,7 @@ async fn mongo_insert(
     }
 }
 
-/// Rows per `INSERT` statement: 9 bound values each, well under SQLite's 32,766 variables.
+/// Rows per `INSERT` statement: 10 bound values each, well under SQLite's 32,766 variables.
 const SQLITE_ROWS_PER_STATEMENT: usize = 1_000;
 
 /// Store a batch in as few round trips to sqlx's SQLite worker thread as possible: one
@@ -518,7 +567,8 @@ async fn sqlite_insert(
         return Ok(ids);
     }
     // Some rows repeated an event already stored (or earlier in this batch): answer with the
-    // stored entry's id, as for a redelivery.
+    // stored entry's id, as for a redelivery. Asked on the writer held above: the pool has one
+    // writer, so asking the pool would wait for it until the deadline.
     let mut known =
         sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT event_id, id FROM logs WHERE event_id IN (");
     let mut list = known.separated(", ");
@@ -527,7 +577,7 @@ async fn sqlite_insert(
     }
     list.push_unseparated(")");
     let stored: HashMap<String, String> =
-        known.build_query_as::<(String, String)>().fetch_all(pool).await?.into_iter().collect();
+        known.build_query_as::<(String, String)>().fetch_all(&mut *conn).await?.into_iter().collect();
     entries
         .iter()
         .zip(ids)
@@ -549,9 +599,10 @@ async fn sqlite_insert_rows(
     now: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO logs (id, name, data, level, service, request_id, event_id, created_ms, updated_ms) ",
+        "INSERT INTO logs (id, name, data, level, service, request_id, event_id, trace_id, created_ms, updated_ms) ",
     );
-    insert.push_values(rows.iter().zip(ids), |mut row, (e, id)| {
+    let traces: Vec<Option<String>> = rows.iter().map(NewLogEntry::trace_id).collect();
+    insert.push_values(rows.iter().zip(ids).zip(traces), |mut row, ((e, id), trace)| {
         row.push_bind(id.as_str())
             .push_bind(e.name())
             .push_bind(e.data())
@@ -559,6 +610,7 @@ async fn sqlite_insert_rows(
             .push_bind(e.service())
             .push_bind(e.request_id().map(RequestId::as_str))
             .push_bind(e.event_id())
+            .push_bind(trace)
             .push_bind(now)
             .push_bind(now);
     });

@@ -36,6 +36,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::Semaphore;
+use tracing::Instrument as _;
 use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::{MailEncryption, MailerSettings};
@@ -350,9 +351,11 @@ pub async fn deliver(
 impl Handler<SendMail> for Mailer {
     type Result = ResponseActFuture<Self, Result<(), ServiceError>>;
 
-    #[tracing::instrument(name = "send_mail", skip_all,
-                          fields(to = %msg.to, request_id = msg.request_id.as_ref().map(tracing::field::display)))]
+    #[tracing::instrument(name = "SendMail", skip_all, parent = &msg.span,
+                          fields(service = "mailer", to = %msg.to,
+                                 request_id = msg.request_id.as_ref().map(tracing::field::display)))]
     fn handle(&mut self, msg: SendMail, _: &mut Context<Self>) -> Self::Result {
+        let span = tracing::Span::current();
         let mail = match self.config.compose(&msg) {
             Ok(mail) => mail,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
@@ -363,7 +366,10 @@ impl Handler<SendMail> for Mailer {
             let Ok(Ok(_session)) = tokio::time::timeout(timeout, sessions.acquire_owned()).await else {
                 return Err(DeliveryError::Busy);
             };
-            let delivered = deliver(&transport, &mail, backoff, timeout * 2, counts.as_ref()).await;
+            let smtp =
+                tracing::info_span!(parent: &span, "smtp send", otel.kind = "client", service = "mailer");
+            let delivered =
+                deliver(&transport, &mail, backoff, timeout * 2, counts.as_ref()).instrument(smtp).await;
             // lettre hands the session back to its pool in a task of its own; let that run
             // before the permit goes to the next mail, which would otherwise open a session.
             tokio::task::yield_now().await;

@@ -29,6 +29,7 @@ async fn publish_until_confirmed(publisher: &Addr<PublisherActor>, id: String, n
         data: format!("event {n}"),
         level: LogLevel::Info,
         request_id: None,
+        span: tracing::Span::none(),
     };
     loop {
         match publisher.send(msg.clone()).await {

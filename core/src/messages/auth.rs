@@ -16,6 +16,8 @@ pub struct Authenticate {
     pub password: SecretString,
     /// The request this login belongs to (carried into its audit entry and `auth` event).
     pub request_id: Option<RequestId>,
+    /// The span the login is asked in (`Span::current()`): the actor's work is its child.
+    pub span: tracing::Span,
 }
 
 /// Check a bearer token: well signed, not expired, and its user exists and is active.

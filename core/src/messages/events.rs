@@ -28,6 +28,13 @@ pub struct Event {
     /// The request that published it, when there was one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_id: Option<RequestId>,
+    /// The W3C trace context it was published in (also sent as AMQP headers), so the
+    /// listener's work joins the publisher's trace; kept in the embedded queue's record too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// Vendor trace state that goes with `traceparent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
 }
 
 impl Event {
@@ -52,12 +59,22 @@ pub struct PublishEvent {
     pub level: LogLevel,
     /// The request that publishes it (travels in the event).
     pub request_id: Option<RequestId>,
+    /// The span it is published in (`Span::current()`); its trace context travels with the
+    /// event (AMQP headers, the embedded queue's record).
+    pub span: tracing::Span,
 }
 
 impl PublishEvent {
     /// An `INFO` event.
     pub fn info(name: impl Into<String>, data: impl Into<String>) -> Self {
-        Self { id: None, name: name.into(), data: data.into(), level: LogLevel::Info, request_id: None }
+        Self {
+            id: None,
+            name: name.into(),
+            data: data.into(),
+            level: LogLevel::Info,
+            request_id: None,
+            span: tracing::Span::current(),
+        }
     }
 }
 

@@ -58,6 +58,10 @@ pub const MAX_FIELD_LEN: usize = 256;
 /// `name`, `service` and `event_id` are at most [`MAX_FIELD_LEN`] bytes, and the request id
 /// is a well-formed [`RequestId`]. Serialised as the logger's wire JSON
 /// (`{"name","data","level","service","request_id"?,"event_id"?}`).
+///
+/// It also holds the span it was made in ([`Span::current`](tracing::Span::current) at
+/// [`NewLogEntry::new`]): the logger traces its storing as that span's child and stores the
+/// span's trace id beside the request id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "EntryFields")]
 pub struct NewLogEntry {
@@ -69,6 +73,8 @@ pub struct NewLogEntry {
     request_id: Option<RequestId>,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
+    #[serde(skip)]
+    span: tracing::Span,
 }
 
 /// `Invalid` unless `value` is at most [`MAX_FIELD_LEN`] bytes.
@@ -90,6 +96,7 @@ impl NewLogEntry {
             service: String::new(),
             request_id: None,
             event_id: None,
+            span: tracing::Span::current(),
         })
     }
 
@@ -146,6 +153,22 @@ impl NewLogEntry {
     pub fn event_id(&self) -> Option<&str> {
         self.event_id.as_deref()
     }
+
+    /// The same entry, traced as part of `span` from now on (the logger's `WriteLog` span).
+    pub fn in_span(mut self, span: tracing::Span) -> Self {
+        self.span = span;
+        self
+    }
+
+    /// The span it was made in.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
+    }
+
+    /// The trace it belongs to (32 hex digits), when it was made in a traced span.
+    pub fn trace_id(&self) -> Option<String> {
+        crate::telemetry::trace_id(&self.span)
+    }
 }
 
 /// [`NewLogEntry`]'s wire form before it is checked.
@@ -195,6 +218,9 @@ pub struct LogEntry {
     pub service: String,
     /// The request that caused it, if known.
     pub request_id: Option<String>,
+    /// The trace it was written in (32 hex digits), if known.
+    #[serde(default)]
+    pub trace_id: Option<String>,
     /// The event it came from, if any.
     pub event_id: Option<String>,
     /// When it was stored.
@@ -214,6 +240,9 @@ pub struct LogFilter {
     pub service: Option<String>,
     /// Exact request id.
     pub request_id: Option<String>,
+    /// Exact trace id.
+    #[serde(default)]
+    pub trace_id: Option<String>,
     /// Created at or after.
     pub since: Option<DateTime<Utc>>,
     /// Created before.

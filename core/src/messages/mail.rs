@@ -91,6 +91,7 @@ impl MailRequest {
             subject: Subject::parse(&self.subject)?,
             message: MailBody::parse(self.message)?,
             request_id: None,
+            span: tracing::Span::current(),
         })
     }
 }
@@ -109,12 +110,14 @@ pub struct SendMail {
     pub message: MailBody,
     /// The request (or event) this mail is sent for; logged with it and forwarded.
     pub request_id: Option<RequestId>,
+    /// The span it is sent in: the mailer's work is traced as its child.
+    pub span: tracing::Span,
 }
 
 impl SendMail {
-    /// The same mail, sent for request `id`.
+    /// The same mail, sent for request `id` (in the current span).
     pub fn for_request(self, id: Option<RequestId>) -> Self {
-        Self { request_id: id, ..self }
+        Self { request_id: id, span: tracing::Span::current(), ..self }
     }
 }
 

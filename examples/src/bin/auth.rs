@@ -26,8 +26,12 @@ async fn main() -> anyhow::Result<()> {
         .map_err(|_| anyhow::anyhow!("the user store did not become ready"))?;
 
     for password in ["verysecret", "wrong"] {
-        let login =
-            Authenticate { email: "admin@example.com".into(), password: password.into(), request_id: None };
+        let login = Authenticate {
+            email: "admin@example.com".into(),
+            password: password.into(),
+            request_id: None,
+            span: tracing::Span::none(),
+        };
         let reply = auth.send(login).await?;
         match reply {
             Ok(done) => println!(

@@ -106,7 +106,7 @@ async fn main() -> anyhow::Result<()> {
         ("event", "disk full", LogLevel::Error),
     ];
     for (name, data, level) in events {
-        let msg = PublishEvent { id: None, name: name.into(), data: data.into(), level, request_id: None };
+        let msg = PublishEvent { level, ..PublishEvent::info(name, data) };
         let id = p.publisher.send(msg).await?.map_err(anyhow::Error::msg)?;
         println!("published {name:<8} {:<7} id {id}", level.as_str());
     }

@@ -28,6 +28,9 @@ use troupe_actors::events::Drain;
 
 use crate::api::RunningServer;
 
+/// How long exporting the last spans may take at shutdown.
+const TRACE_FLUSH: Duration = Duration::from_secs(5);
+
 /// How long a task server may take to stop once told to.
 const TASK_GRACE: Duration = Duration::from_secs(10);
 
@@ -164,6 +167,11 @@ pub async fn run_until(parts: Vec<Part>, shutdown: impl Future<Output = ()>) -> 
         let (now, later): (Vec<_>, Vec<_>) = rest.into_iter().partition(|p| p.stage() == stage);
         rest = later;
         join_all(now.into_iter().map(Part::stop)).await;
+    }
+    // Last, the spans of everything above go out to the OTLP collector (when one is set).
+    let flush = tokio::task::spawn_blocking(troupe_core::telemetry::flush);
+    if tokio::time::timeout(TRACE_FLUSH, flush).await.is_err() {
+        tracing::warn!("traces not all exported at shutdown: the collector did not answer in time");
     }
     res
 }

@@ -18,3 +18,4 @@ mod metrics;
 mod outage;
 mod status;
 mod tail;
+mod traces;

@@ -17,4 +17,5 @@ mod contract;
 mod durability;
 mod embedded_events;
 mod flows;
+mod otlp;
 mod resilience;

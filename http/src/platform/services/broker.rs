@@ -60,6 +60,7 @@ pub fn local(
         crate::history::sampler(sources, shared, every, stop)
     });
     let history = crate::history::routes(history);
+    let traces = crate::traces::broker_config(&status)?;
     let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
     let dead_letters = crate::events::broker_routes(to.dead_letters);
     let opts = options(common, readiness, &settings.cors_allowed_origins, workers);
@@ -67,6 +68,7 @@ pub fn local(
         broker(cfg);
         status(cfg);
         dead_letters(cfg);
+        traces(cfg);
         history(cfg);
     })?;
     Ok(Service::new("broker", (), vec![streams, Part::Http(server), sampler]))
