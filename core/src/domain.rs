@@ -110,7 +110,7 @@ impl PersonName {
 }
 
 /// A user as the outside world sees it: the Go platform's fields, never the password hash.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct User {
     /// Database id.
     pub id: i32,
@@ -132,7 +132,7 @@ pub struct User {
 }
 
 /// A signed access token handed out at login.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccessToken {
     /// The JWT itself.
     pub access_token: String,

@@ -12,7 +12,7 @@ use crate::ServiceError;
 use crate::domain::AccessToken;
 
 /// One reply of a Troupe service.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Envelope {
     /// `true` when the request failed.
     pub error: bool,

@@ -191,8 +191,13 @@ impl FromRequest for IdempotencyKey {
     }
 }
 
-/// Parse JSON into `T`, reporting serde's (client-safe) reason as a 400.
+/// Parse a JSON object into `T`, reporting serde's (client-safe) reason as a 400. Anything
+/// but an object is refused: serde would read a struct from an array too (`["n","d"]` as
+/// `{"name":"n","data":"d"}`), which no body here is documented to be.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError(ServiceError::BadRequest("malformed JSON: expected an object".into())));
+    }
     serde_json::from_slice(bytes)
         .map_err(|e| ApiError(ServiceError::BadRequest(format!("malformed JSON: {e}"))))
 }
@@ -203,6 +208,9 @@ pub fn member<T: DeserializeOwned>(value: &Value, name: &str) -> Result<T, ApiEr
         .get(name)
         .filter(|v| !v.is_null())
         .ok_or_else(|| ApiError(ServiceError::BadRequest(format!("missing \"{name}\""))))?;
+    if !field.is_object() {
+        return Err(ApiError(ServiceError::BadRequest(format!("invalid \"{name}\": expected an object"))));
+    }
     T::deserialize(field).map_err(|e| ApiError(ServiceError::BadRequest(format!("invalid \"{name}\": {e}"))))
 }
 
@@ -214,15 +222,24 @@ pub fn health_routes(cfg: &mut ServiceConfig) {
 }
 
 /// Liveness in the Go platform's form: `200 text/plain "."`.
-async fn ping() -> HttpResponse {
+#[utoipa::path(get, path = "/ping", tag = "health",
+    responses((status = 200, description = "Alive: the body is `.`", body = String, content_type = "text/plain")))]
+pub(crate) async fn ping() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body(".")
 }
 
-async fn healthz() -> HttpResponse {
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "Alive", body = Envelope)))]
+pub(crate) async fn healthz() -> HttpResponse {
     reply(StatusCode::OK, Envelope::ok("alive"))
 }
 
-async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+/// Readiness: every backend of this process connected (`data`: each backend's state).
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, description = "Ready", body = Envelope),
+    (status = 503, description = "Not ready: a backend is connecting or down", body = Envelope)))]
+pub(crate) async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     let backends = readiness.snapshot();
     if readiness.is_ready() {
         reply(StatusCode::OK, Envelope::with_data("ready", backends))
@@ -233,8 +250,9 @@ async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     }
 }
 
-async fn not_found() -> HttpResponse {
-    ApiError(ServiceError::NotFound("not found".into())).error_response()
+/// No route took the request: 405 when its path has other methods, else 404 ([`crate::openapi::unrouted`]).
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    crate::openapi::unrouted(&req)
 }
 
 /// CORS from an allow-list of origins (`*` allows any, without credentials).
@@ -458,8 +476,12 @@ fn extractor_errors(cfg: &mut ServiceConfig) {
             };
             ApiError(ServiceError::BadRequest(format!("invalid query string: {detail}"))).into()
         }))
-        .app_data(web::PathConfig::default().error_handler(|_, req| {
-            ApiError(ServiceError::NotFound(format!("no such resource: {}", req.path()))).into()
+        .app_data(web::PathConfig::default().error_handler(|err, req| {
+            // `PATCH /users/me` reaches `/users/{id}` and fails there: 405, `/users/me` has no PATCH.
+            match crate::openapi::method_not_allowed(req) {
+                Some(res) => actix_web::error::InternalError::from_response(err, res).into(),
+                None => ApiError(ServiceError::NotFound(format!("no such resource: {}", req.path()))).into(),
+            }
         }));
 }
 
@@ -479,6 +501,7 @@ where
     let readiness = web::Data::new(opts.readiness.clone());
     let limits = web::Data::new(opts.limits.clone());
     let origins = opts.cors_origins.clone();
+    let openapi = crate::openapi::routes(name);
     let server = HttpServer::new(move || {
         // Middleware runs outermost-last: metrics time the whole request, the request id is
         // adopted (or made) and echoed on the reply, TracingLogger opens the request span
@@ -516,6 +539,7 @@ where
             .configure(extractor_errors)
             .configure(health_routes)
             .configure(crate::traces::routes)
+            .configure(openapi.clone())
             .configure(configure.clone())
             .default_service(web::to(not_found))
     })

@@ -19,13 +19,14 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use troupe_actors::auth::AuthActor;
 use troupe_actors::auth::token::{Claims, TokenKeys};
-use troupe_core::domain::{Email, Password, PersonName, Principal};
+use troupe_core::domain::{Email, Password, PersonName, Principal, User};
 use troupe_core::messages::{
     Authenticate, ChangePassword, DeactivateUser, GetUser, ListUsers, RegisterUser, UpdateUser,
 };
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, JsonBody, bearer_token, reply};
+use crate::openapi::{LoginReply, Reply};
 
 /// What the auth routes need.
 #[derive(Clone)]
@@ -90,12 +91,27 @@ fn bearer(req: &HttpRequest) -> Result<Bearer, ApiError> {
     state.keys.verify(token).map(Bearer).map_err(ApiError)
 }
 
-#[derive(Deserialize)]
+/// A login.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Credentials {
+    /// Login address.
     email: String,
+    /// Password.
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
+/// Log in: the user and an access token (the Go contract's `Logged in user <email>`).
+#[utoipa::path(post, path = "/authenticate", tag = "auth", request_body = Credentials,
+    responses(
+        (status = 202, description = "Logged in", body = LoginReply),
+        (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
+        (status = 401, description = "Wrong email or password, or an inactive account", body = Envelope),
+        (status = 413, description = "Body over 1 MiB", body = Envelope),
+        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
+        (status = 429, description = "Too many attempts for this account or client", body = Envelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn authenticate(
     state: web::Data<AuthState>,
     request_id: CurrentRequestId,
@@ -116,6 +132,12 @@ async fn authenticate(
 
 /// `GET /token`: the claims of a well-signed token whose user still exists and is active
 /// (a token outlives a deleted or deactivated user only until its `exp`: not here).
+#[utoipa::path(get, path = "/token", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The token's claims in `data`", body = Envelope),
+        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn token(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse, ApiError> {
     let by = who.principal()?;
     match state.ask(GetUser { by, id: by.user_id }).await {
@@ -127,18 +149,41 @@ async fn token(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse,
     }
 }
 
-#[derive(Deserialize)]
+/// A user to create.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewUser {
+    /// Login address.
+    #[schema(format = Email, max_length = 255)]
     email: String,
+    /// 8 to 72 bytes.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 72)]
     password: SecretString,
+    /// First name.
     #[serde(default)]
+    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     first_name: String,
+    /// Last name.
     #[serde(default)]
+    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     last_name: String,
+    /// May manage other users.
     #[serde(default)]
     admin: bool,
 }
 
+/// Create a user (admins only).
+#[utoipa::path(post, path = "/users", tag = "auth", request_body = NewUser,
+    security(("bearer" = [])),
+    responses(
+        (status = 201, description = "Created", body = Reply<User>),
+        (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
+        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
+        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
+        (status = 409, description = "The address is taken", body = Envelope),
+        (status = 413, description = "Body over 1 MiB", body = Envelope),
+        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
+        (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn register(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -156,12 +201,26 @@ async fn register(
     Ok(reply(StatusCode::CREATED, Envelope::with_data(format!("created user {}", user.email), user)))
 }
 
-#[derive(Deserialize)]
+/// A page of users.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Page {
+    /// Users with a greater id.
     after: Option<i32>,
+    /// Page size (50 by default).
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     limit: Option<u32>,
 }
 
+/// Users by id (admins only).
+#[utoipa::path(get, path = "/users", tag = "auth", params(Page),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "A page of users", body = Reply<Vec<User>>),
+        (status = 400, description = "A bad query parameter", body = Envelope),
+        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
+        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn list(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -172,24 +231,62 @@ async fn list(
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{} users", users.len()), users)))
 }
 
+/// The caller.
+#[utoipa::path(get, path = "/users/me", tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The caller", body = Reply<User>),
+        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
+        (status = 404, description = "No such user", body = Envelope),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn me(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse, ApiError> {
     let by = who.principal()?;
     let user = state.ask(GetUser { by, id: by.user_id }).await?;
     Ok(reply(StatusCode::OK, Envelope::with_data("user", user)))
 }
 
+/// One user (the caller, or anyone for an admin).
+#[utoipa::path(get, path = "/users/{id}", tag = "auth", params(("id" = i32, Path, description = "The user's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = Reply<User>),
+        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
+        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
+        (status = 404, description = "No such user", body = Envelope),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn get(state: web::Data<AuthState>, who: Bearer, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
     let user = state.ask(GetUser { by: who.principal()?, id: *id }).await?;
     Ok(reply(StatusCode::OK, Envelope::with_data("user", user)))
 }
 
-#[derive(Deserialize)]
+/// Changes to a user; absent fields stay.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Changes {
+    /// New login address.
+    #[schema(format = Email, max_length = 255)]
     email: Option<String>,
+    /// New first name.
+    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     first_name: Option<String>,
+    /// New last name.
+    #[schema(max_length = 255, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     last_name: Option<String>,
 }
 
+/// Change a user's address or names.
+#[utoipa::path(patch, path = "/users/{id}", tag = "auth", params(("id" = i32, Path, description = "The user's id")), request_body = Changes,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated", body = Reply<User>),
+        (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
+        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
+        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
+        (status = 404, description = "No such user", body = Envelope),
+        (status = 409, description = "The address is taken", body = Envelope),
+        (status = 413, description = "Body over 1 MiB", body = Envelope),
+        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
+        (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn update(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -207,6 +304,15 @@ async fn update(
     Ok(reply(StatusCode::OK, Envelope::with_data("user updated", user)))
 }
 
+/// Deactivate a user (they can no longer log in).
+#[utoipa::path(post, path = "/users/{id}/deactivate", tag = "auth", params(("id" = i32, Path, description = "The user's id")),
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Deactivated", body = Reply<User>),
+        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
+        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
+        (status = 404, description = "No such user", body = Envelope),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn deactivate(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -216,12 +322,30 @@ async fn deactivate(
     Ok(reply(StatusCode::OK, Envelope::with_data("user deactivated", user)))
 }
 
-#[derive(Deserialize)]
+/// A password change.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct NewPassword {
+    /// The current password (needed unless an admin changes another user's).
+    #[schema(value_type = Option<String>, format = Password)]
     current_password: Option<SecretString>,
+    /// 8 to 72 bytes.
+    #[schema(value_type = String, format = Password, min_length = 8, max_length = 72)]
     new_password: SecretString,
 }
 
+/// Change a user's password.
+#[utoipa::path(put, path = "/users/{id}/password", tag = "auth", params(("id" = i32, Path, description = "The user's id")), request_body = NewPassword,
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Changed", body = Envelope),
+        (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
+        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
+        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
+        (status = 404, description = "No such user", body = Envelope),
+        (status = 413, description = "Body over 1 MiB", body = Envelope),
+        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
+        (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
+        (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn change_password(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -237,3 +361,8 @@ async fn change_password(
     state.ask(msg).await?;
     Ok(reply(StatusCode::OK, Envelope::ok("password changed")))
 }
+
+/// The auth service's operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(authenticate, token, register, list, me, get, update, deactivate, change_password))]
+pub(crate) struct Doc;

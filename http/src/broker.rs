@@ -75,16 +75,41 @@ pub fn routes(state: BrokerState) -> impl Fn(&mut ServiceConfig) + Clone + Send 
     }
 }
 
+/// The Go platform's "hit the broker" button.
+#[utoipa::path(post, path = "/", tag = "broker",
+    responses((status = 200, description = "`Hit the broker`", body = Envelope)))]
 async fn hit() -> HttpResponse {
     reply(StatusCode::OK, Envelope::ok("Hit the broker"))
 }
 
-#[derive(Deserialize)]
+/// Credentials to check (the `auth` action).
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AuthPayload {
+    /// Login address.
     email: String,
+    /// Password.
+    #[schema(value_type = String, format = Password)]
     password: SecretString,
 }
 
+/// One action for one service: `auth`, `mail`, `event` or `log` (the Go platform's contract).
+///
+/// A body without a JSON content type is read as JSON too (as in Go). Requests per client
+/// and logins are rate limited (429 with `Retry-After`); `mail` (and an event named `mail`)
+/// needs a bearer token where mail can leave the machine (`MAIL_AUTH`).
+#[utoipa::path(post, path = "/handle", tag = "broker", request_body = HandleRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Stores an `event` or `log` once however often it is sent (1 to 128 visible ASCII characters)")),
+    security((), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Done: `auth` gives the user in `data` and a `token`, `event` its id in `data`", body = Envelope),
+        (status = 400, description = "Malformed JSON, unknown action or missing member", body = Envelope),
+        (status = 401, description = "Wrong credentials, or mail without a valid token", body = Envelope),
+        (status = 413, description = "Body over 1 MiB", body = Envelope),
+        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
+        (status = 422, description = "A value is invalid (address, level, id, field length)", body = Envelope),
+        (status = 429, description = "Rate limited", body = Envelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        (status = 503, description = "The service behind the action is unavailable", body = Envelope)))]
 async fn handle(
     state: web::Data<BrokerState>,
     (req, limits): (HttpRequest, web::Data<ClientLimits>),
@@ -170,15 +195,22 @@ async fn mail(
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Message sent to {to}"))))
 }
 
-#[derive(Deserialize)]
+/// An event to publish (the `event` action).
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EventPayload {
     /// The caller's id for the event: publishing the same id again stores it once.
     #[serde(default)]
+    #[schema(pattern = "^[!-~]{1,128}$")]
     id: Option<String>,
+    /// The event's name (its routing key is `log.<LEVEL>`; `mail` runs a mail job).
+    #[schema(pattern = "\\S")]
     name: String,
+    /// Any JSON; stored as text.
     #[serde(default)]
     data: Value,
+    /// Severity (`INFO` when absent).
     #[serde(default)]
+    #[schema(value_type = Option<LogLevel>)]
     level: Option<String>,
 }
 
@@ -234,6 +266,15 @@ async fn write_log(
 
 /// `POST /log-grpc`: the `log` payload, written through the logger's gRPC endpoint in split
 /// mode (directly to the logger actor in `troupe up`).
+#[utoipa::path(post, path = "/log-grpc", tag = "broker", request_body = LogRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Stores the entry once however often it is sent")),
+    responses(
+        (status = 202, description = "Stored", body = Envelope),
+        (status = 400, description = "Malformed JSON or missing `log`", body = Envelope),
+        (status = 413, description = "Body over 1 MiB", body = Envelope),
+        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
+        (status = 422, description = "A value is invalid", body = Envelope),
+        (status = 503, description = "The logger is unavailable", body = Envelope)))]
 async fn log_grpc(
     state: web::Data<BrokerState>,
     request_id: CurrentRequestId,
@@ -243,4 +284,92 @@ async fn log_grpc(
     let payload: LogPayload = member(&body, "log")?;
     write_log(&state.logs.write_grpc, &state, payload.idempotent(key), request_id.into_inner()).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok("logged")))
+}
+
+/// The broker's operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(hit, handle, log_grpc))]
+pub(crate) struct Doc;
+
+/// The body of `POST /handle`: `action` names the member that carries the payload.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code, reason = "documents the body `handle` reads member by member")]
+enum HandleRequest {
+    /// Check credentials.
+    Auth(AuthAction),
+    /// Send a mail.
+    Mail(MailAction),
+    /// Publish an event.
+    Event(EventAction),
+    /// Store a log entry.
+    Log(LogAction),
+}
+
+/// The `action` of each [`HandleRequest`].
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documentation only")]
+enum AuthTag {
+    Auth,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documentation only")]
+enum MailTag {
+    Mail,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documentation only")]
+enum EventTag {
+    Event,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code, reason = "documentation only")]
+enum LogTag {
+    Log,
+}
+
+/// `{"action":"auth","auth":{"email","password"}}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+struct AuthAction {
+    action: AuthTag,
+    auth: AuthPayload,
+}
+
+/// `{"action":"mail","mail":{"from","to","subject","message"}}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+struct MailAction {
+    action: MailTag,
+    mail: MailRequest,
+}
+
+/// `{"action":"event","event":{"id"?,"name","data","level"?}}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+struct EventAction {
+    action: EventTag,
+    event: EventPayload,
+}
+
+/// `{"action":"log","log":{"name","data",...}}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+struct LogAction {
+    action: LogTag,
+    log: LogPayload,
+}
+
+/// The body of `POST /log-grpc`: `{"log":{"name","data",...}}`.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[allow(dead_code, reason = "documentation only")]
+struct LogRequest {
+    log: LogPayload,
 }

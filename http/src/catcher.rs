@@ -14,10 +14,11 @@ use actix_web::HttpResponse;
 use actix_web::http::{StatusCode, header};
 use actix_web::web::{self, ServiceConfig};
 use troupe_actors::catcher::CatcherStore;
-use troupe_core::messages::{DeleteCaught, GetCaught, GetCaughtRaw, ListCaught};
+use troupe_core::messages::{CaughtMail, CaughtSummary, DeleteCaught, GetCaught, GetCaughtRaw, ListCaught};
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, ask, reply};
+use crate::openapi::Reply;
 
 /// Deadline for each call to the store.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,21 +43,44 @@ pub fn routes(state: CatcherState) -> impl Fn(&mut ServiceConfig) + Clone + Send
     }
 }
 
+/// Every caught mail, newest first.
+#[utoipa::path(get, path = "/api/messages", tag = "catcher",
+    responses(
+        (status = 200, description = "Summaries", body = Reply<Vec<CaughtSummary>>),
+        (status = 503, description = "The store is unavailable", body = Envelope)))]
 async fn list(state: web::Data<CatcherState>) -> Result<HttpResponse, ApiError> {
     let all = ask(&state.store, ListCaught, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{} messages", all.len()), all)))
 }
 
+/// One caught mail: headers, text and HTML parts.
+#[utoipa::path(get, path = "/api/messages/{id}", tag = "catcher", params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The mail", body = Reply<CaughtMail>),
+        (status = 404, description = "No such message", body = Envelope),
+        (status = 503, description = "The store is unavailable", body = Envelope)))]
 async fn get(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let mail = ask(&state.store, GetCaught { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data("message", mail)))
 }
 
+/// A caught mail as received.
+#[utoipa::path(get, path = "/api/messages/{id}/raw", tag = "catcher", params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The raw message", body = String, content_type = "text/plain"),
+        (status = 404, description = "No such message", body = Envelope),
+        (status = 503, description = "The store is unavailable", body = Envelope)))]
 async fn raw(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let bytes = ask(&state.store, GetCaughtRaw { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
 }
 
+/// A caught mail's HTML part, sandboxed (`Content-Security-Policy: sandbox`).
+#[utoipa::path(get, path = "/api/messages/{id}/html", tag = "catcher", params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "The HTML part", body = String, content_type = "text/html"),
+        (status = 404, description = "No such message, or it has no HTML part", body = Envelope),
+        (status = 503, description = "The store is unavailable", body = Envelope)))]
 async fn html(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let mail = ask(&state.store, GetCaught { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     let html =
@@ -68,12 +92,28 @@ async fn html(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<H
         .body(html))
 }
 
+/// Delete one caught mail.
+#[utoipa::path(delete, path = "/api/messages/{id}", tag = "catcher", params(("id" = String, Path, description = "The message's id")),
+    responses(
+        (status = 200, description = "Deleted", body = Envelope),
+        (status = 404, description = "No such message", body = Envelope),
+        (status = 503, description = "The store is unavailable", body = Envelope)))]
 async fn delete(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     ask(&state.store, DeleteCaught { id: Some(id.into_inner()) }, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::ok("deleted")))
 }
 
+/// Delete every caught mail.
+#[utoipa::path(delete, path = "/api/messages", tag = "catcher",
+    responses(
+        (status = 200, description = "Deleted", body = Envelope),
+        (status = 503, description = "The store is unavailable", body = Envelope)))]
 async fn delete_all(state: web::Data<CatcherState>) -> Result<HttpResponse, ApiError> {
     ask(&state.store, DeleteCaught { id: None }, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::ok("deleted all messages")))
 }
+
+/// The catcher's operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, delete_all, get, delete, raw, html))]
+pub(crate) struct Doc;

@@ -69,6 +69,13 @@ pub fn broker_routes(source: DeadLetterSource) -> impl Fn(&mut ServiceConfig) + 
     }
 }
 
+/// The events refused for good (the console's Dead letters view).
+#[utoipa::path(get, path = "/dead-letters", tag = "events", params(Limit),
+    responses(
+        (status = 200, description = "Dead letters, newest first", body = Envelope),
+        (status = 400, description = "A bad query parameter", body = Envelope),
+        (status = 404, description = "No dead letters here (RabbitMQ keeps them in its `.dead` queue, or no listener is configured)", body = Envelope),
+        (status = 503, description = "The event bus (or the listener) is unavailable", body = Envelope)))]
 async fn broker_dead_letters(
     source: web::Data<DeadLetterSource>,
     query: web::Query<Limit>,
@@ -85,6 +92,14 @@ async fn broker_dead_letters(
     }
 }
 
+/// Queue dead letters again.
+#[utoipa::path(post, path = "/dead-letters/replay", tag = "events",
+    request_body(content = Option<Replay>, description = "`{\"seq\": N}` for one dead letter, no body for all", content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many were queued again, in `data.replayed`", body = Envelope),
+        (status = 400, description = "Not `{\"seq\": N}` nor empty", body = Envelope),
+        (status = 404, description = "No dead letters here", body = Envelope),
+        (status = 503, description = "The event bus (or the listener) is unavailable", body = Envelope)))]
 async fn broker_replay(
     source: web::Data<DeadLetterSource>,
     body: web::Bytes,
@@ -139,6 +154,9 @@ pub fn routes(state: ListenerState) -> impl Fn(&mut ServiceConfig) + Clone + Sen
     }
 }
 
+/// The consumer's state: transport, queue, consumer tag, counters.
+#[utoipa::path(get, path = "/status", tag = "events",
+    responses((status = 200, description = "The listener's state in `data`", body = Envelope)))]
 async fn status(state: web::Data<ListenerState>) -> HttpResponse {
     reply(StatusCode::OK, Envelope::with_data("listener", state.stats.snapshot()))
 }
@@ -152,11 +170,22 @@ fn bus(state: &ListenerState) -> Result<&DeadLetters, ApiError> {
     })
 }
 
-#[derive(Deserialize)]
+/// How many dead letters to list.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct Limit {
+    /// 100 by default; 0 asks for 1, more than 500 for 500.
+    #[param(value_type = Option<u64>, maximum = 4_294_967_295_u64)]
     limit: Option<u32>,
 }
 
+/// The events refused for good.
+#[utoipa::path(get, path = "/dead-letters", tag = "events", params(Limit),
+    responses(
+        (status = 200, description = "Dead letters, newest first", body = Envelope),
+        (status = 400, description = "A bad query parameter", body = Envelope),
+        (status = 404, description = "No dead letters here (RabbitMQ keeps them in its `.dead` queue, or no listener is configured)", body = Envelope),
+        (status = 503, description = "The event bus (or the listener) is unavailable", body = Envelope)))]
 async fn dead_letters(
     state: web::Data<ListenerState>,
     query: web::Query<Limit>,
@@ -170,22 +199,49 @@ async fn list(bus: &DeadLetters, limit: u32) -> Result<HttpResponse, ApiError> {
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{} dead letters", letters.len()), letters)))
 }
 
-#[derive(Deserialize)]
+/// Which dead letter to replay.
+#[derive(Deserialize, utoipa::ToSchema)]
 struct Replay {
+    /// Its `seq`; absent: every one.
+    #[serde(default, deserialize_with = "integral")]
     seq: Option<i64>,
 }
 
-/// The dead letter a replay names (`{"seq": N}`), or every one (no body).
+/// An integer, also when written with a zero fraction (`7.0`), as JSON Schema counts it.
+fn integral<'de, D: serde::Deserializer<'de>>(from: D) -> Result<Option<i64>, D::Error> {
+    let Some(n) = Option::<serde_json::Number>::deserialize(from)? else { return Ok(None) };
+    let whole = n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15).map(|f| f as i64);
+    n.as_i64()
+        .or(whole)
+        .map(Some)
+        .ok_or_else(|| serde::de::Error::custom(format!("invalid seq {n}: an integer expected")))
+}
+
+/// The dead letter a replay names (`{"seq": N}`), or every one (no body, `null` or `{}`).
 fn replay_seq(body: &[u8]) -> Result<Option<i64>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let replay = serde_json::from_slice::<Replay>(body).map_err(|e| {
-        ApiError(ServiceError::BadRequest(format!("expected {{\"seq\": N}} or no body: {e}")))
-    })?;
-    Ok(replay.seq)
+    let bad =
+        |e: String| ApiError(ServiceError::BadRequest(format!("expected {{\"seq\": N}} or no body: {e}")));
+    // An object or `null`: serde would read the struct from an array too.
+    match serde_json::from_slice::<serde_json::Value>(body).map_err(|e| bad(e.to_string()))? {
+        serde_json::Value::Null => Ok(None),
+        object @ serde_json::Value::Object(_) => {
+            Replay::deserialize(object).map(|r| r.seq).map_err(|e| bad(e.to_string()))
+        }
+        _ => Err(bad("not an object".into())),
+    }
 }
 
+/// Queue dead letters again.
+#[utoipa::path(post, path = "/dead-letters/replay", tag = "events",
+    request_body(content = Option<Replay>, description = "`{\"seq\": N}` for one dead letter, no body for all", content_type = "application/json"),
+    responses(
+        (status = 200, description = "How many were queued again, in `data.replayed`", body = Envelope),
+        (status = 400, description = "Not `{\"seq\": N}` nor empty", body = Envelope),
+        (status = 404, description = "No dead letters here", body = Envelope),
+        (status = 503, description = "The event bus (or the listener) is unavailable", body = Envelope)))]
 async fn replay(state: web::Data<ListenerState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
     replay_on(bus(&state)?, replay_seq(&body)?).await
 }
@@ -195,3 +251,13 @@ async fn replay_on(bus: &DeadLetters, seq: Option<i64>) -> Result<HttpResponse, 
     let data = serde_json::json!({ "replayed": replayed });
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{replayed} events queued again"), data)))
 }
+
+/// The listener's operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status, dead_letters, replay))]
+pub(crate) struct Doc;
+
+/// The dead-letter operations the broker serves ([`broker_routes`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(broker_dead_letters, broker_replay))]
+pub(crate) struct BrokerDoc;

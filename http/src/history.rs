@@ -375,10 +375,19 @@ pub fn routes(history: SharedHistory) -> impl Fn(&mut ServiceConfig) + Clone + S
     }
 }
 
+/// The last 15 minutes of every service's request rates, latencies and backend states,
+/// sampled (the console's charts).
+#[utoipa::path(get, path = "/metrics/history", tag = "health",
+    responses((status = 200, description = "The samples in `data`", body = Envelope)))]
 async fn serve_history(history: web::Data<SharedHistory>) -> HttpResponse {
     let data = history.lock().unwrap_or_else(PoisonError::into_inner).to_json();
     reply(StatusCode::OK, Envelope::with_data("metrics history", data))
 }
+
+/// `GET /metrics/history`, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(serve_history))]
+pub(crate) struct Doc;
 
 #[cfg(test)]
 mod tests {

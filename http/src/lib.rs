@@ -4,6 +4,7 @@
 //! - [`broker`]: the API gateway's routes.
 //! - [`auth`]: the authentication service's routes (login, tokens, user management).
 //! - [`mailer`]: the mailer's routes (`POST /send`).
+//! - [`openapi`]: each service's OpenAPI 3.1 document, served at `GET /openapi.json`.
 //! - [`catcher`]: the built-in mail catcher's JSON API.
 //! - [`events`]: the listener service's status and dead-letter routes.
 //! - [`limits`]: per-client rate limits at the HTTP edge (logins, broker requests).
@@ -37,6 +38,7 @@ pub mod jsonrpc;
 pub mod limits;
 pub mod logger;
 pub mod mailer;
+pub mod openapi;
 pub mod platform;
 pub mod proxy;
 pub mod status;

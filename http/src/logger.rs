@@ -14,10 +14,13 @@ use actix_web::{HttpRequest, HttpResponse, Responder};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::json;
-use troupe_core::messages::{GetLog, LogCursor, LogFilter, LogLevel, NewLogEntry, QueryLogs, WriteLog};
+use troupe_core::messages::{
+    GetLog, LogCursor, LogEntry, LogFilter, LogLevel, LogPage, NewLogEntry, QueryLogs, WriteLog,
+};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, reply};
+use crate::openapi::{Reply, Stored};
 use crate::tail::{LogTail, TailSource};
 
 /// Default page size of `GET /logs`.
@@ -41,23 +44,28 @@ pub struct LogClients {
 }
 
 /// The body of `POST /log`: the Go platform's `{name, data}` plus Troupe's optional fields.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct LogPayload {
     /// What happened.
+    #[schema(max_length = 256)]
     pub name: String,
     /// Free text.
     pub data: String,
     /// `INFO` (default), `WARNING`, ...
     #[serde(default)]
+    #[schema(schema_with = crate::openapi::level_or_default)]
     pub level: Option<String>,
     /// The writing service.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub service: Option<String>,
     /// The causing request (defaults to this request's id).
     #[serde(default)]
+    #[schema(pattern = "^[A-Za-z0-9_.:/+=@-]{0,128}$")]
     pub request_id: Option<String>,
     /// The source event's id (stored at most once).
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub event_id: Option<String>,
 }
 
@@ -116,6 +124,16 @@ pub fn read_routes(cfg: &mut ServiceConfig) {
         .route("/logs/{id}", web::get().to(get_log));
 }
 
+/// Store one entry (the Go platform's `{name, data}`, plus Troupe's optional fields).
+#[utoipa::path(post, path = "/log", tag = "logger", request_body = LogPayload,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Stores the entry once however often it is sent")),
+    responses(
+        (status = 202, description = "Stored; its id in `data`", body = Reply<Stored>),
+        (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
+        (status = 413, description = "Body over 1 MiB", body = Envelope),
+        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
+        (status = 422, description = "A value is invalid (level, request id, field length)", body = Envelope),
+        (status = 503, description = "The log store is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "logger.write", skip_all)]
 async fn write_log(
     clients: web::Data<LogClients>,
@@ -129,17 +147,32 @@ async fn write_log(
 }
 
 /// Query parameters of `GET /logs`, as text so each bad one gets a clear 400.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Exact name.
     name: Option<String>,
+    /// Exact level.
+    #[param(schema_with = crate::openapi::level_or_empty)]
     level: Option<String>,
+    /// Exact service.
     service: Option<String>,
+    /// Exact request id.
     request_id: Option<String>,
     /// Exact trace id (32 lowercase hex digits).
+    #[param(pattern = "^([0-9a-f]{32})?$")]
     trace_id: Option<String>,
+    /// Stored at or after (RFC 3339).
+    #[param(schema_with = crate::openapi::time_or_empty)]
     since: Option<String>,
+    /// Stored before (RFC 3339).
+    #[param(schema_with = crate::openapi::time_or_empty)]
     until: Option<String>,
+    /// Page size, 1 to 500 (50 by default).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 500)]
     limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    #[param(pattern = "^([0-9]{1,18}-[0-9A-Fa-f]{24})?$")]
     cursor: Option<String>,
 }
 
@@ -214,6 +247,12 @@ fn list_query(query: web::Query<Vec<(String, String)>>) -> Result<QueryLogs, Api
     params.into_query()
 }
 
+/// Entries, newest first, filtered; a page at a time (`next_cursor`).
+#[utoipa::path(get, path = "/logs", tag = "logger", params(ListParams),
+    responses(
+        (status = 200, description = "A page of entries", body = Reply<LogPage>),
+        (status = 400, description = "A bad query parameter", body = Envelope),
+        (status = 503, description = "The log store is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "logger.list", skip_all)]
 async fn list_logs(
     clients: web::Data<LogClients>,
@@ -224,6 +263,13 @@ async fn list_logs(
     Ok::<_, ApiError>(reply(StatusCode::OK, Envelope::with_data("logs", page)))
 }
 
+/// One entry by id.
+#[utoipa::path(get, path = "/logs/{id}", tag = "logger",
+    params(("id" = String, Path, description = "The entry's id (24 hex digits)")),
+    responses(
+        (status = 200, description = "The entry", body = Reply<LogEntry>),
+        (status = 404, description = "No such entry", body = Envelope),
+        (status = 503, description = "The log store is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "logger.get", skip_all)]
 async fn get_log(clients: web::Data<LogClients>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let entry = ask(&clients.get, GetLog(id.into_inner()), clients.timeout, "logger").await?;
@@ -231,6 +277,14 @@ async fn get_log(clients: web::Data<LogClients>, id: web::Path<String>) -> Resul
 }
 
 /// `GET /logs/stream`: new entries as server-sent events ([`crate::tail`]).
+#[utoipa::path(get, path = "/logs/stream", tag = "logger", params(ListParams,
+        ("after" = Option<String>, Query, description = "Resume after this entry's cursor (as `Last-Event-ID`)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this entry (sent by a reconnecting browser)")),
+    responses(
+        (status = 200, description = "Server-sent events: `id:` the entry's cursor, `data:` the entry", body = String, content_type = "text/event-stream"),
+        (status = 400, description = "A bad query parameter", body = Envelope),
+        (status = 404, description = "No live tail here", body = Envelope),
+        (status = 503, description = "The logger is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "logger.stream", skip_all)]
 async fn stream_logs(
     clients: web::Data<LogClients>,
@@ -291,3 +345,13 @@ async fn backlog(
     entries.reverse();
     Ok(entries)
 }
+
+/// The logger's own operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(write_log))]
+pub(crate) struct Doc;
+
+/// The read operations the logger and the broker both serve ([`read_routes`]).
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list_logs, stream_logs, get_log))]
+pub(crate) struct ReadDoc;

@@ -78,6 +78,18 @@ pub async fn send_mail(
     Ok(to)
 }
 
+/// Send a mail (the Go contract's `sent to <to>`); where mail can leave the machine
+/// (`MAIL_AUTH`), only with a bearer token of an active user.
+#[utoipa::path(post, path = "/send", tag = "mailer", request_body = MailRequest,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 202, description = "Handed to the SMTP server", body = Envelope),
+        (status = 400, description = "Malformed JSON", body = Envelope),
+        (status = 401, description = "No valid bearer token where one is needed", body = Envelope),
+        (status = 413, description = "Body over 1 MiB", body = Envelope),
+        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
+        (status = 422, description = "A bad address, subject or size", body = Envelope),
+        (status = 503, description = "The SMTP server (or auth, to check the token) is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "mailer.send", skip_all)]
 async fn send(
     state: web::Data<MailerState>,
@@ -89,3 +101,8 @@ async fn send(
     let to = send_mail(&state.mailer, request, request_id.into_inner(), state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("sent to {to}"))))
 }
+
+/// The mailer's operations, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(send))]
+pub(crate) struct Doc;

@@ -71,6 +71,9 @@ pub fn routes(source: StatusSource) -> impl Fn(&mut ServiceConfig) + Clone + Sen
     }
 }
 
+/// Every service's readiness and backend states (the console's health view).
+#[utoipa::path(get, path = "/status", tag = "broker",
+    responses((status = 200, description = "Each service's `ready` and `backends` in `data`", body = Envelope)))]
 async fn status(source: web::Data<StatusSource>) -> HttpResponse {
     let services = match source.get_ref() {
         StatusSource::Local { readiness, services } => local(readiness, &services.list()),
@@ -122,6 +125,11 @@ async fn probe(client: &reqwest::Client, base: &Url) -> ServiceStatus {
         Err(_) => down("unreadable /readyz reply".into()),
     }
 }
+
+/// `GET /status`, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(status))]
+pub(crate) struct Doc;
 
 #[cfg(test)]
 mod tests {

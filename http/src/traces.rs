@@ -74,6 +74,13 @@ struct Trace {
     missing: Vec<String>,
 }
 
+/// One trace: every span recorded for it (by this process, and in split mode by the others).
+#[utoipa::path(get, path = "/traces/{trace_id}", tag = "traces",
+    params(("trace_id" = String, Path, pattern = "^(?!0{32})[0-9a-f]{32}$", description = "The W3C trace id (not all zeros)")),
+    responses(
+        (status = 200, description = "The trace's spans in `data`", body = Envelope),
+        (status = 400, description = "Not 32 lowercase hex digits", body = Envelope),
+        (status = 404, description = "No span of that trace is kept here", body = Envelope)))]
 async fn one(
     path: web::Path<String>,
     remotes: Option<web::Data<TraceRemotes>>,
@@ -116,12 +123,21 @@ async fn one(
 }
 
 /// `GET /traces` query.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Only the traces of this request.
     request_id: Option<String>,
+    /// How many, newest first.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 1000)]
     limit: Option<usize>,
 }
 
+/// Summaries of the most recent traces, newest first.
+#[utoipa::path(get, path = "/traces", tag = "traces", params(ListQuery),
+    responses(
+        (status = 200, description = "Trace summaries in `data`", body = Envelope),
+        (status = 400, description = "A bad query parameter", body = Envelope)))]
 async fn list(
     query: web::Query<ListQuery>,
     remotes: Option<web::Data<TraceRemotes>>,
@@ -200,3 +216,8 @@ async fn fetch<T: serde::de::DeserializeOwned>(
     let data = body.get("data").cloned().unwrap_or(Value::Null);
     serde_json::from_value(data).map(Some).map_err(drop)
 }
+
+/// `GET /traces` and `GET /traces/{trace_id}`, for [`crate::openapi`].
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, one))]
+pub(crate) struct Doc;

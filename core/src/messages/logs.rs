@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::{RequestId, ServiceError};
 
 /// Severity of a log entry; events are routed as `log.<LEVEL>`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum LogLevel {
     /// Diagnostic detail.
@@ -204,7 +204,7 @@ impl TryFrom<EntryFields> for NewLogEntry {
 pub struct WriteLog(pub NewLogEntry);
 
 /// A stored log entry, as `GET /logs` shows it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogEntry {
     /// Store id (a 24-hex-digit ObjectId in both stores).
     pub id: String,
@@ -292,7 +292,7 @@ pub struct QueryLogs {
 }
 
 /// One page of entries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogPage {
     /// Newest first.
     pub entries: Vec<LogEntry>,

@@ -57,20 +57,34 @@ impl MailBody {
 }
 
 /// The mail as a client sends it (`{"from","to","subject","message"}`), before parsing.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MailRequest {
     /// Sender address; empty or missing means the configured `FROM_ADDRESS`.
     #[serde(default)]
+    #[schema(schema_with = email_or_empty)]
     pub from: String,
     /// Recipient address.
     #[serde(default)]
+    #[schema(required = true, format = Email, max_length = 255)]
     pub to: String,
-    /// Subject line.
+    /// Subject line: one line, no control characters.
     #[serde(default)]
+    #[schema(max_length = 998, pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$")]
     pub subject: String,
     /// Body text, rendered into the HTML and plain-text templates.
     #[serde(default)]
     pub message: String,
+}
+
+/// The schema of `from`: an address, or empty for `FROM_ADDRESS`.
+fn email_or_empty() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
+    let email = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+        .max_length(Some(255));
+    let empty = ObjectBuilder::new().schema_type(Type::String).max_length(Some(0));
+    Schema::AnyOf(AnyOfBuilder::new().item(email).item(empty).build())
 }
 
 impl MailRequest {
@@ -134,7 +148,7 @@ impl SendMail {
 }
 
 /// One caught mail in the catcher's list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CaughtSummary {
     /// Id (sortable by arrival).
     pub id: String,
@@ -151,7 +165,7 @@ pub struct CaughtSummary {
 }
 
 /// One caught mail in full.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CaughtMail {
     /// Id.
     pub id: String,
