@@ -14,6 +14,7 @@ mod events;
 mod helpers;
 mod logger;
 mod mail;
+mod openapi;
 mod metrics;
 mod outage;
 mod status;
