@@ -20,4 +20,5 @@ mod console;
 mod fake;
 mod helpers;
 mod live;
+mod trace;
 mod views;
