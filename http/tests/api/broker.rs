@@ -77,7 +77,7 @@ async fn bad_requests_get_clear_errors_in_the_envelope() {
         ("unknown action", None, r#"{"action":"dance"}"#.into(), 400, "unknown action"),
         ("missing action", None, r#"{"auth":{}}"#.into(), 400, "unknown action"),
         ("not JSON", None, r#"{"action":"#.into(), 400, "malformed JSON"),
-        ("not an object", None, "[1,2]".into(), 400, "unknown action"),
+        ("not an object", None, "[1,2]".into(), 400, "expected an object"),
         ("missing auth", None, r#"{"action":"auth"}"#.into(), 400, "missing \"auth\""),
         ("wrong types", None, r#"{"action":"auth","auth":{"email":1}}"#.into(), 400, "invalid \"auth\""),
         ("oversize", None, big, 413, "larger than"),
