@@ -61,8 +61,9 @@ pub const MAX_FIELD_LEN: usize = 256;
 ///
 /// It also holds the span it was made in ([`Span::current`](tracing::Span::current) at
 /// [`NewLogEntry::new`]): the logger traces its storing as that span's child and stores the
-/// span's trace id beside the request id.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// span's trace id beside the request id. Two entries are equal when their fields are (the
+/// span is not compared).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(try_from = "EntryFields")]
 pub struct NewLogEntry {
     name: String,
@@ -75,6 +76,13 @@ pub struct NewLogEntry {
     event_id: Option<String>,
     #[serde(skip)]
     span: tracing::Span,
+}
+
+impl PartialEq for NewLogEntry {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.name, &self.data, self.level, &self.service, &self.request_id, &self.event_id)
+            == (&other.name, &other.data, other.level, &other.service, &other.request_id, &other.event_id)
+    }
 }
 
 /// `Invalid` unless `value` is at most [`MAX_FIELD_LEN`] bytes.
