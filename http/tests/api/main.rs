@@ -15,6 +15,7 @@ mod helpers;
 mod logger;
 mod mail;
 mod metrics;
+mod openapi;
 mod outage;
 mod status;
 mod tail;
