@@ -43,5 +43,5 @@ pub mod platform;
 pub mod proxy;
 pub mod status;
 pub mod tail;
-pub mod traces;
 pub mod trace_cli;
+pub mod traces;

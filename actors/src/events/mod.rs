@@ -301,6 +301,31 @@ pub struct ListenerStatus {
     pub queued: Option<u64>,
 }
 
+/// The consumer's metric families, in the order [`ListenerStats::collector`] reads them.
+const CONSUMER_FAMILIES: [Family; 6] = [
+    Family { name: "events_delivered_total", help: "Events handed to the sink", counter: true, labels: &[] },
+    Family { name: "events_acked_total", help: "Events stored and acknowledged", counter: true, labels: &[] },
+    Family {
+        name: "events_retried_total",
+        help: "Store or job attempts retried after a transient failure",
+        counter: true,
+        labels: &[],
+    },
+    Family {
+        name: "events_dead_lettered_total",
+        help: "Events dead-lettered (refused for good or malformed)",
+        counter: true,
+        labels: &[],
+    },
+    Family { name: "events_in_flight", help: "Deliveries being stored now", counter: false, labels: &[] },
+    Family {
+        name: "events_queue_depth",
+        help: "Events waiting in the embedded queue (in flight included)",
+        counter: false,
+        labels: &[],
+    },
+];
+
 impl ListenerStats {
     /// Fresh counters for a consumer of `queue` over `transport`.
     pub fn new(transport: &'static str, queue: &str) -> Arc<Self> {
@@ -366,29 +391,6 @@ impl ListenerStats {
     /// the delivery path): `troupe_events_{delivered,acked,retried,dead_lettered}_total`,
     /// `troupe_events_in_flight`, and `troupe_events_queue_depth` for the embedded queue.
     pub fn collector(self: &Arc<Self>) -> Option<ReadOnScrape> {
-        const FAMILIES: [Family; 6] = [
-            Family { name: "events_delivered_total", help: "Events handed to the sink", counter: true, labels: &[] },
-            Family { name: "events_acked_total", help: "Events stored and acknowledged", counter: true, labels: &[] },
-            Family {
-                name: "events_retried_total",
-                help: "Store or job attempts retried after a transient failure",
-                counter: true,
-                labels: &[],
-            },
-            Family {
-                name: "events_dead_lettered_total",
-                help: "Events dead-lettered (refused for good or malformed)",
-                counter: true,
-                labels: &[],
-            },
-            Family { name: "events_in_flight", help: "Deliveries being stored now", counter: false, labels: &[] },
-            Family {
-                name: "events_queue_depth",
-                help: "Events waiting in the embedded queue (in flight included)",
-                counter: false,
-                labels: &[],
-            },
-        ];
         let stats = Arc::downgrade(self);
         let read = move || {
             let Some(s) = stats.upgrade().map(|s| s.snapshot()) else { return Vec::new() };
@@ -403,7 +405,7 @@ impl ListenerStats {
             out.extend(s.queued.map(|q| (5, Vec::new(), n(q))));
             out
         };
-        ReadOnScrape::new(&FAMILIES, read).ok()
+        ReadOnScrape::new(&CONSUMER_FAMILIES, read).ok()
     }
 }
 
