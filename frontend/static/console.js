@@ -544,7 +544,7 @@
     return card;
   }
 
-  window.TroupeTrace.setup({ headers: () => authHeaders() });
+  window.TroupeTrace.setup({ headers: () => authHeaders(), readJson });
   window.TroupeCharts.setup({ broker, headers: () => authHeaders() });
   window.addEventListener("hashchange", route);
   route();

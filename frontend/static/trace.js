@@ -12,6 +12,8 @@
   // How long a trace opened from a fresh reply may take to be recorded by every service.
   const SETTLE_MS = 4000;
   let headers = () => ({});
+  // console.js's reader of an envelope (or of a body that is not one), given by setup().
+  let readJson = async (res) => res.json();
   let generation = 0;
 
   function el(tag, text, cls) {
@@ -27,15 +29,6 @@
     if (v >= 100) return v.toFixed(0) + " ms";
     if (v >= 10) return v.toFixed(1) + " ms";
     return v.toFixed(2) + " ms";
-  }
-
-  async function readJson(res) {
-    const text = await res.text();
-    try {
-      return JSON.parse(text);
-    } catch (_) {
-      return { error: !res.ok, message: text || res.statusText };
-    }
   }
 
   async function get(path) {
@@ -354,6 +347,7 @@
     /// console.js hands over how to authenticate broker requests.
     setup: (options) => {
       if (options && options.headers) headers = options.headers;
+      if (options && options.readJson) readJson = options.readJson;
     },
   };
 })();
