@@ -220,8 +220,8 @@ pub fn text(registry: &Registry) -> String {
 }
 
 fn say(err: &prometheus::Error) {
-    // core logs nothing itself (no `tracing` here); a refused family is a programming error.
-    eprintln!("metrics: {err}");
+    // A refused family is a programming error; said through `tracing` like every other log.
+    tracing::error!(error = %err, "metric family not registered");
 }
 
 /// One broker action's handles.
