@@ -151,6 +151,26 @@ pub struct Principal {
     pub admin: bool,
 }
 
+/// Whom a verified bearer token speaks for: a user, or one of Troupe's own services (a
+/// service token signed with the shared key, for the mail jobs the listener runs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// An active user.
+    User(Principal),
+    /// A Troupe service, by name (`listener`).
+    Service(String),
+}
+
+impl Caller {
+    /// Whether this caller may read every user's entries (an admin, or a service).
+    pub fn is_admin(&self) -> bool {
+        match self {
+            Self::User(p) => p.admin,
+            Self::Service(_) => true,
+        }
+    }
+}
+
 /// A successful login: the user and a token for later requests.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Authenticated {

@@ -5,7 +5,18 @@
   const broker = document.body.dataset.broker;
   const catcher = document.body.dataset.catcher;
   const $ = (id) => document.getElementById(id);
-  let token = null;
+  // The token from the last sign-in (Test Auth), kept for this tab: every read sends it.
+  let token = sessionStorage.getItem("troupe.token");
+
+  // A read answered 401: the broker wants a signed-in reader (READ_AUTH).
+  function signInPrompt(res) {
+    if (res.status !== 401) return "";
+    token = null;
+    sessionStorage.removeItem("troupe.token");
+    const state = $("token-state");
+    if (state) state.textContent = "not signed in: sign in with Test Auth on the Console to read";
+    return " (sign in with Test Auth on the Console first)";
+  }
 
   // ---- helpers -----------------------------------------------------------------------------
 
@@ -117,6 +128,7 @@
       show(received, data);
       if (data.token && data.token.access_token) {
         token = data.token.access_token;
+        sessionStorage.setItem("troupe.token", token);
         $("token-state").textContent = "signed in" + (data.data && data.data.email ? " as " + data.data.email : "");
       }
       const prefix = data.error ? "Error: " : "Response from broker service: ";
@@ -185,7 +197,7 @@
       if (mine !== generation) return; // a newer search replaced this one
       if (!more) rows.replaceChildren();
       if (!res.ok || body.error) {
-        const hint = res.status === 401 ? " (sign in with Test Auth on the Console first)" : "";
+        const hint = signInPrompt(res);
         status.textContent = "Error: " + body.message + hint;
         return;
       }
@@ -245,7 +257,8 @@
     try {
       const res = await fetch(broker + "/logs/" + encodeURIComponent(id), { headers: authHeaders() });
       const body = await readJson(res);
-      show(detail, body.data || body);
+      const hint = signInPrompt(res);
+      show(detail, hint ? "Error: " + body.message + hint : body.data || body);
     } catch (err) {
       show(detail, "Error: " + err);
     }
@@ -286,6 +299,8 @@
     const q = logQuery(null);
     q.delete("limit");
     if (resume && lastSeen) q.set("after", lastSeen);
+    // EventSource sends no headers: the stream takes the token as access_token (RFC 6750).
+    if (token) q.set("access_token", token);
     const source = new EventSource(broker + "/logs/stream?" + q);
     follower = source;
     followState("connecting", "Connecting...");
@@ -509,7 +524,7 @@
     try {
       const res = await fetch(broker + "/status", { headers: authHeaders() });
       const body = await readJson(res);
-      if (!res.ok || body.error) throw new Error(body.message);
+      if (!res.ok || body.error) throw new Error(body.message + signInPrompt(res));
       const services = (body.data && body.data.services) || {};
       cards.replaceChildren();
       for (const [name, s] of Object.entries(services)) cards.appendChild(healthCard(name, s));

@@ -131,7 +131,8 @@ async fn authenticate(
 }
 
 /// `GET /token`: the claims of a well-signed token whose user still exists and is active
-/// (a token outlives a deleted or deactivated user only until its `exp`: not here).
+/// (a token outlives a deleted or deactivated user only until its `exp`: not here), or of a
+/// service token (`svc` names the Troupe service).
 #[utoipa::path(get, path = "/token", tag = "auth",
     security(("bearer" = [])),
     responses(
@@ -139,6 +140,10 @@ async fn authenticate(
         (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
         (status = 503, description = "The user store is unavailable", body = Envelope)))]
 async fn token(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse, ApiError> {
+    if who.0.svc.is_some() {
+        // A service token (signed with this key) speaks for a Troupe service, not a user.
+        return Ok(reply(StatusCode::OK, Envelope::with_data("valid service token", who.0)));
+    }
     let by = who.principal()?;
     match state.ask(GetUser { by, id: by.user_id }).await {
         Ok(_) => Ok(reply(StatusCode::OK, Envelope::with_data("valid token", who.0))),

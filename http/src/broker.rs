@@ -20,7 +20,9 @@ use troupe_core::messages::{Authenticate, LogLevel, MailRequest, PublishEvent, S
 use troupe_core::metrics::{ActionMetrics, Metrics};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
-use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, checked_key, member, reply};
+use crate::api::{
+    ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, bearer_token, checked_key, member, reply,
+};
 use crate::limits::ClientLimits;
 use crate::logger::{LogClients, LogPayload, read_routes};
 use crate::mailer::MailGate;
@@ -150,7 +152,8 @@ async fn act(
         }
         Some("mail") => {
             state.mail_gate.admit(req).await?;
-            mail(state, member(&body, "mail")?, request_id).await
+            let bearer = bearer_token(req).map(|t| SecretString::from(t.to_owned()));
+            mail(state, member(&body, "mail")?, (request_id, bearer)).await
         }
         Some("event") => {
             let payload: EventPayload = member(&body, "event")?;
@@ -189,9 +192,9 @@ async fn authenticate(
 async fn mail(
     state: &BrokerState,
     payload: MailRequest,
-    request_id: RequestId,
+    by: (RequestId, Option<SecretString>),
 ) -> Result<HttpResponse, ApiError> {
-    let to = crate::mailer::send_mail(&state.mail, payload, request_id, state.timeout).await?;
+    let to = crate::mailer::send_mail(&state.mail, payload, by, state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Message sent to {to}"))))
 }
 

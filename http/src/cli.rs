@@ -6,7 +6,7 @@
 use clap::{Args, Parser, Subcommand};
 use troupe_core::config::{
     AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
-    ListenerSettings, LoggerSettings, MailerSettings, UpstreamSettings,
+    ListenerSettings, LoggerSettings, MailerSettings, ServiceKeySettings, UpstreamSettings,
 };
 use url::Url;
 
@@ -224,6 +224,9 @@ pub enum ServeCommand {
         /// The mailer that runs `mail` jobs (unset: `mail` events are stored, not mailed).
         #[arg(long, env = "MAILER_URL")]
         mailer_url: Option<Url>,
+        /// The key the listener signs its service tokens for the mailer with.
+        #[command(flatten)]
+        keys: ServiceKeySettings,
     },
     /// The web console on FRONTEND_PORT.
     Frontend {
@@ -242,6 +245,9 @@ pub enum ServeCommand {
         #[command(flatten)]
         #[allow(missing_docs)]
         mailer: MailerSettings,
+        /// The auth service that checks senders' tokens (required when POST /send needs one).
+        #[arg(long, env = "AUTH_URL")]
+        auth_url: Option<Url>,
     },
     /// The built-in mail catcher: SMTP on 127.0.0.1:CATCHER_SMTP_PORT, API on CATCHER_HTTP_PORT.
     Catcher {

@@ -42,6 +42,7 @@ pub mod openapi;
 pub mod platform;
 pub mod proxy;
 pub mod status;
+pub mod reads;
 pub mod tail;
 pub mod trace_cli;
 pub mod traces;

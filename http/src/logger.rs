@@ -21,6 +21,7 @@ use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, reply};
 use crate::openapi::{Reply, Stored};
+use crate::reads::Reader;
 use crate::tail::{LogTail, TailSource};
 
 /// Default page size of `GET /logs`.
@@ -249,52 +250,72 @@ fn list_query(query: web::Query<Vec<(String, String)>>) -> Result<QueryLogs, Api
 
 /// Entries, newest first, filtered; a page at a time (`next_cursor`).
 #[utoipa::path(get, path = "/logs", tag = "logger", params(ListParams),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "A page of entries", body = Reply<LogPage>),
         (status = 400, description = "A bad query parameter", body = Envelope),
+        (status = 401, description = "No valid bearer token where reads need one (`READ_AUTH`, on the broker)", body = Envelope),
         (status = 503, description = "The log store is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "logger.list", skip_all)]
 async fn list_logs(
     clients: web::Data<LogClients>,
+    reader: Reader,
     query: web::Query<Vec<(String, String)>>,
 ) -> impl Responder {
     let msg = list_query(query)?;
-    let page = ask(&clients.query, msg, clients.timeout, "logger").await?;
+    let mut page: LogPage = ask(&clients.query, msg, clients.timeout, "logger").await?;
+    page.entries.retain(|e| reader.may_see(&e.name));
     Ok::<_, ApiError>(reply(StatusCode::OK, Envelope::with_data("logs", page)))
 }
 
 /// One entry by id.
 #[utoipa::path(get, path = "/logs/{id}", tag = "logger",
     params(("id" = String, Path, description = "The entry's id (24 hex digits)")),
+    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The entry", body = Reply<LogEntry>),
+        (status = 401, description = "No valid bearer token where reads need one (`READ_AUTH`, on the broker)", body = Envelope),
+        (status = 403, description = "A login audit entry, and the reader is no admin", body = Envelope),
         (status = 404, description = "No such entry", body = Envelope),
         (status = 503, description = "The log store is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "logger.get", skip_all)]
-async fn get_log(clients: web::Data<LogClients>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let entry = ask(&clients.get, GetLog(id.into_inner()), clients.timeout, "logger").await?;
+async fn get_log(
+    clients: web::Data<LogClients>,
+    reader: Reader,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let entry: LogEntry = ask(&clients.get, GetLog(id.into_inner()), clients.timeout, "logger").await?;
+    if !reader.may_see(&entry.name) {
+        return Err(ApiError(ServiceError::Forbidden));
+    }
     Ok(reply(StatusCode::OK, Envelope::with_data("log entry", entry)))
 }
 
 /// `GET /logs/stream`: new entries as server-sent events ([`crate::tail`]).
-#[utoipa::path(get, path = "/logs/stream", tag = "logger", params(ListParams,
+#[utoipa::path(get, path = "/logs/stream", tag = "logger", security((), ("bearer" = [])), params(ListParams,
         ("after" = Option<String>, Query, description = "Resume after this entry's cursor (as `Last-Event-ID`)"),
         ("Last-Event-ID" = Option<String>, Header, description = "Resume after this entry (sent by a reconnecting browser)")),
     responses(
         (status = 200, description = "Server-sent events: `id:` the entry's cursor, `data:` the entry", body = String, content_type = "text/event-stream"),
         (status = 400, description = "A bad query parameter", body = Envelope),
+        (status = 401, description = "No valid bearer token where reads need one (`READ_AUTH`, on the broker)", body = Envelope),
+        (status = 403, description = "The login audit could be in the stream, and the reader is no admin", body = Envelope),
         (status = 404, description = "No live tail here", body = Envelope),
         (status = 503, description = "The logger is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "logger.stream", skip_all)]
 async fn stream_logs(
     clients: web::Data<LogClients>,
-    req: HttpRequest,
+    (req, reader): (HttpRequest, Reader),
     query: web::Query<Vec<(String, String)>>,
 ) -> Result<HttpResponse, ApiError> {
     // `after` (a cursor) resumes like `Last-Event-ID`, for a client that closed its stream
     // on purpose (the console's Pause); the header, sent by a reconnecting browser, wins.
     let after = query.iter().find(|(k, _)| k == "after").map(|(_, v)| v.clone());
     let filter = list_query(query)?.filter;
+    // A live tail is not filtered as it goes: a non-admin must name entries other than the audit.
+    if !reader.may_see(filter.name.as_deref().unwrap_or(crate::reads::AUDIT)) {
+        return Err(ApiError(ServiceError::Forbidden));
+    }
     let header = req.headers().get("last-event-id").and_then(|v| v.to_str().ok()).map(str::trim);
     let last_id = header.or(after.as_deref()).filter(|id| !id.is_empty());
     let tail = &clients.tail;

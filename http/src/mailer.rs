@@ -34,6 +34,11 @@ impl MailGate {
         Self(Some((auth, timeout)))
     }
 
+    /// Whether senders need a token.
+    pub fn is_open(&self) -> bool {
+        self.0.is_none()
+    }
+
     /// Let `req` through, or say why not (401; 503 when auth cannot answer).
     pub async fn admit(&self, req: &HttpRequest) -> Result<(), ApiError> {
         let Some((auth, timeout)) = &self.0 else { return Ok(()) };
@@ -64,15 +69,15 @@ pub fn routes(state: MailerState) -> impl Fn(&mut ServiceConfig) + Clone + Send 
     }
 }
 
-/// Send a parsed mail for request `request_id` through `mailer` within `timeout`; returns
-/// the recipient.
+/// Send a parsed mail for request `request_id` (on behalf of the holder of `bearer`, which a
+/// mailer in another process checks) through `mailer` within `timeout`; returns the recipient.
 pub async fn send_mail(
     mailer: &Recipient<SendMail>,
     request: MailRequest,
-    request_id: RequestId,
+    (request_id, bearer): (RequestId, Option<SecretString>),
     timeout: Duration,
 ) -> Result<String, ApiError> {
-    let msg = request.parse()?.for_request(Some(request_id));
+    let msg = request.parse()?.for_request(Some(request_id)).with_bearer(bearer);
     let to = msg.to.to_string();
     ask(mailer, msg, timeout, "mailer").await?;
     Ok(to)
@@ -98,7 +103,7 @@ async fn send(
     JsonBody(request): JsonBody<MailRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state.gate.admit(&req).await?;
-    let to = send_mail(&state.mailer, request, request_id.into_inner(), state.timeout).await?;
+    let to = send_mail(&state.mailer, request, (request_id.into_inner(), None), state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("sent to {to}"))))
 }
 

@@ -99,13 +99,15 @@ async fn run(command: Command) -> anyhow::Result<()> {
             platform::serve_auth(common, auth, logger_url.as_ref(), events)?
         }
         Command::Serve(ServeCommand::Logger { common, logger }) => platform::serve_logger(common, logger)?,
-        Command::Serve(ServeCommand::Listener { common, events, listener, logger, mailer_url }) => {
-            platform::serve_listener(common, events, listener, logger, mailer_url.as_ref())?
+        Command::Serve(ServeCommand::Listener { common, events, listener, logger, mailer_url, keys }) => {
+            platform::serve_listener(common, events, listener, logger, (mailer_url.as_ref(), keys))?
         }
         Command::Serve(ServeCommand::Frontend { common, frontend }) => {
             platform::serve_frontend(common, frontend)?
         }
-        Command::Serve(ServeCommand::Mailer { common, mailer }) => platform::serve_mailer(common, mailer)?,
+        Command::Serve(ServeCommand::Mailer { common, mailer, auth_url }) => {
+            platform::serve_mailer(common, mailer, auth_url.as_ref())?
+        }
         Command::Serve(ServeCommand::Catcher { common, catcher }) => {
             platform::serve_catcher(common, catcher)?
         }

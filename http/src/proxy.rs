@@ -14,15 +14,20 @@ use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::json;
 use tracing::{Instrument as _, Span};
-use troupe_core::domain::{Authenticated, User};
-use troupe_core::messages::{Authenticate, GetLog, LogEntry, LogPage, QueryLogs, SendMail, WriteLog};
+use troupe_actors::auth::token::{Claims, TokenKeys};
+use troupe_core::domain::{Authenticated, Caller, User};
+use troupe_core::messages::{
+    Authenticate, GetLog, LogEntry, LogPage, QueryLogs, SendMail, VerifyToken, WriteLog,
+};
 use troupe_core::{Envelope, RequestId, ServiceError, request_id};
 use url::Url;
 
-/// Forwards [`Authenticate`] to a remote auth service (`AUTH_URL`).
+/// Forwards [`Authenticate`] (`POST /authenticate`) and [`VerifyToken`] (`GET /token`) to a
+/// remote auth service (`AUTH_URL`).
 pub struct AuthProxy {
     http: reqwest::Client,
     authenticate: Url,
+    token: Url,
 }
 
 impl AuthProxy {
@@ -30,7 +35,7 @@ impl AuthProxy {
     pub fn new(base: &Url, timeout: Duration) -> anyhow::Result<Self> {
         let http = client(timeout)?;
         let authenticate = base.join("authenticate")?;
-        Ok(Self { http, authenticate })
+        Ok(Self { http, authenticate, token: base.join("token")? })
     }
 }
 
@@ -76,6 +81,26 @@ impl Handler<Authenticate> for AuthProxy {
             }
             .instrument(span),
         )
+impl Handler<VerifyToken> for AuthProxy {
+    type Result = ResponseFuture<Result<Caller, ServiceError>>;
+
+    fn handle(&mut self, VerifyToken(token): VerifyToken, _: &mut Context<Self>) -> Self::Result {
+        let span = client_span(&Span::current(), "GET /token");
+        let request =
+            tagged(self.http.get(self.token.clone()), None, &span).bearer_auth(token.expose_secret());
+        Box::pin(
+            async move {
+                let claims: Claims = envelope_data(request, StatusCode::OK, "auth").await?;
+                claims.caller().map_err(|e| {
+                    tracing::error!(error = %e, "auth service accepted a token without a caller");
+                    ServiceError::Internal
+                })
+            }
+            .instrument(span),
+        )
+    }
+}
+
     }
 }
 
@@ -126,16 +151,37 @@ pub fn remote_error(status: StatusCode, envelope: Option<Envelope>, service: &st
     }
 }
 
-/// Forwards [`SendMail`] to a remote mailer (`MAILER_URL`) as `POST /send`.
+/// Forwards [`SendMail`] to a remote mailer (`MAILER_URL`) as `POST /send`, with the
+/// sender's bearer token, else (for a Troupe service's own mail jobs) a service token.
+    identity: Option<ServiceIdentity>,
+}
+
+/// A Troupe service's own identity towards the mailer: service tokens signed with the
+/// shared key (`JWT_SECRET`), a fresh one per call.
+#[derive(Clone)]
+pub struct ServiceIdentity {
+    /// The signing key.
+    pub keys: TokenKeys,
+    /// The service's name (`listener`).
+    pub service: &'static str,
 pub struct MailerProxy {
     http: reqwest::Client,
     send: Url,
 }
 
 impl MailerProxy {
-    /// A proxy to the mailer at `base`, with a per-call deadline.
-    pub fn new(base: &Url, timeout: Duration) -> anyhow::Result<Self> {
-        Ok(Self { http: client(timeout)?, send: base.join("send")? })
+    /// A proxy to the mailer at `base`, with a per-call deadline, forwarding the sender's
+    /// token, else (when given) signing as `identity`.
+    pub fn new(base: &Url, timeout: Duration, identity: Option<ServiceIdentity>) -> anyhow::Result<Self> {
+        Ok(Self { http: client(timeout)?, send: base.join("send")?, identity })
+    }
+
+    fn bearer(&self, msg: &SendMail) -> Result<Option<String>, ServiceError> {
+        match (&msg.bearer, &self.identity) {
+            (Some(token), _) => Ok(Some(token.expose_secret().to_owned())),
+            (None, Some(id)) => id.keys.service_token(id.service).map(Some),
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -148,7 +194,12 @@ impl Handler<SendMail> for MailerProxy {
 
     fn handle(&mut self, msg: SendMail, _: &mut Context<Self>) -> Self::Result {
         let span = client_span(&msg.span, "POST /send");
-        let request = tagged(self.http.post(self.send.clone()), msg.request_id.as_ref(), &span);
+        let mut request = tagged(self.http.post(self.send.clone()), msg.request_id.as_ref(), &span);
+        match self.bearer(&msg) {
+            Ok(Some(token)) => request = request.bearer_auth(token),
+            Ok(None) => {}
+            Err(e) => return Box::pin(std::future::ready(Err(e))),
+        }
         let request = request.json(&msg.to_request()).send();
         Box::pin(
             async move {

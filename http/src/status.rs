@@ -72,9 +72,11 @@ pub fn routes(source: StatusSource) -> impl Fn(&mut ServiceConfig) + Clone + Sen
 }
 
 /// Every service's readiness and backend states (the console's health view).
-#[utoipa::path(get, path = "/status", tag = "broker",
-    responses((status = 200, description = "Each service's `ready` and `backends` in `data`", body = Envelope)))]
-async fn status(source: web::Data<StatusSource>) -> HttpResponse {
+#[utoipa::path(get, path = "/status", tag = "broker", security((), ("bearer" = [])),
+    responses((status = 200, description = "Each service's `ready` and `backends` in `data`", body = Envelope),
+        (status = 401, description = "No valid bearer token where reads need one (`READ_AUTH`)", body = Envelope),
+        (status = 503, description = "Auth cannot check the token", body = Envelope)))]
+async fn status(source: web::Data<StatusSource>, _reader: crate::reads::Reader) -> HttpResponse {
     let services = match source.get_ref() {
         StatusSource::Local { readiness, services } => local(readiness, &services.list()),
         StatusSource::Remote { services, client } => remote(client, services).await,

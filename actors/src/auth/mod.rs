@@ -34,7 +34,7 @@ use secrecy::ExposeSecret;
 use tracing::Instrument as _;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::config::AuthSettings;
-use troupe_core::domain::{Authenticated, MAX_EMAIL_LEN, Principal, User};
+use troupe_core::domain::{Authenticated, Caller, MAX_EMAIL_LEN, Principal, User};
 use troupe_core::health::Readiness;
 use troupe_core::limits::{self, KeyedLimit};
 use troupe_core::messages::{
@@ -397,15 +397,18 @@ impl Handler<GetUser> for AuthActor {
 }
 
 impl Handler<VerifyToken> for AuthActor {
-    type Result = Reply<Principal>;
+    type Result = Reply<Caller>;
 
     fn handle(&mut self, VerifyToken(token): VerifyToken, _: &mut Context<Self>) -> Self::Result {
-        let claims = self.config.keys.verify(token.expose_secret()).and_then(|c| c.principal());
+        let caller = self.config.keys.verify(token.expose_secret()).and_then(|c| c.caller());
         supervision::call(self, move |store: UserStore| async move {
-            let by = claims?;
+            let by = match caller? {
+                Caller::User(by) => by,
+                service => return Ok::<_, Failure>(service),
+            };
             // The same check as every authorised request: the user exists and is active.
             authorize(&store, by, Some(by.user_id), false).await?;
-            Ok::<_, Failure>(by)
+            Ok::<_, Failure>(Caller::User(by))
         })
     }
 }

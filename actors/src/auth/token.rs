@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use troupe_core::ServiceError;
 use troupe_core::config::AuthSettings;
-use troupe_core::domain::{AccessToken, Principal, User};
+use troupe_core::domain::{AccessToken, Caller, Principal, User};
 
 /// Shortest signing key accepted, in bytes.
 pub const MIN_SECRET_LEN: usize = 32;
@@ -37,10 +37,21 @@ pub struct Claims {
     pub exp: i64,
     /// Unique token id.
     pub jti: String,
+    /// Set in a service token only: the Troupe service it speaks for (`listener`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub svc: Option<String>,
 }
 
 impl Claims {
-    /// Who the token speaks for.
+    /// Whom the token speaks for: the service of a service token, else its user.
+    pub fn caller(&self) -> Result<Caller, ServiceError> {
+        match &self.svc {
+            Some(service) => Ok(Caller::Service(service.clone())),
+            None => self.principal().map(Caller::User),
+        }
+    }
+
+    /// Who the token speaks for (a user; a service token is refused).
     pub fn principal(&self) -> Result<Principal, ServiceError> {
         let user_id = self.sub.parse().map_err(|_| invalid_token())?;
         Ok(Principal { user_id, admin: self.admin })
@@ -50,6 +61,9 @@ impl Claims {
 fn invalid_token() -> ServiceError {
     ServiceError::Unauthorized("invalid or expired token".into())
 }
+
+/// Lifetime of a [`TokenKeys::service_token`] (one is signed per call).
+pub const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(60);
 
 /// Clock skew allowed on `exp`, `nbf` and `iat`, in seconds.
 pub const LEEWAY_SECS: u64 = 5;
@@ -88,21 +102,37 @@ impl TokenKeys {
     /// `troupe up` development default) makes a random per-process key; otherwise it is an
     /// error. Errors name the variable.
     pub fn from_settings(s: &AuthSettings, ephemeral: bool) -> Result<Self, String> {
-        match (&s.jwt_secret, &s.jwt_secret_file) {
-            (Some(_), Some(_)) => Err("JWT_SECRET and JWT_SECRET_FILE: set only one".into()),
-            (Some(secret), None) => Self::from_secret(secret.expose_secret().as_bytes(), s.jwt_ttl)
-                .map_err(|e| format!("JWT_SECRET: {e}")),
-            (None, Some(path)) => {
-                let raw = std::fs::read(path)
-                    .map_err(|e| format!("JWT_SECRET_FILE: cannot read {}: {e}", path.display()))?;
-                Self::from_secret(raw.trim_ascii(), s.jwt_ttl).map_err(|e| format!("JWT_SECRET_FILE: {e}"))
-            }
-            (None, None) if ephemeral => {
+        match Self::configured(s.jwt_secret.as_ref(), s.jwt_secret_file.as_deref(), s.jwt_ttl)? {
+            Some(keys) => Ok(keys),
+            None if ephemeral => {
                 tracing::warn!("JWT_SECRET is not set: using a random key; tokens end with this process");
                 let key = SecretString::from(format!("{}{}", uuid::Uuid::new_v4(), uuid::Uuid::new_v4()));
                 Self::from_secret(key.expose_secret().as_bytes(), s.jwt_ttl)
             }
-            (None, None) => Err("JWT_SECRET: not set (or set JWT_SECRET_FILE)".into()),
+            None => Err("JWT_SECRET: not set (or set JWT_SECRET_FILE)".into()),
+        }
+    }
+
+    /// Keys from `JWT_SECRET` (`secret`) or `JWT_SECRET_FILE` (`file`), `None` with neither;
+    /// errors name the variable.
+    pub fn configured(
+        secret: Option<&SecretString>,
+        file: Option<&std::path::Path>,
+        ttl: Duration,
+    ) -> Result<Option<Self>, String> {
+        match (secret, file) {
+            (Some(_), Some(_)) => Err("JWT_SECRET and JWT_SECRET_FILE: set only one".into()),
+            (Some(secret), None) => Self::from_secret(secret.expose_secret().as_bytes(), ttl)
+                .map(Some)
+                .map_err(|e| format!("JWT_SECRET: {e}")),
+            (None, Some(path)) => {
+                let raw = std::fs::read(path)
+                    .map_err(|e| format!("JWT_SECRET_FILE: cannot read {}: {e}", path.display()))?;
+                Self::from_secret(raw.trim_ascii(), ttl)
+                    .map(Some)
+                    .map_err(|e| format!("JWT_SECRET_FILE: {e}"))
+            }
+            (None, None) => Ok(None),
         }
     }
 
@@ -118,11 +148,29 @@ impl TokenKeys {
             iat: now,
             exp: now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)),
             jti: uuid::Uuid::new_v4().to_string(),
+            svc: None,
         };
         self.sign(&claims).map(|access_token| AccessToken {
             access_token,
             token_type: "Bearer".into(),
             expires_in: ttl,
+        })
+    }
+
+    /// A service token for Troupe's own `service` (its mail jobs), valid for
+    /// [`SERVICE_TOKEN_TTL`]: `sub` is `service:<name>`, so it never passes for a user.
+    pub fn service_token(&self, service: &str) -> Result<String, ServiceError> {
+        let now = Utc::now().timestamp();
+        let ttl = i64::try_from(SERVICE_TOKEN_TTL.as_secs()).unwrap_or(i64::MAX);
+        self.sign(&Claims {
+            sub: format!("service:{service}"),
+            email: String::new(),
+            admin: false,
+            iss: ISSUER.into(),
+            iat: now,
+            exp: now.saturating_add(ttl),
+            jti: uuid::Uuid::new_v4().to_string(),
+            svc: Some(service.to_owned()),
         })
     }
 

@@ -70,3 +70,15 @@ impl AuthSettings {
         self.db_timeout * 3
     }
 }
+
+/// The shared signing key of a service other than auth that signs service tokens (the
+/// listener, for the mail jobs it sends to a mailer that needs a token).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ServiceKeySettings {
+    /// HMAC key (HS256) shared with auth; the listener signs its service tokens with it.
+    #[arg(long, env = "JWT_SECRET", value_parser = parse_secret, hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// File holding the key instead of JWT_SECRET.
+    #[arg(long, env = "JWT_SECRET_FILE")]
+    pub jwt_secret_file: Option<PathBuf>,
+}

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 use url::Url;
 
-use super::{parse_duration, parse_http_url};
+use super::{MailAuth, parse_duration, parse_http_url};
 
 /// The broker (API gateway).
 #[derive(Debug, Clone, Args)]
@@ -24,6 +24,34 @@ pub struct BrokerSettings {
     /// Deadline for each call the broker makes to a service.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
     pub request_timeout: Duration,
+    /// Who may read the log (`GET /logs`, `GET /logs/{id}`) and `GET /status`: `auto` (a
+    /// bearer token, except under `troupe up` bound to a loopback BIND_ADDRESS), `required`
+    /// or `open`.
+    #[arg(long, env = "READ_AUTH", value_enum, default_value = "auto", ignore_case = true)]
+    pub read_auth: ReadAuth,
+}
+
+/// Who may read the log and `/status` (`READ_AUTH`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReadAuth {
+    /// A bearer token, except under `troupe up` bound to loopback (development).
+    Auto,
+    /// Always a bearer token (admin for other users' login audit entries).
+    Required,
+    /// Anyone (only on a trusted network).
+    Open,
+}
+
+impl ReadAuth {
+    /// Whether reads need a token, for `troupe up` (`all_in_one`) or `troupe serve broker`,
+    /// bound to `bind`.
+    pub fn needs_token(self, all_in_one: bool, bind: std::net::IpAddr) -> bool {
+        match self {
+            Self::Open => false,
+            Self::Required => true,
+            Self::Auto => !(all_in_one && bind.is_loopback()),
+        }
+    }
 }
 
 /// Where the broker reaches the other services when they run in their own processes
@@ -43,6 +71,11 @@ pub struct UpstreamSettings {
     /// the listener is not shown (it has no API the broker calls).
     #[arg(long, env = "LISTENER_URL", value_parser = parse_http_url)]
     pub listener_url: Option<Url>,
+    /// Who may send mail through the broker's `mail` action and `mail` events: `auto` and
+    /// `required` (the broker cannot see where the mailer sends) need a bearer token of an
+    /// active user, `open` lets anyone.
+    #[arg(long, env = "MAIL_AUTH", value_enum, default_value = "auto", ignore_case = true)]
+    pub mail_auth: MailAuth,
 }
 
 /// The web console.

@@ -13,8 +13,8 @@ mod auth;
 mod broker;
 mod mailer;
 
-pub use auth::AuthSettings;
-pub use broker::{BrokerSettings, FrontendSettings, UpstreamSettings};
+pub use auth::{AuthSettings, ServiceKeySettings};
+pub use broker::{BrokerSettings, FrontendSettings, ReadAuth, UpstreamSettings};
 pub use mailer::{CatcherSettings, MailAuth, MailEncryption, MailerSettings};
 mod events;
 mod logger;

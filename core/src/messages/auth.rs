@@ -3,7 +3,7 @@
 use actix::Message;
 use secrecy::SecretString;
 
-use crate::domain::{Authenticated, Email, Password, PersonName, Principal, User};
+use crate::domain::{Authenticated, Caller, Email, Password, PersonName, Principal, User};
 use crate::{RequestId, ServiceError};
 
 /// Check an email and password; on success return the user and a fresh access token.
@@ -20,9 +20,10 @@ pub struct Authenticate {
     pub span: tracing::Span,
 }
 
-/// Check a bearer token: well signed, not expired, and its user exists and is active.
+/// Check a bearer token: well signed, not expired, and its user exists and is active (or it
+/// is a service token).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Principal, ServiceError>")]
+#[rtype(result = "Result<Caller, ServiceError>")]
 pub struct VerifyToken(pub SecretString);
 
 /// Create a user (admins only).

@@ -1,6 +1,7 @@
 //! Messages of the mailer and of the built-in mail catcher.
 
 use actix::Message;
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
 use crate::domain::Email;
@@ -106,6 +107,7 @@ impl MailRequest {
             message: MailBody::parse(self.message)?,
             request_id: None,
             span: tracing::Span::current(),
+            bearer: None,
         })
     }
 }
@@ -126,12 +128,20 @@ pub struct SendMail {
     pub request_id: Option<RequestId>,
     /// The span it is sent in: the mailer's work is traced as its child.
     pub span: tracing::Span,
+    /// The sender's bearer token, forwarded to a mailer in another process (which checks it
+    /// where mail can leave the machine, `MAIL_AUTH`).
+    pub bearer: Option<SecretString>,
 }
 
 impl SendMail {
     /// The same mail, sent for request `id` (in the current span).
     pub fn for_request(self, id: Option<RequestId>) -> Self {
         Self { request_id: id, span: tracing::Span::current(), ..self }
+    }
+
+    /// The same mail, sent on behalf of the holder of `bearer` (a token from the request).
+    pub fn with_bearer(self, bearer: Option<SecretString>) -> Self {
+        Self { bearer, ..self }
     }
 }
 

@@ -3,9 +3,10 @@
 
 use anyhow::Context as _;
 use troupe_actors::auth::AuditTo;
+use troupe_actors::auth::token::TokenKeys;
 use troupe_core::config::{
     AuthSettings, BrokerSettings, CatcherSettings, CommonSettings, EventSettings, FrontendSettings,
-    ListenerSettings, LoggerSettings, MailerSettings, UpstreamSettings,
+    ListenerSettings, LoggerSettings, MailAuth, MailerSettings, ServiceKeySettings, UpstreamSettings,
 };
 use url::Url;
 
@@ -13,6 +14,8 @@ use super::Platform;
 use super::services::{auth, broker, catcher, events, frontend, logger, mailer};
 use crate::events::DeadLetterSource;
 use crate::mailer::MailGate;
+use crate::proxy::ServiceIdentity;
+use crate::reads::ReadGate;
 use crate::status::StatusSource;
 
 /// The broker alone, reaching the services over HTTP (and gRPC for `/log-grpc`); with
@@ -25,11 +28,22 @@ pub fn serve_broker(
 ) -> anyhow::Result<Platform> {
     let mut p = Platform::single().measured(&common.metrics);
     let within = settings.request_timeout;
+    let auth = auth::remote(&upstream.auth_url, within)?;
+    // The broker cannot see where the mailer sends: `auto` gates as `required` here, and the
+    // sender's token goes on to the mailer, which checks it too where mail leaves the machine.
+    let mail_gate = match upstream.mail_auth {
+        MailAuth::Open => MailGate::open(),
+        MailAuth::Auto | MailAuth::Required => MailGate::token_required(auth.clone().recipient(), within),
+    };
+    let read_gate = match settings.read_auth.needs_token(false, common.bind_address) {
+        true => ReadGate::token_required(auth.clone().recipient(), within),
+        false => ReadGate::open(),
+    };
     let to = broker::Recipients {
-        auth: auth::remote(&upstream.auth_url, within)?,
-        mail: mailer::remote(&upstream.mailer_url, within)?,
-        // Split mode does not gate mail yet (docs/operations.md, "Who may send mail").
-        mail_gate: MailGate::open(),
+        read_gate,
+        auth: auth.recipient(),
+        mail: mailer::remote(&upstream.mailer_url, within, None)?,
+        mail_gate,
         logs: logger::remote(&upstream.logger, within)?,
         events: events::publisher(common, events, p.readiness(), "broker").map(actix::Addr::recipient),
         dead_letters: match &upstream.listener_url {
@@ -81,22 +95,28 @@ pub fn serve_frontend(common: &CommonSettings, settings: &FrontendSettings) -> a
 }
 
 /// The mailer alone, sending to MAIL_HOST (unset: to `troupe serve catcher` on 127.0.0.1).
-pub fn serve_mailer(common: &CommonSettings, settings: &MailerSettings) -> anyhow::Result<Platform> {
+/// Where mail can leave the machine, `POST /send` needs a token that auth at `auth_url`
+/// (AUTH_URL) accepts: a user's (forwarded by the broker) or a service's (the listener's).
+pub fn serve_mailer(
+    common: &CommonSettings,
+    settings: &MailerSettings,
+    auth_url: Option<&Url>,
+) -> anyhow::Result<Platform> {
     let mut p = Platform::single().measured(&common.metrics);
-    let relays_out = settings.needs_token();
+    let gate = mailer::remote_gate(settings, auth_url)?;
+    if gate.is_open() && !mailer::wants_catcher(settings) {
+        tracing::warn!(
+            "MAIL_AUTH=open: POST /send of `troupe serve mailer` takes mail from anyone who reaches \
+             MAILER_PORT: keep it on a private network behind the broker"
+        );
+    }
     let settings = match mailer::wants_catcher(settings) {
         true => mailer::towards_catcher(settings, settings.mail_port),
         false => settings.clone(),
     };
     let r = p.readiness().clone();
-    if relays_out {
-        tracing::warn!(
-            "POST /send of `troupe serve mailer` takes mail from anyone who reaches MAILER_PORT: \
-             keep it on a private network behind the broker"
-        );
-    }
     let mail = mailer::actor(common, &settings, &r)?;
-    p.add(mailer::server(common, &settings, mail, MailGate::open(), &r, p.workers(false))?);
+    p.add(mailer::server(common, &settings, mail, gate, &r, p.workers(false))?);
     Ok(p)
 }
 
@@ -109,13 +129,14 @@ pub fn serve_catcher(common: &CommonSettings, settings: &CatcherSettings) -> any
 
 /// The RabbitMQ listener alone (RABBIT_URL required), storing through its own logger actor
 /// (MongoDB from MONGO_URL, else the embedded store). `mail` events are sent to the mailer
-/// at `mailer_url` (MAILER_URL); without it they are only stored.
+/// at `mailer_url` (MAILER_URL) with a service token signed with `keys` (JWT_SECRET); without
+/// a MAILER_URL they are only stored.
 pub fn serve_listener(
     common: &CommonSettings,
     events: &EventSettings,
     settings: &ListenerSettings,
     logger_settings: &LoggerSettings,
-    mailer_url: Option<&Url>,
+    (mailer_url, keys): (Option<&Url>, &ServiceKeySettings),
 ) -> anyhow::Result<Platform> {
     let url = events.rabbit_url.clone().context("RABBIT_URL: required by `troupe serve listener`")?;
     let mut p = Platform::single().measured(&common.metrics);
@@ -125,10 +146,26 @@ pub fn serve_listener(
     match mailer_url {
         Some(url) => {
             let within = mailer::REMOTE_ANSWER_WITHIN;
-            sink = events::with_mail(sink, mailer::remote(url, within)?, within);
+            let identity = service_identity(keys)?;
+            sink = events::with_mail(sink, mailer::remote(url, within, identity)?, within);
         }
         None => tracing::warn!("MAILER_URL is not set: `mail` events are stored but not mailed"),
     }
     p.add(events::consumer(common, url, events, settings, sink, &r)?);
+
+/// The listener's identity towards the mailer: service tokens signed with JWT_SECRET, or
+/// none (then its mail jobs are refused by a mailer that needs a token).
+fn service_identity(keys: &ServiceKeySettings) -> anyhow::Result<Option<ServiceIdentity>> {
+    let ttl = troupe_actors::auth::token::SERVICE_TOKEN_TTL;
+    let keys = TokenKeys::configured(keys.jwt_secret.as_ref(), keys.jwt_secret_file.as_deref(), ttl)
+        .map_err(anyhow::Error::msg)?;
+    if keys.is_none() {
+        tracing::warn!(
+            "JWT_SECRET is not set: `mail` jobs reach the mailer without a token, and a mailer that \
+             needs one (MAIL_HOST set) refuses them"
+        );
+    }
+    Ok(keys.map(|keys| ServiceIdentity { keys, service: "listener" }))
+}
     Ok(p)
 }

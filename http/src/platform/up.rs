@@ -6,6 +6,7 @@ use troupe_actors::auth::AuditTo;
 use super::Platform;
 use super::services::{auth, broker, catcher, events, frontend, logger, mailer};
 use crate::cli::UpArgs;
+use crate::reads::ReadGate;
 use crate::status::StatusSource;
 
 /// Start every service; the platform runs once [`Platform::run_until`] is awaited.
@@ -28,11 +29,17 @@ pub fn up(a: &UpArgs) -> anyhow::Result<Platform> {
     // Decided on the settings as configured: no MAIL_HOST means the catcher, nothing leaves.
     let mail_gate = mailer::gate(&a.mailer, auth.clone().recipient(), a.auth.answer_within());
     let mail = p.add(mailer::server(&a.common, &mail_settings, mail, mail_gate.clone(), &r, w)?);
+    // Open reads only for development: `troupe up` on loopback under READ_AUTH=auto.
+    let read_gate = match a.broker.read_auth.needs_token(true, a.common.bind_address) {
+        true => ReadGate::token_required(auth.clone().recipient(), a.auth.answer_within()),
+        false => ReadGate::open(),
+    };
     let status = StatusSource::Local { readiness: r.clone(), services: p.names() };
     let to = broker::Recipients {
         auth: auth.recipient(),
         mail,
         mail_gate,
+        read_gate,
         logs,
         events: Some(publish),
         dead_letters,

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use troupe_core::config::{LoggerUpstream, UpstreamSettings};
+use troupe_core::config::{LoggerUpstream, MailAuth, UpstreamSettings};
 use url::Url;
 
 use crate::helpers::{TestApp, eventually, parts};
@@ -27,6 +27,7 @@ fn broker_with_listener(listener: Option<&str>) -> String {
         mailer_url: nowhere.clone(),
         logger: LoggerUpstream { logger_url: nowhere.clone(), logger_grpc_url: nowhere },
         listener_url: listener.map(|l| Url::parse(l).expect("url")),
+        mail_auth: MailAuth::Auto,
     };
     format!("http://127.0.0.1:{}", TestApp::spawn_broker_with(upstream))
 }

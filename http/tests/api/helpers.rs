@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use troupe_core::config::{
     AuthSettings, BrokerSettings, CatcherSettings, EventSettings, FrontendSettings, ListenerSettings,
-    LoggerSettings, LoggerUpstream, MailerSettings, UpstreamSettings,
+    LoggerSettings, LoggerUpstream, MailAuth, MailerSettings, ReadAuth, UpstreamSettings,
 };
 use troupe_http::cli::UpArgs;
 use troupe_http::platform;
@@ -27,6 +27,7 @@ pub fn broker_settings() -> BrokerSettings {
         broker_port: 0,
         cors_allowed_origins: vec!["http://console.test".into()],
         request_timeout: Duration::from_secs(3),
+        read_auth: ReadAuth::Auto,
     }
 }
 
@@ -132,12 +133,21 @@ impl TestApp {
     pub fn spawn_broker_with_logger(auth_url: Url, logger_url: Url, logger_grpc_url: Url) -> u16 {
         let mailer_url = Url::parse("http://127.0.0.1:9").expect("url");
         let logger = LoggerUpstream { logger_url, logger_grpc_url };
-        Self::spawn_broker_with(UpstreamSettings { auth_url, mailer_url, logger, listener_url: None })
+        Self::spawn_broker_with(UpstreamSettings {
+            auth_url,
+            mailer_url,
+            logger,
+            listener_url: None,
+            mail_auth: MailAuth::Auto,
+        })
     }
 
     /// `troupe serve broker` reaching the services at `upstream`; returns its port.
+    /// Reads are open here (`READ_AUTH=open`): these brokers often reach no auth at all; the
+    /// gate has its own tests (`reads.rs`, e2e `gate.rs`).
     pub fn spawn_broker_with(upstream: UpstreamSettings) -> u16 {
-        let p = platform::serve_broker(&common(), &broker_settings(), &upstream, &EventSettings::default())
+        let settings = BrokerSettings { read_auth: ReadAuth::Open, ..broker_settings() };
+        let p = platform::serve_broker(&common(), &settings, &upstream, &EventSettings::default())
             .expect("broker starts");
         let port = p.port("broker").expect("broker port");
         actix_web::rt::spawn(p.run_until(std::future::pending()));
@@ -154,7 +164,7 @@ impl TestApp {
         Self::new(None, Some(auth_port), None)
     }
 
-    fn new(broker: Option<u16>, auth: Option<u16>, data: Option<TempDir>) -> TestApp {
+    pub fn new(broker: Option<u16>, auth: Option<u16>, data: Option<TempDir>) -> TestApp {
         let url = |p: Option<u16>| p.map(|p| format!("http://127.0.0.1:{p}")).unwrap_or_default();
         TestApp {
             broker: url(broker),

@@ -12,7 +12,7 @@ use reqwest::Client;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use troupe_actors::catcher::{self, CatcherStore};
-use troupe_core::config::{LoggerUpstream, MailEncryption, MailerSettings, UpstreamSettings};
+use troupe_core::config::{LoggerUpstream, MailAuth, MailEncryption, MailerSettings, UpstreamSettings};
 use troupe_core::messages::ListCaught;
 use troupe_http::cli::UpArgs;
 use troupe_http::platform;
@@ -231,9 +231,11 @@ async fn count(store: &Addr<CatcherStore>) -> usize {
     store.send(ListCaught).await.expect("store answers").expect("list").len()
 }
 
-/// `troupe serve mailer` with `settings`; returns its base URL.
+/// `troupe serve mailer` with `settings`, taking mail from anyone (`MAIL_AUTH=open`: these
+/// tests are about SMTP; the gate has its own); returns its base URL.
 fn spawn_mailer(settings: &MailerSettings) -> String {
-    let p = platform::serve_mailer(&common(), settings).expect("mailer starts");
+    let settings = MailerSettings { mail_auth: MailAuth::Open, ..settings.clone() };
+    let p = platform::serve_mailer(&common(), &settings, None).expect("mailer starts");
     let url = format!("http://127.0.0.1:{}", p.port("mailer").expect("port"));
     actix_web::rt::spawn(p.run_until(std::future::pending()));
     url
@@ -335,6 +337,7 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
         mailer_url: Url::parse(&mailer).expect("url"),
         logger: nowhere_logger(),
         listener_url: None,
+        mail_auth: MailAuth::Open,
     });
     let handle = |port: u16, subject: &str| {
         http.post(format!("http://127.0.0.1:{port}/handle"))
@@ -360,6 +363,7 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
         mailer_url: Url::parse("http://127.0.0.1:9").expect("url"),
         logger: nowhere_logger(),
         listener_url: None,
+        mail_auth: MailAuth::Open,
     });
     let (status, body) = parts(handle(down, "down").await.expect("broker")).await;
     assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");

@@ -18,6 +18,7 @@ mod metrics;
 mod openapi;
 mod outage;
 mod status;
+mod reads;
 mod tail;
 mod trace_cli;
 mod traces;

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use troupe_core::config::{
     AuthSettings, BrokerSettings, CatcherSettings, EventSettings, FrontendSettings, ListenerSettings,
-    LoggerSettings, MailerSettings,
+    LoggerSettings, MailerSettings, ReadAuth,
 };
 use troupe_http::cli::UpArgs;
 use troupe_http::platform;
@@ -67,6 +67,7 @@ impl Platform {
             broker_port,
             cors_allowed_origins: vec![frontend.clone()],
             request_timeout: Duration::from_secs(5),
+            read_auth: ReadAuth::Auto,
         };
         let catcher = format!("http://127.0.0.1:{catcher_port}");
         let frontend_settings = FrontendSettings {

@@ -204,7 +204,8 @@ impl Cluster {
     pub async fn logs_named(&self, name: &str) -> Vec<Value> {
         let mut url = Url::parse(&format!("{}/logs", self.url("broker"))).expect("broker URL");
         url.query_pairs_mut().append_pair("name", name);
-        let res = self.http.get(url).send().await.expect("the broker answers GET /logs");
+        let res =
+            self.http.get(url).bearer_auth(admin_token()).send().await.expect("the broker answers GET /logs");
         let (status, body) = parts(res).await;
         assert_eq!(status, 200, "GET /logs?name={name}: {body}");
         body["data"]["entries"].as_array().cloned().unwrap_or_else(|| panic!("no entries in {body}"))
@@ -241,7 +242,8 @@ impl Cluster {
         .await;
     }
 
-    /// `POST /handle` on the broker with a JSON body.
+    /// `POST /handle` on the broker with a JSON body, as the seeded admin ([`admin_token`]:
+    /// mail needs a token here, MAIL_HOST being set).
     pub async fn handle(&self, body: &Value) -> Response {
         self.http
             .post(format!("{}/handle", self.url("broker")))
@@ -289,6 +291,17 @@ pub fn troupe(args: &[&str], env: &BTreeMap<String, String>, log: &Path) -> Chil
 /// Processes started outside a [`Cluster`]; killed when dropped.
 pub struct Processes(pub Vec<Child>);
 
+        self.http
+            .post(format!("{}/handle", self.url("broker")))
+            .bearer_auth(admin_token())
+            .json(body)
+            .send()
+            .await
+            .expect("the broker answers")
+    }
+
+    /// `POST /handle` on the broker with a JSON body and no bearer token.
+    pub async fn handle_anonymous(&self, body: &Value) -> Response {
 impl Drop for Processes {
     fn drop(&mut self) {
         for child in &mut self.0 {
@@ -374,4 +387,24 @@ pub fn delivered(maildir: &Path, subject: &str) -> Option<Vec<u8>> {
         let parsed = mail_parser::MessageParser::default().parse_headers(&raw)?;
         (parsed.subject() == Some(subject)).then_some(raw)
     })
+}
+
+/// A bearer token of the seeded admin (user 1 of the fresh database), signed with the
+/// cluster's JWT_SECRET as auth signs them: what a signed-in console sends on reads and mail.
+pub fn admin_token() -> String {
+    let keys =
+        troupe_actors::auth::token::TokenKeys::from_secret(TEST_SECRET.as_bytes(), Duration::from_secs(600))
+            .expect("a long enough key");
+    let now = chrono::Utc::now();
+    let admin = troupe_core::domain::User {
+        id: 1,
+        email: "admin@example.com".into(),
+        first_name: "Admin".into(),
+        last_name: "User".into(),
+        active: 1,
+        admin: true,
+        created_at: now,
+        updated_at: now,
+    };
+    keys.issue(&admin).expect("signs").access_token
 }

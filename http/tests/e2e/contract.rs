@@ -9,7 +9,7 @@ use reqwest::header::CONTENT_TYPE;
 use serde_json::{Value, json};
 use sqlx::{Connection, PgConnection, Row};
 
-use crate::cluster::{Cluster, SERVICES, delivered, eventually, maildir, parts};
+use crate::cluster::{Cluster, SERVICES, admin_token, delivered, eventually, maildir, parts};
 
 #[actix_web::test]
 async fn every_process_answers_ping_healthz_and_readyz() {
@@ -29,7 +29,13 @@ async fn every_process_answers_ping_healthz_and_readyz() {
 
     // The broker's `/status` asks every service it knows (the listener through LISTENER_URL).
     let (status, body) = parts(
-        cluster.http.get(format!("{}/status", cluster.url("broker"))).send().await.expect("broker answers"),
+        cluster
+            .http
+            .get(format!("{}/status", cluster.url("broker")))
+            .bearer_auth(admin_token())
+            .send()
+            .await
+            .expect("broker answers"),
     )
     .await;
     assert_eq!(status, 200, "{body}");

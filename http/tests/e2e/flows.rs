@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::cluster::{Cluster, delivered, eventually, maildir, parts};
+use crate::cluster::{Cluster, admin_token, delivered, eventually, maildir, parts};
 
 /// `POST /handle` on the broker carrying `x-request-id: id`; returns the reply's status,
 /// body and echoed request id.
@@ -15,6 +15,7 @@ async fn handle_as(cluster: &Cluster, id: &str, body: &Value) -> (u16, Value, St
         .http
         .post(format!("{}/handle", cluster.url("broker")))
         .header("x-request-id", id)
+        .bearer_auth(admin_token())
         .json(body)
         .send()
         .await
@@ -27,7 +28,8 @@ async fn handle_as(cluster: &Cluster, id: &str, body: &Value) -> (u16, Value, St
 /// `service/name` of every entry stored under request id `id`, read through the broker.
 async fn entries_of_request(cluster: &Cluster, id: &str) -> Vec<String> {
     let url = format!("{}/logs?request_id={id}", cluster.url("broker"));
-    let (status, body) = parts(cluster.http.get(url).send().await.expect("the broker answers")).await;
+    let res = cluster.http.get(url).bearer_auth(admin_token()).send().await.expect("the broker answers");
+    let (status, body) = parts(res).await;
     assert_eq!(status, 200, "{body}");
     let mut found: Vec<String> = body["data"]["entries"]
         .as_array()

@@ -17,5 +17,6 @@ mod contract;
 mod durability;
 mod embedded_events;
 mod flows;
+mod gate;
 mod otlp;
 mod resilience;

@@ -8,7 +8,8 @@ use serde_json::json;
 use sqlx::{Connection, PgConnection};
 
 use crate::cluster::{
-    Cluster, Processes, SERVICES, auth_env, eventually, free_port, fresh_pg_database, parts, troupe_serve,
+    Cluster, Processes, SERVICES, admin_token, auth_env, eventually, free_port, fresh_pg_database, parts,
+    troupe_serve,
 };
 
 fn admin_login() -> serde_json::Value {
@@ -92,7 +93,13 @@ async fn a_killed_logger_process_is_503_for_log_only_and_logging_resumes_when_it
     let (status, body) = parts(res).await;
     assert_eq!((status, &body["message"]), (503, &json!("logger unavailable")), "{body}");
     let (_, status) = parts(
-        cluster.http.get(format!("{}/status", cluster.url("broker"))).send().await.expect("broker answers"),
+        cluster
+            .http
+            .get(format!("{}/status", cluster.url("broker")))
+            .bearer_auth(admin_token())
+            .send()
+            .await
+            .expect("broker answers"),
     )
     .await;
     let services = &status["data"]["services"];

@@ -3,12 +3,11 @@
 
 use std::time::Duration;
 
-use actix::{Addr, Recipient};
+use actix::Addr;
 use anyhow::Context as _;
 use troupe_actors::auth::{AuditTo, AuthActor, AuthConfig};
 use troupe_core::config::{AuthSettings, CommonSettings};
 use troupe_core::health::Readiness;
-use troupe_core::messages::Authenticate;
 use url::Url;
 
 use super::{Service, bind, on_own_thread, options};
@@ -46,8 +45,9 @@ pub fn local(
     Ok(Service::new("auth", actor, vec![Part::Http(server)]))
 }
 
-/// The auth service at `url` (AUTH_URL), each call answered within `timeout`.
-pub fn remote(url: &Url, timeout: Duration) -> anyhow::Result<Recipient<Authenticate>> {
+/// The auth service at `url` (AUTH_URL), each call answered within `timeout`: logins and
+/// token checks ([`troupe_core::messages::VerifyToken`]).
+pub fn remote(url: &Url, timeout: Duration) -> anyhow::Result<Addr<AuthProxy>> {
     let proxy = AuthProxy::new(url, timeout).context("AUTH_URL")?;
-    Ok(on_own_thread(move || proxy).recipient())
+    Ok(on_own_thread(move || proxy))
 }

@@ -14,6 +14,7 @@ use crate::events::DeadLetterSource;
 use crate::logger::LogClients;
 use crate::mailer::MailGate;
 use crate::platform::Part;
+use crate::reads::ReadGate;
 use crate::status::StatusSource;
 
 /// Where the broker sends each action.
@@ -24,6 +25,8 @@ pub struct Recipients {
     pub mail: Recipient<SendMail>,
     /// Who may send mail (`mail` actions and `mail` events).
     pub mail_gate: MailGate,
+    /// Who may read the log and `/status` (`READ_AUTH`).
+    pub read_gate: ReadGate,
     /// `log` actions, `/log-grpc` and log reads.
     pub logs: LogClients,
     /// `event` actions; `None` answers 503.
@@ -63,8 +66,10 @@ pub fn local(
     let traces = crate::traces::broker_config(&status)?;
     let (broker, status) = (crate::broker::routes(state), crate::status::routes(status));
     let dead_letters = crate::events::broker_routes(to.dead_letters);
+    let read_gate = actix_web::web::Data::new(to.read_gate);
     let opts = options(common, readiness, &settings.cors_allowed_origins, workers);
     let server = serve("broker", listener, opts, move |cfg: &mut actix_web::web::ServiceConfig| {
+        cfg.app_data(read_gate.clone());
         broker(cfg);
         status(cfg);
         dead_letters(cfg);

@@ -17,7 +17,7 @@ use super::{Service, bind, on_own_thread, options};
 use crate::api::serve;
 use crate::mailer::{MailGate, MailerState};
 use crate::platform::Part;
-use crate::proxy::MailerProxy;
+use crate::proxy::{MailerProxy, ServiceIdentity};
 
 /// How long a caller waits for a mailer in another process to take one mail.
 pub const REMOTE_ANSWER_WITHIN: Duration = Duration::from_secs(60);
@@ -83,8 +83,30 @@ pub fn gate(settings: &MailerSettings, auth: Recipient<VerifyToken>, within: Dur
     }
 }
 
-/// The mailer at `url` (MAILER_URL), each call answered within `timeout`.
-pub fn remote(url: &Url, timeout: Duration) -> anyhow::Result<Recipient<SendMail>> {
-    let proxy = MailerProxy::new(url, timeout).context("MAILER_URL")?;
+/// How long the mailer of `troupe serve mailer` waits for auth to check a sender's token.
+pub const VERIFY_WITHIN: Duration = Duration::from_secs(5);
+
+/// The gate of `troupe serve mailer`: where [`MailerSettings::needs_token`], senders' tokens
+/// are checked by the auth service at `auth_url` (AUTH_URL, required then).
+pub fn remote_gate(settings: &MailerSettings, auth_url: Option<&Url>) -> anyhow::Result<MailGate> {
+    if !settings.needs_token() {
+        return Ok(MailGate::open());
+    }
+    let url = auth_url.context(
+        "AUTH_URL: required by `troupe serve mailer` where mail can leave the machine (MAIL_HOST set, \
+         MAIL_AUTH auto or required), to check senders' tokens; MAIL_AUTH=open lets anyone send",
+    )?;
+    let auth = super::auth::remote(url, VERIFY_WITHIN)?;
+    Ok(MailGate::token_required(auth.recipient(), VERIFY_WITHIN))
+}
+
+/// The mailer at `url` (MAILER_URL), each call answered within `timeout`; mail without a
+/// sender's token goes with a service token of `identity` when given.
+pub fn remote(
+    url: &Url,
+    timeout: Duration,
+    identity: Option<ServiceIdentity>,
+) -> anyhow::Result<Recipient<SendMail>> {
+    let proxy = MailerProxy::new(url, timeout, identity).context("MAILER_URL")?;
     Ok(on_own_thread(move || proxy).recipient())
 }
