@@ -1,126 +1,48 @@
 //! The listener service's routes (`troupe serve listener`, and `troupe up`): `GET /status`
 //! shows the consumer's state (transport, queue, consumer tag, counters) beside the shared
-//! `/healthz` and `/readyz`. With the in-process bus, `GET /dead-letters` lists the events
-//! refused for good (newest first, `?limit=`, at most 500) and `POST /dead-letters/replay`
-//! queues them again (`{"seq": N}` for one, an empty body for all).
+//! `/healthz` and `/readyz`. `GET /dead-letters` lists the events refused for good (newest
+//! first, `?limit=`, at most 500) and `POST /dead-letters/replay` queues them again
+//! (`{"seq": N}` for one, an empty body for all).
 //!
-//! The broker serves the same two routes for the console ([`broker_routes`]): from the bus
-//! itself in `troupe up`, forwarded to `LISTENER_URL` in split mode (a deadline per call).
+//! The broker serves the same two routes for the console ([`broker_routes`]), with the same
+//! handlers: they ask [`DeadLetters`], two recipients behind which is the in-process bus, the
+//! reader of RabbitMQ's `<queue>.dead` ([`DeadLetterQueue`]), a [`DeadLetterProxy`] to the
+//! listener at `LISTENER_URL` (split mode, a deadline per call), or nothing (404, and why).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Recipient;
+use actix::dev::ToEnvelope;
+use actix::{Actor, Addr, Context, Handler, Recipient, ResponseFuture};
 use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
 use serde::Deserialize;
-use troupe_actors::events::bus::{ListDeadLetters, ReplayDeadLetters};
+#[cfg(doc)]
+use troupe_actors::events::dead::DeadLetterQueue;
 use troupe_actors::events::{Drain, ListenerStats};
+use troupe_core::messages::{DeadLetter, ListDeadLetters, ReplayDeadLetters};
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, ask, reply};
 
-/// Where the broker finds the dead letters it shows the console.
-#[derive(Clone)]
-pub enum DeadLetterSource {
-    /// The in-process bus (`troupe up` without RABBIT_URL).
-    Local(DeadLetters),
-    /// The listener at LISTENER_URL, asked over HTTP.
-    Remote {
-        /// LISTENER_URL.
-        base: url::Url,
-        /// A client with a total deadline per call.
-        http: reqwest::Client,
-    },
-    /// None here (404), and why.
-    Missing(String),
+/// The broker's `GET /dead-letters` and `POST /dead-letters/replay`, from `letters`.
+pub fn broker_routes(letters: DeadLetters) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
+    move |cfg: &mut ServiceConfig| dead_letter_routes(cfg, &letters)
 }
 
-impl DeadLetterSource {
-    /// The listener at `base` (LISTENER_URL), each call answered within `within`.
-    pub fn remote(base: &url::Url, within: Duration) -> anyhow::Result<Self> {
-        Ok(Self::Remote { base: base.clone(), http: crate::proxy::client(within)? })
-    }
-
-    /// Forward `request` to the listener; its envelope comes back as it is.
-    async fn forward(request: reqwest::RequestBuilder) -> Result<HttpResponse, ApiError> {
-        let res = request.send().await.map_err(|e| {
-            tracing::warn!(error = %e, "listener unreachable");
-            ApiError(ServiceError::unavailable("listener"))
-        })?;
-        let status = res.status();
-        let envelope: Option<Envelope> = res.json().await.ok();
-        match envelope {
-            Some(envelope) if status == reqwest::StatusCode::OK && !envelope.error => {
-                Ok(reply(StatusCode::OK, envelope))
-            }
-            envelope => Err(ApiError(crate::proxy::remote_error(status, envelope, "listener"))),
-        }
-    }
-}
-
-/// The broker's `GET /dead-letters` and `POST /dead-letters/replay`, from `source`.
-pub fn broker_routes(source: DeadLetterSource) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
-    move |cfg: &mut ServiceConfig| {
-        cfg.app_data(web::Data::new(source.clone()))
-            .route("/dead-letters", web::get().to(broker_dead_letters))
-            .route("/dead-letters/replay", web::post().to(broker_replay));
-    }
-}
-
-/// The events refused for good (the console's Dead letters view).
-#[utoipa::path(get, path = "/dead-letters", tag = "events", params(Limit),
-    responses(
-        (status = 200, description = "Dead letters, newest first", body = Envelope),
-        (status = 400, description = "A bad query parameter", body = Envelope),
-        (status = 404, description = "No dead letters here (RabbitMQ keeps them in its `.dead` queue, or no listener is configured)", body = Envelope),
-        (status = 503, description = "The event bus (or the listener) is unavailable", body = Envelope)))]
-async fn broker_dead_letters(
-    source: web::Data<DeadLetterSource>,
-    query: web::Query<Limit>,
-) -> Result<HttpResponse, ApiError> {
-    let limit = query.limit.unwrap_or(100).clamp(1, MAX_DEAD_LETTERS);
-    match source.get_ref() {
-        DeadLetterSource::Local(bus) => list(bus, limit).await,
-        DeadLetterSource::Remote { base, http } => {
-            let mut url = base.join("dead-letters").map_err(|_| ApiError(ServiceError::Internal))?;
-            url.query_pairs_mut().append_pair("limit", &limit.to_string());
-            DeadLetterSource::forward(http.get(url)).await
-        }
-        DeadLetterSource::Missing(why) => Err(ApiError(ServiceError::NotFound(why.clone()))),
-    }
-}
-
-/// Queue dead letters again.
-#[utoipa::path(post, path = "/dead-letters/replay", tag = "events",
-    request_body(content = Option<Replay>, description = "`{\"seq\": N}` for one dead letter, no body for all", content_type = "application/json"),
-    responses(
-        (status = 200, description = "How many were queued again, in `data.replayed`", body = Envelope),
-        (status = 400, description = "Not `{\"seq\": N}` nor empty", body = Envelope),
-        (status = 404, description = "No dead letters here", body = Envelope),
-        (status = 503, description = "The event bus (or the listener) is unavailable", body = Envelope)))]
-async fn broker_replay(
-    source: web::Data<DeadLetterSource>,
-    body: web::Bytes,
-) -> Result<HttpResponse, ApiError> {
-    let seq = replay_seq(&body)?;
-    match source.get_ref() {
-        DeadLetterSource::Local(bus) => replay_on(bus, seq).await,
-        DeadLetterSource::Remote { base, http } => {
-            let url = base.join("dead-letters/replay").map_err(|_| ApiError(ServiceError::Internal))?;
-            let body = seq.map(|seq| serde_json::json!({ "seq": seq }).to_string()).unwrap_or_default();
-            let request = http.post(url).header("content-type", "application/json").body(body);
-            DeadLetterSource::forward(request).await
-        }
-        DeadLetterSource::Missing(why) => Err(ApiError(ServiceError::NotFound(why.clone()))),
-    }
+fn dead_letter_routes(cfg: &mut ServiceConfig, letters: &DeadLetters) {
+    cfg.app_data(web::Data::new(letters.clone()))
+        .route("/dead-letters", web::get().to(dead_letters))
+        .route("/dead-letters/replay", web::post().to(replay));
 }
 
 /// Most dead letters listed at once.
 const MAX_DEAD_LETTERS: u32 = 500;
-/// Deadline for the bus to answer a dead-letter request.
+/// Deadline for the bus (or RabbitMQ's `.dead` reader) to answer a dead-letter request.
 const ANSWER_WITHIN: Duration = Duration::from_secs(10);
+/// Deadline of the `.dead` reader for one request (inside [`ANSWER_WITHIN`]).
+pub const DEAD_QUEUE_WITHIN: Duration = Duration::from_secs(8);
 
 /// What the listener's routes read.
 #[derive(Clone)]
@@ -130,12 +52,12 @@ pub struct ListenerState {
     /// The consumer (the RabbitMQ listener or the in-process bus), drained at shutdown. It
     /// also keeps the listener's address alive, so its supervisor keeps restarting it.
     pub drain: Recipient<Drain>,
-    /// The in-process bus's dead letters; `None` over RabbitMQ (they are in its `.dead`
-    /// queue).
-    pub dead_letters: Option<DeadLetters>,
+    /// Its dead letters: the in-process bus's, or RabbitMQ's `.dead` queue's.
+    pub dead_letters: DeadLetters,
 }
 
-/// Where the in-process bus's dead letters are listed and replayed.
+/// Where dead letters are listed and replayed: any actor answering both messages (the
+/// in-process bus, [`DeadLetterQueue`], [`DeadLetterProxy`], [`NoDeadLetters`]).
 #[derive(Clone)]
 pub struct DeadLetters {
     /// Lists them.
@@ -144,13 +66,120 @@ pub struct DeadLetters {
     pub replay: Recipient<ReplayDeadLetters>,
 }
 
+impl DeadLetters {
+    /// The dead letters `keeper` keeps.
+    pub fn of<A>(keeper: &Addr<A>) -> Self
+    where
+        A: Actor + Handler<ListDeadLetters> + Handler<ReplayDeadLetters>,
+        A::Context: ToEnvelope<A, ListDeadLetters> + ToEnvelope<A, ReplayDeadLetters>,
+    {
+        Self { list: keeper.clone().recipient(), replay: keeper.clone().recipient() }
+    }
+
+    /// The listener at `base` (LISTENER_URL), each call answered within `within`.
+    pub fn remote(base: &url::Url, within: Duration) -> anyhow::Result<Self> {
+        let proxy = DeadLetterProxy { base: base.clone(), http: crate::proxy::client(within)? };
+        Ok(Self::of(&proxy.start()))
+    }
+
+    /// None here: every request is answered 404 with `why`.
+    pub fn nowhere(why: impl Into<String>) -> Self {
+        Self::of(&NoDeadLetters(why.into()).start())
+    }
+}
+
+/// The dead letters of the listener at LISTENER_URL, asked over HTTP.
+pub struct DeadLetterProxy {
+    base: url::Url,
+    /// A client with a total deadline per call.
+    http: reqwest::Client,
+}
+
+impl Actor for DeadLetterProxy {
+    type Context = Context<Self>;
+}
+
+/// The `data` of the listener's reply to `request`, or the error its envelope names.
+async fn forward<T: serde::de::DeserializeOwned>(
+    request: reqwest::RequestBuilder,
+) -> Result<T, ServiceError> {
+    let res = request.send().await.map_err(|e| {
+        tracing::warn!(error = %e, "listener unreachable");
+        ServiceError::unavailable("listener")
+    })?;
+    let status = res.status();
+    let envelope: Option<Envelope> = res.json().await.ok();
+    match envelope {
+        Some(Envelope { error: false, data: Some(data), .. }) if status == reqwest::StatusCode::OK => {
+            serde_json::from_value(data).map_err(|e| {
+                tracing::warn!(error = %e, "the listener's dead letters do not read");
+                ServiceError::unavailable("listener")
+            })
+        }
+        envelope => Err(crate::proxy::remote_error(status, envelope, "listener")),
+    }
+}
+
+impl Handler<ListDeadLetters> for DeadLetterProxy {
+    type Result = ResponseFuture<Result<Vec<DeadLetter>, ServiceError>>;
+
+    fn handle(&mut self, ListDeadLetters(limit): ListDeadLetters, _: &mut Context<Self>) -> Self::Result {
+        let mut url = self.base.join("dead-letters");
+        if let Ok(url) = &mut url {
+            url.query_pairs_mut().append_pair("limit", &limit.to_string());
+        }
+        let http = self.http.clone();
+        Box::pin(async move { forward(http.get(url.map_err(|_| ServiceError::Internal)?)).await })
+    }
+}
+
+impl Handler<ReplayDeadLetters> for DeadLetterProxy {
+    type Result = ResponseFuture<Result<u64, ServiceError>>;
+
+    fn handle(&mut self, ReplayDeadLetters(seq): ReplayDeadLetters, _: &mut Context<Self>) -> Self::Result {
+        let url = self.base.join("dead-letters/replay");
+        let body = seq.map(|seq| serde_json::json!({ "seq": seq }).to_string()).unwrap_or_default();
+        let http = self.http.clone();
+        Box::pin(async move {
+            let url = url.map_err(|_| ServiceError::Internal)?;
+            let request = http.post(url).header("content-type", "application/json").body(body);
+            let data: serde_json::Value = forward(request).await?;
+            data["replayed"].as_u64().ok_or_else(|| {
+                tracing::warn!(reply = %data, "the listener's replay reply has no count");
+                ServiceError::unavailable("listener")
+            })
+        })
+    }
+}
+
+/// No dead letters reachable from here (404), and why.
+pub struct NoDeadLetters(String);
+
+impl Actor for NoDeadLetters {
+    type Context = Context<Self>;
+}
+
+impl Handler<ListDeadLetters> for NoDeadLetters {
+    type Result = Result<Vec<DeadLetter>, ServiceError>;
+
+    fn handle(&mut self, _: ListDeadLetters, _: &mut Context<Self>) -> Self::Result {
+        Err(ServiceError::NotFound(self.0.clone()))
+    }
+}
+
+impl Handler<ReplayDeadLetters> for NoDeadLetters {
+    type Result = Result<u64, ServiceError>;
+
+    fn handle(&mut self, _: ReplayDeadLetters, _: &mut Context<Self>) -> Self::Result {
+        Err(ServiceError::NotFound(self.0.clone()))
+    }
+}
+
 /// The listener's routes.
 pub fn routes(state: ListenerState) -> impl Fn(&mut ServiceConfig) + Clone + Send + 'static {
     move |cfg: &mut ServiceConfig| {
-        cfg.app_data(web::Data::new(state.clone()))
-            .route("/status", web::get().to(status))
-            .route("/dead-letters", web::get().to(dead_letters))
-            .route("/dead-letters/replay", web::post().to(replay));
+        dead_letter_routes(cfg, &state.dead_letters);
+        cfg.app_data(web::Data::new(state.clone())).route("/status", web::get().to(status));
     }
 }
 
@@ -159,15 +188,6 @@ pub fn routes(state: ListenerState) -> impl Fn(&mut ServiceConfig) + Clone + Sen
     responses((status = 200, description = "The listener's state in `data`", body = Envelope)))]
 async fn status(state: web::Data<ListenerState>) -> HttpResponse {
     reply(StatusCode::OK, Envelope::with_data("listener", state.stats.snapshot()))
-}
-
-fn bus(state: &ListenerState) -> Result<&DeadLetters, ApiError> {
-    state.dead_letters.as_ref().ok_or_else(|| {
-        let queue = state.stats.snapshot().queue;
-        ApiError(ServiceError::NotFound(format!(
-            "dead letters are kept by RabbitMQ, in the queue {queue}.dead"
-        )))
-    })
 }
 
 /// How many dead letters to list.
@@ -184,18 +204,14 @@ struct Limit {
     responses(
         (status = 200, description = "Dead letters, newest first", body = Envelope),
         (status = 400, description = "A bad query parameter", body = Envelope),
-        (status = 404, description = "No dead letters here (RabbitMQ keeps them in its `.dead` queue, or no listener is configured)", body = Envelope),
+        (status = 404, description = "No dead letters reachable here (the broker without LISTENER_URL)", body = Envelope),
         (status = 503, description = "The event bus (or the listener) is unavailable", body = Envelope)))]
 async fn dead_letters(
-    state: web::Data<ListenerState>,
+    letters: web::Data<DeadLetters>,
     query: web::Query<Limit>,
 ) -> Result<HttpResponse, ApiError> {
     let limit = query.limit.unwrap_or(100).clamp(1, MAX_DEAD_LETTERS);
-    list(bus(&state)?, limit).await
-}
-
-async fn list(bus: &DeadLetters, limit: u32) -> Result<HttpResponse, ApiError> {
-    let letters = ask(&bus.list, ListDeadLetters(limit), ANSWER_WITHIN, "events").await?;
+    let letters = ask(&letters.list, ListDeadLetters(limit), ANSWER_WITHIN, "events").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{} dead letters", letters.len()), letters)))
 }
 
@@ -240,14 +256,11 @@ fn replay_seq(body: &[u8]) -> Result<Option<i64>, ApiError> {
     responses(
         (status = 200, description = "How many were queued again, in `data.replayed`", body = Envelope),
         (status = 400, description = "Not `{\"seq\": N}` nor empty", body = Envelope),
-        (status = 404, description = "No dead letters here", body = Envelope),
+        (status = 404, description = "No dead letters reachable here (the broker without LISTENER_URL)", body = Envelope),
         (status = 503, description = "The event bus (or the listener) is unavailable", body = Envelope)))]
-async fn replay(state: web::Data<ListenerState>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
-    replay_on(bus(&state)?, replay_seq(&body)?).await
-}
-
-async fn replay_on(bus: &DeadLetters, seq: Option<i64>) -> Result<HttpResponse, ApiError> {
-    let replayed = ask(&bus.replay, ReplayDeadLetters(seq), ANSWER_WITHIN, "events").await?;
+async fn replay(letters: web::Data<DeadLetters>, body: web::Bytes) -> Result<HttpResponse, ApiError> {
+    let seq = replay_seq(&body)?;
+    let replayed = ask(&letters.replay, ReplayDeadLetters(seq), ANSWER_WITHIN, "events").await?;
     let data = serde_json::json!({ "replayed": replayed });
     Ok(reply(StatusCode::OK, Envelope::with_data(format!("{replayed} events queued again"), data)))
 }
@@ -257,7 +270,7 @@ async fn replay_on(bus: &DeadLetters, seq: Option<i64>) -> Result<HttpResponse, 
 #[openapi(paths(status, dead_letters, replay))]
 pub(crate) struct Doc;
 
-/// The dead-letter operations the broker serves ([`broker_routes`]).
+/// The dead-letter operations the broker serves ([`broker_routes`]): the listener's own.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(broker_dead_letters, broker_replay))]
+#[openapi(paths(dead_letters, replay))]
 pub(crate) struct BrokerDoc;

@@ -16,15 +16,14 @@
 use std::sync::Arc;
 
 use actix::fut::wrap_future;
-use actix::{
-    Actor, Addr, Arbiter, AsyncContext, Context, Handler, Message, ResponseFuture, Supervised, Supervisor,
-};
+use actix::{Actor, Addr, Arbiter, AsyncContext, Context, Handler, ResponseFuture, Supervised, Supervisor};
 use futures_util::future::LocalBoxFuture;
 use tokio::sync::{Semaphore, watch};
 use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
 use troupe_core::health::Readiness;
 use troupe_core::messages::PublishEvent;
+pub use troupe_core::messages::{ListDeadLetters, ReplayDeadLetters};
 use troupe_core::metrics::EventMetrics;
 
 use super::publisher::stamp;
@@ -45,16 +44,6 @@ pub struct BusConfig {
     /// Most deliveries in flight at once.
     pub in_flight: usize,
 }
-
-/// The most recent dead letters, newest first (`GET /dead-letters` on the listener port).
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<Vec<DeadLetter>, ServiceError>")]
-pub struct ListDeadLetters(pub u32);
-
-/// Queue the dead letter with this `seq` again (every one for `None`); answers how many.
-#[derive(Debug, Clone, Copy, Message)]
-#[rtype(result = "Result<u64, ServiceError>")]
-pub struct ReplayDeadLetters(pub Option<i64>);
 
 /// The in-process bus actor. The queue is its backend, opened (and re-opened) through
 /// [`supervision`](crate::supervision) like every other actor's.

@@ -264,7 +264,8 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
         ListenerStats::bump(&self.stats.delivered);
         let Ok(conn) = self.link.conn() else { return };
         let message_id = delivery.properties.message_id().as_ref().map(ToString::to_string);
-        let decoded = decode(&delivery.data, message_id.as_deref(), delivery.routing_key.as_str());
+        let routing_key = super::dead::original_routing_key(&delivery);
+        let decoded = decode(&delivery.data, message_id.as_deref(), &routing_key);
         let sink = self.sink.clone();
         let stats = self.stats.clone();
         let delays = self.config.backoff.delays();

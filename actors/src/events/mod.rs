@@ -3,6 +3,7 @@
 //! - [`publisher`]: RabbitMQ publisher with confirms (many in flight), persistent, mandatory.
 //! - [`listener`]: the supervised stream actor consuming the shared durable queue.
 //! - [`jobs`]: background jobs run for events named for them (`mail`).
+//! - [`dead`]: the listener's dead letters in RabbitMQ's `<queue>.dead`, listed and replayed.
 //! - [`bus`]: the in-process bus used when no `RABBIT_URL` is set, with the same
 //!   at-least-once semantics, its events kept on disk by [`queue`].
 //!
@@ -11,6 +12,7 @@
 //! A delivery is acknowledged only after the sink succeeded.
 
 pub mod bus;
+pub mod dead;
 pub mod jobs;
 pub mod listener;
 pub mod publisher;

@@ -21,8 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
+use chrono::Utc;
 use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
 use tokio::sync::{Notify, mpsc, oneshot};
 use troupe_core::ServiceError;
@@ -95,20 +94,7 @@ impl From<QueueError> for ServiceError {
     }
 }
 
-/// An event the sink refused for good, kept with the reason.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeadLetter {
-    /// Its place among the dead letters (for replaying one).
-    pub seq: i64,
-    /// The event as it was published.
-    pub event: Event,
-    /// Why it was refused.
-    pub reason: String,
-    /// When it was published.
-    pub queued_at: DateTime<Utc>,
-    /// When it was refused.
-    pub dead_at: DateTime<Utc>,
-}
+pub use troupe_core::messages::DeadLetter;
 
 /// One event waiting for delivery: its place in the queue and the event (or why its stored
 /// body cannot be read, which dead-letters it).

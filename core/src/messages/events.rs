@@ -4,9 +4,12 @@
 //! plus Troupe's `id` and `level`. [`PublishEvent`] is answered with the event's id only
 //! once the transport has taken responsibility for it (a RabbitMQ publisher confirm without
 //! a returned message, or acceptance by the in-process bus). [`RunJob`] hands an event
-//! named for a background job to the actor that runs it.
+//! named for a background job to the actor that runs it. [`ListDeadLetters`] and
+//! [`ReplayDeadLetters`] are answered by whoever keeps the dead letters (the in-process
+//! bus, the RabbitMQ `.dead` queue's reader, or a proxy to the listener that does).
 
 use actix::Message;
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::messages::LogLevel;
@@ -82,3 +85,29 @@ impl PublishEvent {
 #[derive(Debug, Clone, Message)]
 #[rtype(result = "Result<(), ServiceError>")]
 pub struct RunJob(pub Event);
+
+/// An event refused for good, kept with the reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    /// Names it for a replay: its place among the embedded queue's dead letters; over
+    /// RabbitMQ a fingerprint of the message (body, id, death), stable while it waits.
+    pub seq: i64,
+    /// The event as it was published.
+    pub event: Event,
+    /// Why it was refused.
+    pub reason: String,
+    /// When it was published.
+    pub queued_at: DateTime<Utc>,
+    /// When it was refused.
+    pub dead_at: DateTime<Utc>,
+}
+
+/// The most recent dead letters, newest first (`GET /dead-letters`).
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<Vec<DeadLetter>, ServiceError>")]
+pub struct ListDeadLetters(pub u32);
+
+/// Queue the dead letter with this `seq` again (every one for `None`); answers how many.
+#[derive(Debug, Clone, Copy, Message)]
+#[rtype(result = "Result<u64, ServiceError>")]
+pub struct ReplayDeadLetters(pub Option<i64>);

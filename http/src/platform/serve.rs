@@ -12,7 +12,7 @@ use url::Url;
 
 use super::Platform;
 use super::services::{auth, broker, catcher, events, frontend, logger, mailer};
-use crate::events::DeadLetterSource;
+use crate::events::DeadLetters;
 use crate::mailer::MailGate;
 use crate::proxy::ServiceIdentity;
 use crate::reads::ReadGate;
@@ -47,10 +47,8 @@ pub fn serve_broker(
         logs: logger::remote(&upstream.logger, within)?,
         events: events::publisher(common, events, p.readiness(), "broker").map(actix::Addr::recipient),
         dead_letters: match &upstream.listener_url {
-            Some(url) => DeadLetterSource::remote(url, within).context("LISTENER_URL")?,
-            None => DeadLetterSource::Missing(
-                "LISTENER_URL is not set: the broker cannot reach the dead letters".into(),
-            ),
+            Some(url) => DeadLetters::remote(url, within).context("LISTENER_URL")?,
+            None => DeadLetters::nowhere("LISTENER_URL is not set: the broker cannot reach the dead letters"),
         },
     };
     let status = StatusSource::remote(upstream.services())?;

@@ -9,6 +9,7 @@
 mod auth_users;
 mod broker;
 mod dead_letters;
+mod dead_letters_rabbit;
 mod errors;
 mod events;
 mod helpers;

@@ -10,7 +10,7 @@ use troupe_core::messages::{Authenticate, PublishEvent, SendMail};
 use super::{Service, bind, options};
 use crate::api::serve;
 use crate::broker::BrokerState;
-use crate::events::DeadLetterSource;
+use crate::events::DeadLetters;
 use crate::logger::LogClients;
 use crate::mailer::MailGate;
 use crate::platform::Part;
@@ -32,7 +32,7 @@ pub struct Recipients {
     /// `event` actions; `None` answers 503.
     pub events: Option<Recipient<PublishEvent>>,
     /// The event pipeline's dead letters (`GET /dead-letters`, `POST /dead-letters/replay`).
-    pub dead_letters: DeadLetterSource,
+    pub dead_letters: DeadLetters,
 }
 
 /// Start the broker; every call it makes is answered within REQUEST_TIMEOUT.

@@ -1,7 +1,7 @@
 //! The event pipeline of a process: where events are published (a RabbitMQ publisher, or
 //! the in-process bus and its queue on disk without RABBIT_URL), the consumer feeding the
 //! [`Sink`] (the RabbitMQ listener, or the bus itself), and the listener's HTTP server
-//! (`/status`, and the bus's `/dead-letters`) on LISTENER_PORT.
+//! (`/status`, `/dead-letters`) on LISTENER_PORT.
 
 use std::time::Duration;
 
@@ -9,6 +9,7 @@ use actix::{Addr, Recipient};
 use anyhow::Context as _;
 use secrecy::SecretString;
 use troupe_actors::events::bus::{BusConfig, EventBus};
+use troupe_actors::events::dead::{DeadLetterConfig, DeadLetterQueue};
 use troupe_actors::events::jobs::MailJob;
 use troupe_actors::events::listener::{ListenerActor, ListenerConfig};
 use troupe_actors::events::publisher::{PublisherActor, PublisherConfig};
@@ -20,7 +21,7 @@ use troupe_core::messages::{PublishEvent, SendMail, WriteLog};
 
 use super::{Service, bind, options};
 use crate::api::serve;
-use crate::events::{DeadLetterSource, DeadLetters, ListenerState};
+use crate::events::{DEAD_QUEUE_WITHIN, DeadLetters, ListenerState};
 use crate::platform::Part;
 
 /// A sink storing into `store` (a logger with `logger`'s settings).
@@ -59,7 +60,7 @@ pub struct Events {
     /// Where to publish.
     pub publish: Recipient<PublishEvent>,
     /// Where its dead letters are listed and replayed (for the broker's console routes).
-    pub dead_letters: DeadLetterSource,
+    pub dead_letters: DeadLetters,
 }
 
 /// The whole pipeline in this process, feeding `sink`: with RABBIT_URL a publisher and a
@@ -87,24 +88,20 @@ pub fn local(
             readiness.metrics().register(c);
         }
         let bus = EventBus::start(config, sink, stats.clone(), readiness);
-        let letters = DeadLetters { list: bus.clone().recipient(), replay: bus.clone().recipient() };
-        let state =
-            ListenerState { stats, drain: bus.clone().recipient(), dead_letters: Some(letters.clone()) };
+        let letters = DeadLetters::of(&bus);
+        let state = ListenerState { stats, drain: bus.clone().recipient(), dead_letters: letters.clone() };
         let parts = server(common, settings, state, readiness)?;
-        let handle = Events { publish: bus.recipient(), dead_letters: DeadLetterSource::Local(letters) };
+        let handle = Events { publish: bus.recipient(), dead_letters: letters };
         return Ok(Service::new("events", handle, parts));
     };
     let publisher = publisher(common, events, readiness, "events").context("RABBIT_URL is set")?;
     let consumer = consumer(common, url, events, settings, sink, readiness)?;
-    let dead_letters = DeadLetterSource::Missing(format!(
-        "dead letters are kept by RabbitMQ, in the queue {}.dead",
-        settings.listener_queue
-    ));
-    Ok(Service::new("events", Events { publish: publisher.recipient(), dead_letters }, consumer.parts))
+    let handle = Events { publish: publisher.recipient(), dead_letters: consumer.handle };
+    Ok(Service::new("events", handle, consumer.parts))
 }
 
 /// The RabbitMQ listener alone, feeding `sink`, with its HTTP server (`troupe serve
-/// listener`).
+/// listener`); its handle is where its dead letters (`<queue>.dead`) are listed and replayed.
 pub fn consumer(
     common: &CommonSettings,
     url: SecretString,
@@ -112,7 +109,7 @@ pub fn consumer(
     settings: &ListenerSettings,
     sink: Sink,
     readiness: &Readiness,
-) -> anyhow::Result<Service<()>> {
+) -> anyhow::Result<Service<DeadLetters>> {
     let stats = ListenerStats::new("rabbitmq", &settings.listener_queue);
     if let Some(c) = stats.collector() {
         readiness.metrics().register(c);
@@ -127,9 +124,10 @@ pub fn consumer(
         backoff: common.backoff(),
         connection_name: "troupe-listener".into(),
     };
+    let letters = DeadLetters::of(&DeadLetterQueue::start(DeadLetterConfig::of(&config, DEAD_QUEUE_WITHIN)));
     let addr = ListenerActor::start(config, sink, stats.clone(), readiness);
-    let state = ListenerState { stats, drain: addr.recipient(), dead_letters: None };
-    Ok(Service::new("listener", (), server(common, settings, state, readiness)?))
+    let state = ListenerState { stats, drain: addr.recipient(), dead_letters: letters.clone() };
+    Ok(Service::new("listener", letters, server(common, settings, state, readiness)?))
 }
 
 /// The listener's HTTP server (`/healthz`, `/readyz`, `/status`) and its consumer, drained
