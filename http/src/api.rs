@@ -1,5 +1,6 @@
 //! What every Troupe HTTP service shares: envelope errors, the JSON body extractor, health
-//! routes, Prometheus metrics (`GET /metrics`), CORS, request ids and the server builder.
+//! routes, Prometheus metrics (`GET /metrics`), CORS, request ids and the server builder (over
+//! TLS when the process has a certificate, [`crate::tls`]).
 
 use std::fmt;
 use std::future::Future;
@@ -485,6 +486,21 @@ fn extractor_errors(cfg: &mut ServiceConfig) {
         }));
 }
 
+/// `$server` listening on `$listener`: over TLS only when the process has a certificate
+/// ([`crate::tls`]; actix offers h2 and http/1.1 by ALPN itself), each handshake within
+/// TLS_HANDSHAKE_TIMEOUT. A macro, as the server's type parameters are actix's own.
+macro_rules! listen {
+    ($server:expr, $listener:expr) => {{
+        let tls = crate::tls::current();
+        match tls.server_config(&[]) {
+            Some(config) => $server
+                .tls_handshake_timeout(tls.handshake_timeout())
+                .listen_rustls_0_23($listener, rustls::ServerConfig::clone(&config)),
+            None => $server.listen($listener),
+        }
+    }};
+}
+
 /// Build an actix-web server on `listener` with the shared middleware, limits, health routes
 /// and envelope 404, plus the service's own routes from `configure`.
 pub fn serve<F>(
@@ -547,9 +563,8 @@ where
     .shutdown_timeout(opts.shutdown_timeout.as_secs().max(1))
     // The platform owns SIGTERM / Ctrl-C: actix-server's own handling would stop the whole
     // actor system with the servers, before the event consumers could drain.
-    .disable_signals()
-    .listen(listener)?
-    .run();
-    tracing::info!(service = name, port, "listening");
+    .disable_signals();
+    let server = listen!(server, listener)?.run();
+    tracing::info!(service = name, port, tls = crate::tls::current().serves_tls(), "listening");
     Ok(RunningServer { name, port, server })
 }

@@ -105,7 +105,8 @@ struct Reply<T> {
 /// Print the log to `out` as `args` asks; with `--follow`, until the process is stopped.
 pub async fn run(args: &LogsArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let limit = if args.follow { LAST } else { 50 };
-    let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+    let http =
+        crate::tls::http_builder(&crate::tls::current())?.connect_timeout(Duration::from_secs(5)).build()?;
     let page = http.get(args.url("logs", &[("limit", limit.to_string())])?).timeout(Duration::from_secs(10));
     let res = page.send().await.with_context(|| format!("cannot reach {}", args.url))?;
     let status = res.status();
@@ -121,7 +122,7 @@ pub async fn run(args: &LogsArgs, out: &mut impl Write) -> anyhow::Result<()> {
     if !args.follow {
         return Ok(());
     }
-    let stream = reqwest::Client::builder()
+    let stream = crate::tls::http_builder(&crate::tls::current())?
         .connect_timeout(Duration::from_secs(5))
         .read_timeout(KEEP_ALIVE * 3)
         .build()?;

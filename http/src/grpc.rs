@@ -140,7 +140,8 @@ impl LogGrpc {
     }
 }
 
-/// Serve `logs.LogService` and gRPC health on `listener` until `shutdown` resolves.
+/// Serve `logs.LogService` and gRPC health on `listener` until `shutdown` resolves (over TLS
+/// only when the process has a certificate).
 pub async fn serve(
     listener: TcpListener,
     write: Recipient<WriteLog>,
@@ -152,12 +153,19 @@ pub async fn serve(
     // The body limit of the HTTP adapters, for the same reason.
     let logs =
         LogServiceServer::new(LogGrpc { write, timeout }).max_decoding_message_size(crate::api::BODY_LIMIT);
-    tonic::transport::Server::builder()
+    let router = tonic::transport::Server::builder()
         .timeout(timeout * 2)
         .add_service(health_service)
-        .add_service(logs)
-        .serve_with_incoming_shutdown(TcpIncoming::from(listener).with_nodelay(Some(true)), shutdown)
-        .await
+        .add_service(logs);
+    let tls = crate::tls::current();
+    let Some(acceptor) = tls.acceptor(&[b"h2"]) else {
+        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        return router.serve_with_incoming_shutdown(incoming, shutdown).await;
+    };
+    let (incoming, accepting) = crate::tls::incoming(listener, acceptor, tls.handshake_timeout());
+    let served = router.serve_with_incoming_shutdown(incoming, shutdown).await;
+    accepting.abort();
+    served
 }
 
 /// Forwards [`WriteLog`] to a remote logger over gRPC: one long-lived channel (HTTP/2,
@@ -175,11 +183,9 @@ impl GrpcLogProxy {
     }
 
     /// The endpoint at `url`, checked, with connect and call deadlines (no connection yet).
+    /// For `https://`, TLS trusting TLS_CA_FILE ([`crate::tls::grpc_endpoint`]).
     pub fn endpoint(url: &Url, timeout: Duration) -> anyhow::Result<Endpoint> {
-        Ok(Endpoint::from_shared(url.to_string())?
-            .connect_timeout(timeout.min(Duration::from_secs(2)))
-            .timeout(timeout)
-            .tcp_nodelay(true))
+        crate::tls::grpc_endpoint(url, timeout)
     }
 
     /// A proxy over a channel to `endpoint`, connected on first use; its worker runs on the

@@ -7,9 +7,11 @@
 //! served at once, and one more gets a `server busy` error reply and is closed (idle ones
 //! close after 5 minutes). A line that is not a request gets an error reply and the
 //! connection stays open; a line longer than the limit gets an error reply and the connection
-//! is closed.
+//! is closed. With a certificate (TLS_CERT_FILE) the listener speaks TLS only, each handshake
+//! within TLS_HANDSHAKE_TIMEOUT.
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,9 +19,10 @@ use actix::Recipient;
 use futures_util::{SinkExt, StreamExt};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, Framed};
 use troupe_core::messages::{NewLogEntry, WriteLog};
 
@@ -48,16 +51,18 @@ pub async fn serve(
 ) {
     tokio::pin!(shutdown);
     let slots = Arc::new(Semaphore::new(max_connections));
+    let process = crate::tls::current();
+    let tls = process.acceptor(&[]).map(|acceptor| (acceptor, process.handshake_timeout()));
     loop {
         tokio::select! {
             _ = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((stream, peer)) => {
                     let _ = stream.set_nodelay(true);
-                    match slots.clone().try_acquire_owned() {
-                        Ok(slot) => tokio::spawn(connection(stream, write.clone(), timeout, slot)),
-                        Err(_) => tokio::spawn(busy(stream, max_connections)),
-                    };
+                    // A place is taken before the handshake: at most `max_connections` at once.
+                    let slot = slots.clone().try_acquire_owned().ok();
+                    let serve = Serve { write: write.clone(), timeout, slot, max_connections };
+                    tokio::spawn(serve.over(stream, peer, tls.clone()));
                 }
                 Err(err) => {
                     // Out of file descriptors and the like: back off instead of spinning.
@@ -70,18 +75,48 @@ pub async fn serve(
     tracing::info!("JSON-RPC server stopped");
 }
 
+/// One accepted connection: served when it got a `slot`, else told the server is busy.
+struct Serve {
+    write: Recipient<WriteLog>,
+    timeout: Duration,
+    slot: Option<OwnedSemaphorePermit>,
+    max_connections: usize,
+}
+
+impl Serve {
+    /// Serve `stream` from `peer`, after a TLS handshake when the listener has `tls`.
+    async fn over(self, stream: TcpStream, peer: SocketAddr, tls: Option<(TlsAcceptor, Duration)>) {
+        let Some((acceptor, within)) = tls else {
+            return self.io(stream).await;
+        };
+        if let Some(stream) = crate::tls::handshake_within(within, acceptor.accept(stream), peer).await {
+            self.io(stream).await;
+        }
+    }
+
+    async fn io<S: AsyncRead + AsyncWrite + Unpin>(self, stream: S) {
+        match self.slot {
+            Some(slot) => connection(stream, self.write, self.timeout, slot).await,
+            None => busy(stream, self.max_connections).await,
+        }
+    }
+}
+
 /// Tell a connection over the limit why it is closed.
-async fn busy(mut stream: TcpStream, max_connections: usize) {
+async fn busy<S: AsyncWrite + Unpin>(mut stream: S, max_connections: usize) {
     tracing::warn!(max_connections, "JSON-RPC connection refused: LOGGER_RPC_MAX_CONNECTIONS reached");
     let line =
         reply(&Value::Null, Err(format!("server busy: {max_connections} connections open; retry later")));
-    let _ =
-        tokio::time::timeout(Duration::from_secs(1), stream.write_all(format!("{line}\n").as_bytes())).await;
+    let told = async {
+        stream.write_all(format!("{line}\n").as_bytes()).await?;
+        stream.shutdown().await
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), told).await;
 }
 
 /// Serve one connection; `_slot` frees its place when the connection ends.
-async fn connection(
-    stream: TcpStream,
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     write: Recipient<WriteLog>,
     timeout: Duration,
     _slot: OwnedSemaphorePermit,

@@ -16,6 +16,7 @@
 //! - [`tail`]: the live log tail (`GET /logs/stream`, server-sent events).
 //! - [`history`]: the broker's `GET /metrics/history` (15 minutes of every service's metrics).
 //! - [`status`]: the broker's `GET /status` (every service's readiness, for the console).
+//! - [`tls`]: TLS of the listeners (certificate reloaded on change) and of the clients (TLS_CA_FILE).
 //! - [`platform`]: starting services for `troupe up` and `troupe serve`.
 //! - [`cli`]: the command line.
 //! - [`follow`]: `troupe logs [--follow]`, the log in the terminal.
@@ -44,5 +45,6 @@ pub mod proxy;
 pub mod status;
 pub mod reads;
 pub mod tail;
+pub mod tls;
 pub mod trace_cli;
 pub mod traces;

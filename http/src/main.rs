@@ -39,6 +39,11 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     };
     troupe_core::telemetry::init(common.log_format, service_name(&cli.command));
+    // Before any listener or client: they all take the process's TLS.
+    if let Err(err) = troupe_http::tls::install(&common.tls) {
+        eprintln!("troupe: {err:#}");
+        return ExitCode::FAILURE;
+    }
     match actix_web::rt::System::new().block_on(run(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

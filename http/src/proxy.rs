@@ -39,13 +39,10 @@ impl AuthProxy {
     }
 }
 
-/// An HTTP client with a total deadline and a shorter connect timeout.
+/// An HTTP client with a total deadline and a shorter connect timeout, trusting TLS_CA_FILE
+/// for `https://` services ([`crate::tls::http_client`]).
 pub fn client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(2)))
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build()?)
+    crate::tls::http_client(timeout)
 }
 
 impl Actor for AuthProxy {

@@ -75,7 +75,7 @@ impl LogTail {
 
     /// Forward the stream of the logger at `base` (LOGGER_URL).
     pub fn remote(base: &Url) -> anyhow::Result<Self> {
-        let http = reqwest::Client::builder()
+        let http = crate::tls::http_builder(&crate::tls::current())?
             .connect_timeout(Duration::from_secs(2))
             .read_timeout(KEEP_ALIVE * 3)
             .build()?;

@@ -109,7 +109,7 @@ fn trace_id_in(id: &str) -> Option<String> {
 
 /// Print the trace `args.id` names to `out`.
 pub async fn run(args: &TraceArgs, out: &mut impl Write) -> anyhow::Result<()> {
-    let http = reqwest::Client::builder()
+    let http = crate::tls::http_builder(&crate::tls::current())?
         .connect_timeout(Duration::from_secs(5))
         .timeout(Duration::from_secs(10))
         .build()?;

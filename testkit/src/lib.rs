@@ -7,7 +7,10 @@
 //! - [`fresh_pg_database`]: an empty PostgreSQL database per test.
 //! - [`parts`]: status and JSON body of an HTTP reply.
 //! - [`common_settings`]: process settings for tests (loopback, fast backoff and shutdown).
+//! - [`pki`]: a test CA issuing server certificates (TLS_CERT_FILE, TLS_CA_FILE tests).
 //! - [`self_signed_cert`]: a self-signed certificate for `localhost` (STARTTLS tests, benches).
+
+pub mod pki;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

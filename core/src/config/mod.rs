@@ -18,8 +18,10 @@ pub use broker::{BrokerSettings, FrontendSettings, ReadAuth, UpstreamSettings};
 pub use mailer::{CatcherSettings, MailAuth, MailEncryption, MailerSettings};
 mod events;
 mod logger;
+mod tls;
 pub use events::{EventSettings, ListenerSettings, QueueType};
 pub use logger::{LoggerSettings, LoggerUpstream};
+pub use tls::{TlsSettings, secret_or_file};
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -88,6 +90,7 @@ default_from_clap!(
     MailerSettings,
     CatcherSettings,
     MetricsSettings,
+    TlsSettings,
 );
 
 /// Settings every service process shares.
@@ -122,6 +125,9 @@ pub struct CommonSettings {
     /// The platform's metrics (`GET /metrics`, `GET /metrics/history`).
     #[command(flatten)]
     pub metrics: MetricsSettings,
+    /// TLS of the process's listeners and clients.
+    #[command(flatten)]
+    pub tls: TlsSettings,
 }
 
 /// What the process measures.

@@ -17,6 +17,7 @@ use url::Url;
 
 pub use troupe_testkit::free_port;
 
+pub use troupe_testkit::pki::{Leaf, TestCa, TlsFiles};
 pub use troupe_testkit::{eventually, fresh_pg_database, parts};
 
 /// A signing key good enough for tests (never used outside them).
@@ -59,14 +60,45 @@ pub struct Cluster {
     pub dsn: String,
     /// A client with a generous overall timeout (a hang fails, it does not stall the run).
     pub http: Client,
+    /// The certificates of a cluster started with [`Cluster::start_tls`].
+    pub tls: Option<ClusterTls>,
     procs: BTreeMap<&'static str, Child>,
     logs: TempDir,
+}
+
+/// The test CA of a TLS cluster and the files every process is pointed at.
+pub struct ClusterTls {
+    /// The CA that signed every service's certificate.
+    pub ca: TestCa,
+    /// TLS_CA_FILE, TLS_CERT_FILE, TLS_KEY_FILE.
+    pub files: TlsFiles,
+    /// The certificate every service presents at start.
+    pub leaf: Leaf,
+    _dir: TempDir,
 }
 
 impl Cluster {
     /// Start every service in [`SERVICES`] and wait until each reports ready.
     pub async fn start() -> Cluster {
-        let dsn = fresh_pg_database().await;
+        Self::start_with(None).await
+    }
+
+    /// [`Cluster::start`] with every hop on TLS: each process presents a certificate of a test
+    /// CA on all its listeners (HTTP, gRPC, JSON-RPC) and trusts that CA as TLS_CA_FILE;
+    /// every URL is `https://`, and the users database is reached with `sslmode=require`.
+    pub async fn start_tls() -> Cluster {
+        let dir = tempfile::tempdir().expect("temp dir for certificates");
+        let ca = TestCa::new("Troupe e2e CA");
+        let (leaf, files) = ca.write(dir.path(), "troupe e2e services");
+        Self::start_with(Some(ClusterTls { ca, files, leaf, _dir: dir })).await
+    }
+
+    async fn start_with(tls: Option<ClusterTls>) -> Cluster {
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut dsn = fresh_pg_database().await;
+        if tls.is_some() {
+            dsn.push_str(if dsn.contains('?') { "&sslmode=require" } else { "?sslmode=require" });
+        }
         let mut env = BTreeMap::new();
         let mut ports = BTreeMap::new();
         for (k, v) in [
@@ -101,22 +133,35 @@ impl Cluster {
             ports.insert(service.name, port);
             env.insert(service.port_var.into(), port.to_string());
             if let Some(var) = service.url_var {
-                env.insert(var.into(), format!("http://127.0.0.1:{port}"));
+                env.insert(var.into(), format!("{scheme}://127.0.0.1:{port}"));
             }
             for var in service.extra_ports {
                 env.insert((*var).into(), free_port().to_string());
             }
         }
         let grpc = env["LOGGER_GRPC_PORT"].clone();
-        env.insert("LOGGER_GRPC_URL".into(), format!("http://127.0.0.1:{grpc}"));
+        env.insert("LOGGER_GRPC_URL".into(), format!("{scheme}://127.0.0.1:{grpc}"));
         if let Some(port) = ports.get("frontend") {
-            env.insert("CORS_ALLOWED_ORIGINS".into(), format!("http://127.0.0.1:{port}"));
+            env.insert("CORS_ALLOWED_ORIGINS".into(), format!("{scheme}://127.0.0.1:{port}"));
+        }
+        let mut http = Client::builder().timeout(Duration::from_secs(20));
+        if let Some(tls) = &tls {
+            for (var, path) in [
+                ("TLS_CA_FILE", &tls.files.ca),
+                ("TLS_CERT_FILE", &tls.files.cert),
+                ("TLS_KEY_FILE", &tls.files.key),
+            ] {
+                env.insert(var.into(), path.display().to_string());
+            }
+            let ca = reqwest::Certificate::from_pem(tls.ca.pem().as_bytes()).expect("the test CA");
+            http = http.add_root_certificate(ca);
         }
         let mut cluster = Cluster {
             env,
             ports,
             dsn,
-            http: Client::builder().timeout(Duration::from_secs(20)).build().expect("http client"),
+            http: http.build().expect("http client"),
+            tls,
             procs: BTreeMap::new(),
             logs: tempfile::tempdir().expect("temp dir for process logs"),
         };
@@ -129,9 +174,10 @@ impl Cluster {
         cluster
     }
 
-    /// `http://127.0.0.1:<port>` of a service.
+    /// `http://127.0.0.1:<port>` of a service (`https://` in a TLS cluster).
     pub fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}", self.ports[name])
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.ports[name])
     }
 
     /// The OS process id of a running service.

@@ -20,3 +20,4 @@ mod flows;
 mod gate;
 mod otlp;
 mod resilience;
+mod tls;
