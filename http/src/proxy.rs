@@ -78,6 +78,9 @@ impl Handler<Authenticate> for AuthProxy {
             }
             .instrument(span),
         )
+    }
+}
+
 impl Handler<VerifyToken> for AuthProxy {
     type Result = ResponseFuture<Result<Caller, ServiceError>>;
 
@@ -95,9 +98,6 @@ impl Handler<VerifyToken> for AuthProxy {
             }
             .instrument(span),
         )
-    }
-}
-
     }
 }
 
@@ -150,6 +150,9 @@ pub fn remote_error(status: StatusCode, envelope: Option<Envelope>, service: &st
 
 /// Forwards [`SendMail`] to a remote mailer (`MAILER_URL`) as `POST /send`, with the
 /// sender's bearer token, else (for a Troupe service's own mail jobs) a service token.
+pub struct MailerProxy {
+    http: reqwest::Client,
+    send: Url,
     identity: Option<ServiceIdentity>,
 }
 
@@ -161,9 +164,6 @@ pub struct ServiceIdentity {
     pub keys: TokenKeys,
     /// The service's name (`listener`).
     pub service: &'static str,
-pub struct MailerProxy {
-    http: reqwest::Client,
-    send: Url,
 }
 
 impl MailerProxy {

@@ -150,6 +150,8 @@ pub fn serve_listener(
         None => tracing::warn!("MAILER_URL is not set: `mail` events are stored but not mailed"),
     }
     p.add(events::consumer(common, url, events, settings, sink, &r)?);
+    Ok(p)
+}
 
 /// The listener's identity towards the mailer: service tokens signed with JWT_SECRET, or
 /// none (then its mail jobs are refused by a mailer that needs a token).
@@ -164,6 +166,4 @@ fn service_identity(keys: &ServiceKeySettings) -> anyhow::Result<Option<ServiceI
         );
     }
     Ok(keys.map(|keys| ServiceIdentity { keys, service: "listener" }))
-}
-    Ok(p)
 }

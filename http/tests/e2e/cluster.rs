@@ -293,6 +293,17 @@ impl Cluster {
     pub async fn handle(&self, body: &Value) -> Response {
         self.http
             .post(format!("{}/handle", self.url("broker")))
+            .bearer_auth(admin_token())
+            .json(body)
+            .send()
+            .await
+            .expect("the broker answers")
+    }
+
+    /// `POST /handle` on the broker with a JSON body and no bearer token.
+    pub async fn handle_anonymous(&self, body: &Value) -> Response {
+        self.http
+            .post(format!("{}/handle", self.url("broker")))
             .json(body)
             .send()
             .await
@@ -337,17 +348,6 @@ pub fn troupe(args: &[&str], env: &BTreeMap<String, String>, log: &Path) -> Chil
 /// Processes started outside a [`Cluster`]; killed when dropped.
 pub struct Processes(pub Vec<Child>);
 
-        self.http
-            .post(format!("{}/handle", self.url("broker")))
-            .bearer_auth(admin_token())
-            .json(body)
-            .send()
-            .await
-            .expect("the broker answers")
-    }
-
-    /// `POST /handle` on the broker with a JSON body and no bearer token.
-    pub async fn handle_anonymous(&self, body: &Value) -> Response {
 impl Drop for Processes {
     fn drop(&mut self) {
         for child in &mut self.0 {
