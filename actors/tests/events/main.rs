@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 mod cluster;
+mod dead;
 mod helpers;
 
 use std::collections::HashSet;
