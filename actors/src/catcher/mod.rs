@@ -6,16 +6,21 @@
 //!   arrival, so listing newest first is a reverse sort; mail survives restarts.
 //! - [`start_smtp`] runs the SMTP side with `mailin-embedded` (blocking, one thread per
 //!   connection) on its own thread. A mail is answered `250` only once the store has written
-//!   it, `451` if it could not.
+//!   it, `451` if it could not. Sessions are bounded in number and idle time ([`Bounds`]).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle, Context, Handler, Supervised, Supervisor};
 use chrono::{SecondsFormat, Utc};
 use mailin_embedded::{Action, Handler as SmtpHandler, Response, Server, SslConfig, response};
 use serde::{Deserialize, Serialize};
 use troupe_core::ServiceError;
+
+pub use self::bounds::Bounds;
+
+mod bounds;
 use troupe_core::messages::{
     CatchMail, CaughtMail, CaughtSummary, DeleteCaught, GetCaught, GetCaughtRaw, ListCaught,
 };
@@ -267,13 +272,35 @@ pub fn closing(mut reply: Response) -> Response {
 /// sending here keeps its pool well below this (`troupe up` caps `MAIL_POOL_SIZE` at half).
 pub const SESSIONS: u32 = 64;
 
+/// How long an SMTP client may stay silent before the catcher closes its session.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serve SMTP on `listener` (bind it first, so the port is known), handing mail to `store`.
 /// `tls` is `(cert, key)` PEM paths to offer STARTTLS with (tests use a self-signed pair).
+/// At most [`SESSIONS`] at once, each closed after [`IDLE_TIMEOUT`] of silence.
 pub fn start_smtp(
     listener: TcpListener,
     store: Addr<CatcherStore>,
     tls: Option<(&Path, &Path)>,
 ) -> Result<(), String> {
+    start_smtp_within(listener, store, tls, Bounds { sessions: SESSIONS, idle: IDLE_TIMEOUT })
+}
+
+/// [`start_smtp`] within other [`Bounds`] (tests).
+pub fn start_smtp_within(
+    listener: TcpListener,
+    store: Addr<CatcherStore>,
+    tls: Option<(&Path, &Path)>,
+    bounds: Bounds,
+) -> Result<(), String> {
+    // mailin listens on loopback behind the bounded relay, one thread per session it may get.
+    let inner = TcpListener::bind(("127.0.0.1", 0)).map_err(|e| format!("catcher SMTP: {e}"))?;
+    let inner_addr = inner.local_addr().map_err(|e| format!("catcher SMTP: {e}"))?;
+    std::thread::Builder::new()
+        .name("catcher-accept".into())
+        .spawn(move || bounds::serve(listener, inner_addr, bounds))
+        .map_err(|e| format!("cannot start the catcher SMTP thread: {e}"))?;
+    let listener = inner;
     let handler = Session {
         store,
         arbiter: Arbiter::new().handle(),
@@ -294,7 +321,7 @@ pub fn start_smtp(
         .with_name("troupe-catcher")
         .with_ssl(ssl)
         .map_err(|e| format!("catcher TLS: {e}"))?
-        .with_num_threads(SESSIONS)
+        .with_num_threads(bounds.sessions)
         .with_tcp_listener(listener);
     std::thread::Builder::new()
         .name("catcher-smtp".into())

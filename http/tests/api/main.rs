@@ -8,6 +8,7 @@
 
 mod auth_users;
 mod broker;
+mod catcher_bounds;
 mod dead_letters;
 mod dead_letters_rabbit;
 mod errors;
@@ -18,8 +19,8 @@ mod mail;
 mod metrics;
 mod openapi;
 mod outage;
-mod status;
 mod reads;
+mod status;
 mod tail;
 mod trace_cli;
 mod traces;
