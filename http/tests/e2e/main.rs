@@ -14,6 +14,7 @@
 
 mod cluster;
 mod contract;
+mod dead_letters_rabbit;
 mod durability;
 mod embedded_events;
 mod flows;
