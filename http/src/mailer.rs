@@ -6,6 +6,7 @@
 //! token of an active user (401 otherwise), so the mailer is no open relay; the broker's
 //! `mail` action and `mail` events go through the same gate.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix::Recipient;
@@ -13,6 +14,8 @@ use actix_web::http::StatusCode;
 use actix_web::web::{self, ServiceConfig};
 use actix_web::{HttpRequest, HttpResponse};
 use secrecy::SecretString;
+use troupe_core::domain::Caller;
+use troupe_core::limits::{KeyedLimit, RateSpec, retry_after_secs};
 use troupe_core::messages::{MailRequest, SendMail, VerifyToken};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
@@ -21,17 +24,23 @@ use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, bearer_token, reply}
 /// Who may send mail: anyone (`open`), or the holder of a bearer token of an active user,
 /// checked by the auth service.
 #[derive(Clone, Default)]
-pub struct MailGate(Option<(Recipient<VerifyToken>, Duration)>);
+pub struct MailGate(Option<(Recipient<VerifyToken>, Duration)>, Option<Arc<KeyedLimit<i32>>>);
 
 impl MailGate {
     /// Anyone may send (the built-in catcher, or `MAIL_AUTH=open`).
     pub fn open() -> Self {
-        Self(None)
+        Self(None, None)
     }
 
     /// Senders need a token that `auth` accepts within `timeout`.
     pub fn token_required(auth: Recipient<VerifyToken>, timeout: Duration) -> Self {
-        Self(Some((auth, timeout)))
+        Self(Some((auth, timeout)), None)
+    }
+
+    /// The same gate, holding each user to `rate` mails (`MAIL_RATE_PER_USER`; Troupe's own
+    /// services, whose mail jobs were gated where they were queued, are not counted).
+    pub fn per_user(self, rate: RateSpec) -> Self {
+        Self(self.0, Some(Arc::new(KeyedLimit::new(rate))))
     }
 
     /// Whether senders need a token.
@@ -41,13 +50,19 @@ impl MailGate {
 
     /// Let `req` through, or say why not (401; 503 when auth cannot answer).
     pub async fn admit(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let Some((auth, timeout)) = &self.0 else { return Ok(()) };
+        let Self(Some((auth, timeout)), limit) = self else { return Ok(()) };
         let token = bearer_token(req).map(|t| SecretString::from(t.to_owned())).ok_or_else(|| {
             ApiError(ServiceError::Unauthorized(
                 "sending mail needs a bearer token of an active user (MAIL_AUTH)".into(),
             ))
         })?;
-        ask(auth, VerifyToken(token), *timeout, "auth").await.map(drop)
+        let caller = ask(auth, VerifyToken(token), *timeout, "auth").await?;
+        match (limit, caller) {
+            (Some(limit), Caller::User(user)) => limit
+                .check(&user.user_id)
+                .map_err(|wait| ApiError(ServiceError::RateLimited(retry_after_secs(wait)))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -94,6 +109,8 @@ pub async fn send_mail(
         (status = 413, description = "Body over 1 MiB", body = Envelope),
         (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A bad address, subject or size", body = Envelope),
+        (status = 429, description = "Over this user's mail rate (`MAIL_RATE_PER_USER`)", body = Envelope,
+            headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The SMTP server (or auth, to check the token) is unavailable", body = Envelope)))]
 #[tracing::instrument(name = "mailer.send", skip_all)]
 async fn send(

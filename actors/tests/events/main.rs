@@ -61,17 +61,25 @@ async fn ten_thousand_events_survive_forced_connection_closes_exactly_once() {
 
     const N: usize = 10_000;
     let ids: Vec<String> = (0..N).map(|_| uuid::Uuid::new_v4().to_string()).collect();
-    // Paced at about 500 events/s so the publishing outlasts the forced closes (each
-    // `rabbitmqctl` call takes ~2 s); the pace is load shaping, not synchronisation.
+    // Paced at about 500 events/s, and held back at a gate before each forced close until
+    // that close is done (each `rabbitmqctl` call takes ~2 s), so that every close happens
+    // while events are still to come however slow the machine; load shaping, not timing.
+    let gates = [N / 5, N / 3 + N / 10];
+    let (closed, closes) = tokio::sync::watch::channel(0usize);
     let publishing = {
         let (publisher, ids) = (publisher.clone(), ids.clone());
         actix_rt::spawn(async move {
-            let tick = tokio::time::interval(Duration::from_millis(2));
+            let mut tick = tokio::time::interval(Duration::from_millis(2));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let paced = futures_util::stream::unfold(
-                (tick, ids.into_iter().enumerate()),
-                |(mut tick, mut it)| async move {
+                (tick, closes, ids.into_iter().enumerate()),
+                move |(mut tick, mut closes, mut it)| async move {
                     tick.tick().await;
-                    it.next().map(|item| (item, (tick, it)))
+                    let (n, id) = it.next()?;
+                    if let Some(round) = gates.iter().position(|gate| n == *gate) {
+                        closes.wait_for(|done| *done > round).await.expect("the test runs");
+                    }
+                    Some(((n, id), (tick, closes, it)))
                 },
             );
             paced
@@ -94,6 +102,7 @@ async fn ten_thousand_events_survive_forced_connection_closes_exactly_once() {
             "closed the publisher's and the listener's connections"
         );
         assert!(stats.snapshot().acked < N as u64, "the close happened while events were flowing");
+        closed.send_replace(round + 1);
     }
     publishing.await.expect("publishing finished");
 

@@ -48,6 +48,10 @@ pub struct MailerSettings {
     /// the broker, and `POST /send` under `troupe up`: `auto`, `required` or `open`.
     #[arg(long, env = "MAIL_AUTH", value_enum, default_value = "auto", ignore_case = true)]
     pub mail_auth: MailAuth,
+    /// Mails per user where a token is needed (`MAIL_AUTH`): a burst, refilled evenly over the
+    /// period (`N/DURATION`, or `off`); beyond it 429 with Retry-After, before anything is sent.
+    #[arg(long, env = "MAIL_RATE_PER_USER", default_value = "30/1h", value_parser = crate::limits::RateSpec::parse)]
+    pub mail_rate_per_user: crate::limits::RateSpec,
     /// `tls` (STARTTLS), `ssl` (implicit TLS) or `none`.
     #[arg(long, env = "MAIL_ENCRYPTION", value_enum, default_value = "none", ignore_case = true)]
     pub mail_encryption: MailEncryption,

@@ -91,3 +91,31 @@ async fn serve_mailer_that_sends_out_needs_auth_url_to_start() {
     let p = platform::serve_mailer(&common(), &settings, Some(&auth)).expect("starts with AUTH_URL");
     drop(p);
 }
+
+#[actix_rt::test]
+async fn mail_is_held_to_mail_rate_per_user_with_retry_after() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut args = up_args(dir.path());
+    args.mailer.mail_auth = troupe_core::config::MailAuth::Required;
+    args.mailer.mail_rate_per_user = troupe_core::limits::RateSpec::parse("2/1h").expect("a rate");
+    let p = platform::up(&args).expect("platform starts");
+    let broker = format!("http://127.0.0.1:{}", p.port("broker").expect("broker port"));
+    actix_web::rt::spawn(p.run_until(std::future::pending()));
+    let app = TestApp::split_parts();
+    app.wait_ready(&broker).await;
+    let login = json!({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}});
+    let (_, body) =
+        parts(app.http.post(format!("{broker}/handle")).json(&login).send().await.expect("answers")).await;
+    let token = body["token"]["access_token"].as_str().expect("a token").to_owned();
+    let mail = json!({"action": "mail", "mail": {"to": "you@there.com", "subject": "rate", "message": "m"}});
+    let send = || app.http.post(format!("{broker}/handle")).bearer_auth(&token).json(&mail).send();
+    for i in 0..2 {
+        let (status, body) = parts(send().await.expect("answers")).await;
+        assert_eq!(status, 202, "mail {i} within the burst: {body}");
+    }
+    let res = send().await.expect("answers");
+    let retry = res.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let (status, body) = parts(res).await;
+    assert_eq!((status, &body["error"]), (429, &json!(true)), "{body}");
+    assert!(retry.and_then(|r| r.parse::<u64>().ok()).is_some_and(|s| s > 0), "Retry-After in seconds");
+}

@@ -52,12 +52,14 @@ async fn login(app: &TestApp, request_id: &str) -> String {
 async fn troupe_trace_prints_a_logins_broker_and_auth_spans_found_by_its_request_id() {
     let app = traced_platform().await;
     let trace_id = login(&app, "trace-cli-login-1").await;
-    // The services record their spans as they finish: wait until auth's is there.
-    eventually(Duration::from_secs(10), "auth's span in the trace", || async {
+    // The services record their spans as they finish, the broker's root after its reply went
+    // out: wait until auth's span and the broker's root are both there.
+    eventually(Duration::from_secs(10), "auth's span and the broker's root in the trace", || async {
         let res = app.http.get(format!("{}/traces/{trace_id}", app.broker)).send().await.ok()?;
         let body: Value = res.json().await.ok()?;
         let spans = body["data"]["spans"].as_array()?.clone();
-        spans.iter().any(|s| s["service"] == "auth").then_some(())
+        let root = spans.iter().any(|s| s["service"] == "broker" && s["parent_span_id"].is_null());
+        (root && spans.iter().any(|s| s["service"] == "auth")).then_some(())
     })
     .await;
 

@@ -78,7 +78,7 @@ pub fn server(
 /// mail can leave the machine ([`MailerSettings::needs_token`]), else open.
 pub fn gate(settings: &MailerSettings, auth: Recipient<VerifyToken>, within: Duration) -> MailGate {
     match settings.needs_token() {
-        true => MailGate::token_required(auth, within),
+        true => MailGate::token_required(auth, within).per_user(settings.mail_rate_per_user),
         false => MailGate::open(),
     }
 }
@@ -97,7 +97,7 @@ pub fn remote_gate(settings: &MailerSettings, auth_url: Option<&Url>) -> anyhow:
          MAIL_AUTH auto or required), to check senders' tokens; MAIL_AUTH=open lets anyone send",
     )?;
     let auth = super::auth::remote(url, VERIFY_WITHIN)?;
-    Ok(MailGate::token_required(auth.recipient(), VERIFY_WITHIN))
+    Ok(MailGate::token_required(auth.recipient(), VERIFY_WITHIN).per_user(settings.mail_rate_per_user))
 }
 
 /// The mailer at `url` (MAILER_URL), each call answered within `timeout`; mail without a
