@@ -261,6 +261,40 @@ pub enum ServeCommand {
 }
 
 impl Command {
+    /// Read every secret given as a file (`DSN_FILE`, `MONGO_URL_FILE`, `MONGO_PASSWORD_FILE`,
+    /// `RABBIT_URL_FILE`, `MAIL_PASSWORD_FILE`) into its setting, before anything starts.
+    /// (`JWT_SECRET_FILE` is read where the keys are made.)
+    ///
+    /// # Errors
+    ///
+    /// A value and its file both set, an unreadable or empty file, or contents the variable
+    /// itself would refuse: one message naming the variable, never the secret.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        match self {
+            Self::Health(_) | Self::Logs(_) | Self::Trace(_) => Ok(()),
+            Self::Up(a) => {
+                a.auth.read_secret_files()?;
+                a.logger.read_secret_files()?;
+                a.mailer.read_secret_files()?;
+                a.events.read_secret_files()
+            }
+            Self::Serve(serve) => match serve {
+                ServeCommand::Broker { events, .. } => events.read_secret_files(),
+                ServeCommand::Auth { auth, events, .. } => {
+                    auth.read_secret_files()?;
+                    events.read_secret_files()
+                }
+                ServeCommand::Logger { logger, .. } => logger.read_secret_files(),
+                ServeCommand::Listener { events, logger, .. } => {
+                    events.read_secret_files()?;
+                    logger.read_secret_files()
+                }
+                ServeCommand::Mailer { mailer, .. } => mailer.read_secret_files(),
+                ServeCommand::Frontend { .. } | ServeCommand::Catcher { .. } => Ok(()),
+            },
+        }
+    }
+
     /// The settings shared by every command that runs services (`None`: `troupe health`,
     /// `troupe logs`, `troupe trace`).
     pub fn common(&self) -> Option<&CommonSettings> {
@@ -305,6 +339,44 @@ mod tests {
             words.contains("http://localhost:8084 under `serve broker`, unset under `serve listener`"),
             "{help}"
         );
+    }
+
+    #[test]
+    fn secrets_are_read_from_their_files_and_checked_like_their_values() {
+        use secrecy::ExposeSecret as _;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).expect("written");
+            path.display().to_string()
+        };
+        let read = |args: &[&str]| {
+            let mut cli = Cli::try_parse_from(args).expect("parsed");
+            cli.command.read_secret_files().map(|()| cli.command)
+        };
+        let (dsn, rabbit) =
+            (file("dsn", "host=db password=s3cret\n"), file("rabbit", "amqp://u:p@mq:5672/%2f\n"));
+        let (mongo, mail) = (file("mongo", "mongodb://u:p@db:27017"), file("mail", "smtp-pass"));
+        let up = ["--dsn-file", &dsn, "--rabbit-url-file", &rabbit, "--mongo-url-file", &mongo];
+        let args = [&["troupe", "up"][..], &up, &["--mail-password-file", &mail]].concat();
+        let Ok(Command::Up(up)) = read(&args) else { panic!("troupe up reads its secret files") };
+        let secret = |s: Option<&secrecy::SecretString>| s.map(|s| s.expose_secret().to_owned());
+        assert_eq!(secret(up.auth.dsn.as_ref()).as_deref(), Some("host=db password=s3cret"));
+        assert_eq!(secret(up.events.rabbit_url.as_ref()).as_deref(), Some("amqp://u:p@mq:5672/%2f"));
+        assert_eq!(secret(up.logger.mongo_url.as_ref()).as_deref(), Some("mongodb://u:p@db:27017"));
+        assert_eq!(secret(up.mailer.mail_password.as_ref()).as_deref(), Some("smtp-pass"));
+
+        let amqps = file("amqps", "amqps://u:hidden@mq:5671");
+        let err = read(&["troupe", "serve", "broker", "--rabbit-url-file", &amqps]).expect_err("refused");
+        assert!(err.starts_with("RABBIT_URL_FILE: amqps://") && !err.contains("hidden"), "{err}");
+        let err = read(&["troupe", "serve", "auth", "--dsn", "x", "--dsn-file", &dsn]).expect_err("refused");
+        assert_eq!(err, "DSN and DSN_FILE: set only one");
+        let absent = dir.path().join("absent").display().to_string();
+        let err = read(&["troupe", "serve", "mailer", "--mail-password-file", &absent]).expect_err("refused");
+        assert!(err.starts_with("MAIL_PASSWORD_FILE: cannot read"), "{err}");
+        let empty = file("empty", "\n");
+        let err = read(&["troupe", "serve", "logger", "--mongo-password-file", &empty]).expect_err("refused");
+        assert!(err.starts_with("MONGO_PASSWORD_FILE:") && err.ends_with("is empty"), "{err}");
     }
 
     #[test]

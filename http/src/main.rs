@@ -7,7 +7,7 @@ use troupe_http::cli::{Cli, Command, ServeCommand};
 use troupe_http::platform;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) if !err.use_stderr() => {
             let _ = err.print();
@@ -23,6 +23,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(err) = cli.command.read_secret_files() {
+        eprintln!("troupe: {err}");
+        return ExitCode::from(2);
+    }
     let Some(common) = cli.command.common() else {
         if let Command::Logs(args) = &cli.command {
             return logs(args);

@@ -19,6 +19,9 @@ pub struct AuthSettings {
     /// postgres:// URL. Unset: SQLite in TROUPE_DATA_DIR.
     #[arg(long, env = "DSN", value_parser = parse_secret, hide_env_values = true)]
     pub dsn: Option<SecretString>,
+    /// File holding DSN instead (e.g. a mounted secret).
+    #[arg(long, env = "DSN_FILE")]
+    pub dsn_file: Option<PathBuf>,
     /// Directory for embedded stores (SQLite users database, ...). Created when missing.
     #[arg(long, env = "TROUPE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -64,6 +67,15 @@ impl AuthSettings {
 }
 
 impl AuthSettings {
+    /// DSN read from DSN_FILE when that is set (see [`super::fill_from_file`]).
+    ///
+    /// # Errors
+    ///
+    /// Both set, or an unreadable or empty file: a message naming the variable.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        super::fill_from_file("DSN", &mut self.dsn, self.dsn_file.as_deref(), |_| Ok(()))
+    }
+
     /// How long a caller waits for the auth actor: a login is a lookup, a bcrypt check on
     /// the blocking pool and a token, so three database deadlines.
     pub fn answer_within(&self) -> Duration {

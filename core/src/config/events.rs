@@ -57,6 +57,9 @@ pub struct EventSettings {
     /// this build's RabbitMQ client has no TLS (terminate it in front of RabbitMQ instead).
     #[arg(long, env = "RABBIT_URL", value_parser = RabbitUrl, hide_env_values = true)]
     pub rabbit_url: Option<SecretString>,
+    /// File holding RABBIT_URL instead (e.g. a mounted secret), checked the same way.
+    #[arg(long, env = "RABBIT_URL_FILE")]
+    pub rabbit_url_file: Option<PathBuf>,
     /// The topic exchange events are published to (durable).
     #[arg(long, env = "EVENTS_EXCHANGE", default_value = "logs_topic")]
     pub events_exchange: String,
@@ -73,6 +76,20 @@ pub struct EventSettings {
 }
 
 impl EventSettings {
+    /// RABBIT_URL read from RABBIT_URL_FILE when that is set, checked as RABBIT_URL is.
+    ///
+    /// # Errors
+    ///
+    /// Both set, an unreadable or empty file, or a URL RABBIT_URL would refuse.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        super::fill_from_file(
+            "RABBIT_URL",
+            &mut self.rabbit_url,
+            self.rabbit_url_file.as_deref(),
+            check_rabbit_url,
+        )
+    }
+
     /// Settings for the in-process bus with its queue in `data_dir`, else the defaults.
     pub fn embedded(data_dir: impl Into<PathBuf>) -> Self {
         Self { events_data_dir: data_dir.into(), ..Self::default() }

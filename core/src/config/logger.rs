@@ -28,12 +28,18 @@ pub struct LoggerSettings {
     /// MongoDB to keep logs in (`mongodb://host:27017`). Unset: SQLite in TROUPE_DATA_DIR.
     #[arg(long, env = "MONGO_URL", value_parser = parse_secret, hide_env_values = true)]
     pub mongo_url: Option<SecretString>,
+    /// File holding MONGO_URL instead (e.g. a mounted secret).
+    #[arg(long, env = "MONGO_URL_FILE")]
+    pub mongo_url_file: Option<PathBuf>,
     /// MongoDB user, when not in MONGO_URL.
     #[arg(long, env = "MONGO_USERNAME")]
     pub mongo_username: Option<String>,
     /// MongoDB password, when not in MONGO_URL.
     #[arg(long, env = "MONGO_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
     pub mongo_password: Option<SecretString>,
+    /// File holding MONGO_PASSWORD instead.
+    #[arg(long, env = "MONGO_PASSWORD_FILE")]
+    pub mongo_password_file: Option<PathBuf>,
     /// MongoDB database holding the `logs` collection.
     #[arg(long, env = "MONGO_DATABASE", default_value = "logs")]
     pub mongo_database: String,
@@ -74,6 +80,17 @@ pub struct LoggerUpstream {
 }
 
 impl LoggerSettings {
+    /// MONGO_URL and MONGO_PASSWORD read from their `_FILE` variables when those are set.
+    ///
+    /// # Errors
+    ///
+    /// A value and its file both set, or an unreadable or empty file: a message naming it.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        super::fill_from_file("MONGO_URL", &mut self.mongo_url, self.mongo_url_file.as_deref(), |_| Ok(()))?;
+        let password = self.mongo_password_file.as_deref();
+        super::fill_from_file("MONGO_PASSWORD", &mut self.mongo_password, password, |_| Ok(()))
+    }
+
     /// How long a caller waits for one write: a write waits for its batch, so a store
     /// deadline for the batch ahead and one for its own, and a little more.
     pub fn answer_within(&self) -> Duration {

@@ -61,6 +61,9 @@ pub struct MailerSettings {
     /// SMTP password.
     #[arg(long, env = "MAIL_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
     pub mail_password: Option<SecretString>,
+    /// File holding MAIL_PASSWORD instead (e.g. a mounted secret).
+    #[arg(long, env = "MAIL_PASSWORD_FILE")]
+    pub mail_password_file: Option<PathBuf>,
     /// Name in the From header.
     #[arg(long, env = "FROM_NAME", default_value = "Troupe")]
     pub from_name: String,
@@ -102,6 +105,16 @@ impl MailerSettings {
             mail_timeout: Duration::from_secs(2),
             ..Self::default()
         }
+    }
+
+    /// MAIL_PASSWORD read from MAIL_PASSWORD_FILE when that is set.
+    ///
+    /// # Errors
+    ///
+    /// Both set, or an unreadable or empty file: a message naming the variable.
+    pub fn read_secret_files(&mut self) -> Result<(), String> {
+        let file = self.mail_password_file.as_deref();
+        super::fill_from_file("MAIL_PASSWORD", &mut self.mail_password, file, |_| Ok(()))
     }
 
     /// Whether sending needs a bearer token of an active user (see [`MailAuth`]); read on the

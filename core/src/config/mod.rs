@@ -21,7 +21,7 @@ mod logger;
 mod tls;
 pub use events::{EventSettings, ListenerSettings, QueueType};
 pub use logger::{LoggerSettings, LoggerUpstream};
-pub use tls::{TlsSettings, secret_or_file};
+pub use tls::{TlsSettings, fill_from_file, secret_or_file};
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -1,13 +1,13 @@
 //! TLS settings every service process shares: the certificate its listeners present
 //! (`TLS_CERT_FILE`, `TLS_KEY_FILE`, reloaded on change or SIGHUP) and the certificate
 //! authority its clients trust for `https://` peers (`TLS_CA_FILE`), plus [`secret_or_file`],
-//! the rule every `X` / `X_FILE` secret pair follows.
+//! the rule every `X` / `X_FILE` secret pair follows, and [`fill_from_file`] applying it.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use super::parse_duration;
 
@@ -77,6 +77,30 @@ pub fn secret_or_file(
             Ok(Some(SecretString::from(trimmed.to_owned())))
         }
     }
+}
+
+/// Fill `value` (the secret `name`) from the file `name_FILE` names, when that is set, after
+/// checking the contents as `name`'s own parser checks a value (`check`); for the settings
+/// whose value clap reads, so that every consumer keeps reading the one field.
+///
+/// # Errors
+///
+/// As [`secret_or_file`], and the check's complaint prefixed by `name_FILE`.
+pub fn fill_from_file(
+    name: &str,
+    value: &mut Option<SecretString>,
+    file: Option<&Path>,
+    check: impl Fn(&str) -> Result<(), String>,
+) -> Result<(), String> {
+    if file.is_none() {
+        return Ok(());
+    }
+    let secret = secret_or_file(name, value.as_ref(), file)?;
+    if let Some(secret) = &secret {
+        check(secret.expose_secret()).map_err(|e| format!("{name}_FILE: {e}"))?;
+    }
+    *value = secret;
+    Ok(())
 }
 
 #[cfg(test)]
