@@ -366,9 +366,9 @@ mod tests {
         assert_eq!(secret(up.logger.mongo_url.as_ref()).as_deref(), Some("mongodb://u:p@db:27017"));
         assert_eq!(secret(up.mailer.mail_password.as_ref()).as_deref(), Some("smtp-pass"));
 
-        let amqps = file("amqps", "amqps://u:hidden@mq:5671");
-        let err = read(&["troupe", "serve", "broker", "--rabbit-url-file", &amqps]).expect_err("refused");
-        assert!(err.starts_with("RABBIT_URL_FILE: amqps://") && !err.contains("hidden"), "{err}");
+        let http = file("http", "http://u:hidden@mq:5671");
+        let err = read(&["troupe", "serve", "broker", "--rabbit-url-file", &http]).expect_err("refused");
+        assert!(err.starts_with("RABBIT_URL_FILE: expected amqp://") && !err.contains("hidden"), "{err}");
         let err = read(&["troupe", "serve", "auth", "--dsn", "x", "--dsn-file", &dsn]).expect_err("refused");
         assert_eq!(err, "DSN and DSN_FILE: set only one");
         let absent = dir.path().join("absent").display().to_string();

@@ -57,6 +57,9 @@ pub fn current() -> ProcessTls {
 /// A file that cannot be read or parsed, a key that does not match its certificate.
 pub fn install(settings: &TlsSettings) -> anyhow::Result<()> {
     let tls = ProcessTls::load(settings)?;
+    if let Some(pem) = tls.ca_pem() {
+        troupe_actors::events::publisher::trust_amqps_ca(String::from_utf8_lossy(pem).into_owned());
+    }
     if let Some(cert) = &tls.server {
         cert.clone().watch(settings.tls_reload_interval)?;
     }

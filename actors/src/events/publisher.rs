@@ -7,14 +7,17 @@
 //! many messages are outstanding at once. A `Nack`, or an `Ack` carrying a returned message
 //! (unroutable: no queue bound), is a failure. While disconnected, callers get
 //! `Unavailable` at once; the actor reconnects with backoff through [`supervision`].
+//! `amqps://` URLs connect over TLS, trusting the system's roots and TLS_CA_FILE
+//! ([`trust_amqps_ca`]); the listener and the dead-letter reader connect the same way.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix::{Actor, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor};
 use futures_util::future::LocalBoxFuture;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
+use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind};
 use secrecy::{ExposeSecret, SecretString};
@@ -98,11 +101,23 @@ pub async fn open(url: &SecretString, name: &str, timeout: Duration) -> anyhow::
     Err(last)
 }
 
+/// What `amqps://` connections trust beyond the system's roots ([`trust_amqps_ca`]).
+static AMQPS: OnceLock<OwnedTLSConfig> = OnceLock::new();
+
+/// Trust the certificate authority in `ca_pem` (TLS_CA_FILE) for `amqps://` RabbitMQ URLs,
+/// besides the system's roots, for the rest of the process; call before connecting. A
+/// second call is ignored (one CA per process, as for the HTTP clients).
+pub fn trust_amqps_ca(ca_pem: String) {
+    let _ = AMQPS.set(OwnedTLSConfig { identity: None, cert_chain: Some(ca_pem) });
+}
+
 async fn open_one(url: &str, name: &str, timeout: Duration) -> anyhow::Result<AmqpChannel> {
     let props = ConnectionProperties::default().with_connection_name(name.into());
     let url = default_vhost(url);
     let work = async move {
-        let conn = Connection::connect(&url, props).await?;
+        let tls = AMQPS.get().cloned().unwrap_or_default();
+        let runtime = lapin::runtime::default_runtime()?;
+        let conn = Connection::connect_with_config(&url, props, tls, runtime).await?;
         let channel = conn.create_channel().await?;
         Ok::<_, lapin::Error>(AmqpChannel { conn: Arc::new(OwnedConnection(Some(conn))), channel })
     };

@@ -36,13 +36,8 @@ impl clap::builder::TypedValueParser for RabbitUrl {
 fn check_rabbit_url(raw: &str) -> Result<(), String> {
     for node in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match node.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()) {
-            Some(scheme) if scheme == "amqp" => {}
-            Some(scheme) if scheme == "amqps" => {
-                return Err(
-                    "amqps:// (TLS) is not supported by this build's RabbitMQ client; use amqp://".into()
-                );
-            }
-            _ => return Err("expected amqp:// URLs (comma-separated for a cluster)".into()),
+            Some(scheme) if scheme == "amqp" || scheme == "amqps" => {}
+            _ => return Err("expected amqp:// or amqps:// URLs (comma-separated for a cluster)".into()),
         }
     }
     Ok(())
@@ -51,10 +46,10 @@ fn check_rabbit_url(raw: &str) -> Result<(), String> {
 /// Publishing events (the broker, auth, `troupe up`, and the listener's connection).
 #[derive(Debug, Clone, Args)]
 pub struct EventSettings {
-    /// RabbitMQ, as an amqp:// URL (e.g. amqp://guest:guest@rabbitmq:5672/%2f); for a
-    /// cluster, the nodes' URLs separated by commas, tried in turn on every (re)connect.
-    /// Unset: the in-process bus (`troupe up` only). `amqps://` (TLS) is refused at start-up:
-    /// this build's RabbitMQ client has no TLS (terminate it in front of RabbitMQ instead).
+    /// RabbitMQ, as an amqp:// URL (e.g. amqp://guest:guest@rabbitmq:5672/%2f), or amqps://
+    /// for TLS (trusting the system's roots and TLS_CA_FILE); for a cluster, the nodes' URLs
+    /// separated by commas, tried in turn on every (re)connect. Unset: the in-process bus
+    /// (`troupe up` only).
     #[arg(long, env = "RABBIT_URL", value_parser = RabbitUrl, hide_env_values = true)]
     pub rabbit_url: Option<SecretString>,
     /// File holding RABBIT_URL instead (e.g. a mounted secret), checked the same way.
@@ -149,10 +144,9 @@ mod tests {
         };
         let cluster = parse("amqp://u:p@a:5672/%2f, AMQP://u:p@b:5672/%2f").expect("amqp");
         assert_eq!(cluster.expose_secret(), "amqp://u:p@a:5672/%2f, AMQP://u:p@b:5672/%2f");
-        let tls = parse("amqp://a, amqps://u:secret@b:5671/x").expect_err("amqps").to_string();
-        assert!(tls.contains("RABBIT_URL: amqps:// (TLS) is not supported"), "{tls}");
+        parse("amqp://a, amqps://u:secret@b:5671/x").expect("amqps (TLS) too");
         let other = parse("http://u:secret@b").expect_err("http").to_string();
-        assert!(other.contains("RABBIT_URL: expected amqp:// URLs"), "{other}");
-        assert!(!format!("{tls}{other}").contains("secret"), "the password leaked");
+        assert!(other.contains("RABBIT_URL: expected amqp:// or amqps:// URLs"), "{other}");
+        assert!(!other.contains("secret"), "the password leaked");
     }
 }

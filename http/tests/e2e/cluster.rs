@@ -8,9 +8,13 @@ use std::fs::OpenOptions;
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use reqwest::{Client, Response};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::Value;
 use tempfile::TempDir;
 use url::Url;
@@ -74,7 +78,53 @@ pub struct ClusterTls {
     pub files: TlsFiles,
     /// The certificate every service presents at start.
     pub leaf: Leaf,
+    /// The TLS front of the real RabbitMQ that RABBIT_URL (`amqps://`) names.
+    pub amqps: AmqpsFront,
     _dir: TempDir,
+}
+
+/// A TLS front for the real RabbitMQ, as a stunnel or a load balancer in front of it would
+/// be (the RabbitMQ of `make services` has no TLS listener): presents the test leaf and
+/// forwards each connection's bytes to RabbitMQ's plain port; counts the handshakes.
+pub struct AmqpsFront {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// TLS handshakes completed so far.
+    pub sessions: Arc<AtomicUsize>,
+}
+
+impl AmqpsFront {
+    async fn start(leaf: &Leaf, upstream: SocketAddr) -> Self {
+        let certs = CertificateDer::pem_slice_iter(leaf.cert_pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .expect("the leaf's PEM");
+        let key = PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).expect("the leaf's key");
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("TLS versions")
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .expect("the leaf and its key");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind the AMQPS front");
+        let port = listener.local_addr().expect("its address").port();
+        let sessions = Arc::new(AtomicUsize::new(0));
+        let counted = sessions.clone();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, counted) = (acceptor.clone(), counted.clone());
+                tokio::spawn(async move {
+                    let handshake = tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp));
+                    let Ok(Ok(mut tls)) = handshake.await else { return };
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let Ok(mut plain) = tokio::net::TcpStream::connect(upstream).await else { return };
+                    let _ = tokio::io::copy_bidirectional(&mut tls, &mut plain).await;
+                });
+            }
+        });
+        Self { port, sessions }
+    }
 }
 
 impl Cluster {
@@ -90,7 +140,11 @@ impl Cluster {
         let dir = tempfile::tempdir().expect("temp dir for certificates");
         let ca = TestCa::new("Troupe e2e CA");
         let (leaf, files) = ca.write(dir.path(), "troupe e2e services");
-        Self::start_with(Some(ClusterTls { ca, files, leaf, _dir: dir })).await
+        let rabbit = Url::parse(&external_rabbit()).expect("the RabbitMQ URL");
+        let plain = (rabbit.host_str().unwrap_or("127.0.0.1"), rabbit.port().unwrap_or(5672));
+        let upstream = std::net::ToSocketAddrs::to_socket_addrs(&plain).expect("RabbitMQ's address").next();
+        let amqps = AmqpsFront::start(&leaf, upstream.expect("RabbitMQ's address")).await;
+        Self::start_with(Some(ClusterTls { ca, files, leaf, amqps, _dir: dir })).await
     }
 
     async fn start_with(tls: Option<ClusterTls>) -> Cluster {
@@ -120,7 +174,14 @@ impl Cluster {
         let run = uuid::Uuid::new_v4().simple().to_string();
         env.insert("MONGO_URL".into(), external_mongo());
         env.insert("MONGO_DATABASE".into(), format!("troupe_e2e_{run}"));
-        env.insert("RABBIT_URL".into(), external_rabbit());
+        let mut rabbit = Url::parse(&external_rabbit()).expect("the RabbitMQ URL");
+        if let Some(tls) = &tls {
+            // Through the TLS front: `amqps://` to 127.0.0.1, trusting TLS_CA_FILE.
+            rabbit = Url::parse(&rabbit.as_str().replacen("amqp://", "amqps://", 1)).expect("amqps URL");
+            rabbit.set_host(Some("127.0.0.1")).expect("a host");
+            rabbit.set_port(Some(tls.amqps.port)).expect("a port");
+        }
+        env.insert("RABBIT_URL".into(), rabbit.to_string());
         env.insert("EVENTS_EXCHANGE".into(), format!("troupe.e2e.{run}"));
         env.insert("LISTENER_QUEUE".into(), format!("troupe.e2e.{run}.logs"));
         let smtp = external_smtp();

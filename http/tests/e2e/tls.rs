@@ -157,6 +157,12 @@ async fn split_mode_with_every_hop_on_tls_serves_the_contract() {
     let (status, body) = parts(cluster.handle(&event).await).await;
     assert_eq!((status, &body["message"]), (202, &json!(format!("Event published: {name}"))), "{body}");
     assert_eq!(cluster.stored(&name).await["service"], "listener");
+    // The broker's publisher and the listener's consumer both reached RabbitMQ over AMQPS.
+    let amqps = tls.amqps.sessions.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(
+        amqps >= 2,
+        "{amqps} TLS sessions with RabbitMQ's front, expected the broker's and the listener's"
+    );
 
     grpc_and_json_rpc_speak_tls_only(&cluster, &ca).await;
 }
@@ -343,15 +349,15 @@ async fn tls_misconfiguration_stops_start_up_naming_the_variable() {
         assert!(printed.contains(says), "{what}: {printed:?} does not say {says:?}");
     }
 
-    // RabbitMQ over TLS is not in this build: amqps:// stops start-up, not every reconnect.
+    // A secret given twice (value and file) stops start-up naming both, not the secret.
+    let secret = dir.path().join("rabbit-url");
+    std::fs::write(&secret, "amqps://guest:guest@127.0.0.1:5671/%2f\n").expect("write the secret file");
     let mut env = with(&[]);
     env.insert("RABBIT_URL".into(), "amqps://guest:guest@127.0.0.1:5671/%2f".into());
+    env.insert("RABBIT_URL_FILE".into(), secret.display().to_string());
     env.insert("LISTENER_PORT".into(), free_port().to_string());
     let (code, printed) = start_up_fails("listener", &env, dir.path()).await;
     assert_eq!(code, 2, "{printed}");
-    assert!(
-        printed.contains("RABBIT_URL") && printed.contains("amqps:// (TLS) is not supported"),
-        "{printed}"
-    );
+    assert!(printed.contains("RABBIT_URL and RABBIT_URL_FILE: set only one"), "{printed}");
     assert!(!printed.contains("guest:guest"), "the password leaked: {printed}");
 }
