@@ -106,6 +106,9 @@ bench-log: services ## log ingestion vs its ceilings (bare actix, the store), A 
 bench-logger-fds: ## 100,000 broker `log` actions in split mode; open fds of broker and logger
 	scripts/bench-logger-fds.sh
 
+bench-logins: build ## 200 wrong logins for one e-mail: 401/429 and the server's CPU per checked vs refused attempt
+	scripts/bench_logins.py
+
 bench-mail: ## mails/s to the built-in catcher: one SMTP session per mail vs pooled, plain and STARTTLS
 	$(CARGO) run -p troupe-examples --bin bench_mail
 
