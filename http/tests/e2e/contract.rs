@@ -11,9 +11,25 @@ use sqlx::{Connection, PgConnection, Row};
 
 use crate::cluster::{Cluster, SERVICES, admin_token, delivered, eventually, maildir, parts};
 
+/// The whole contract on `cluster`, in the order of this file (the TLS test runs it on a
+/// cluster with every hop on TLS; each test here runs its part on a plain one).
+pub async fn all_on(cluster: &Cluster) {
+    every_process_answers_ping_healthz_and_readyz_on(cluster).await;
+    the_broker_answers_every_error_of_the_contract_in_the_envelope_on(cluster).await;
+    hit_the_broker_through_its_process_on(cluster).await;
+    the_auth_action_authenticates_the_seeded_user_stored_in_postgres_on(cluster).await;
+    the_log_action_and_log_grpc_store_through_the_logger_process_into_mongodb_on(cluster).await;
+    the_mail_action_delivers_through_the_mailer_process_to_the_smtp_server_on(cluster).await;
+    an_event_published_through_the_broker_is_consumed_and_stored_by_the_listener_process_on(cluster).await;
+    the_console_points_its_page_at_the_broker_and_the_broker_allows_it_on(cluster).await;
+}
+
 #[actix_web::test]
 async fn every_process_answers_ping_healthz_and_readyz() {
-    let cluster = Cluster::start().await;
+    every_process_answers_ping_healthz_and_readyz_on(&Cluster::start().await).await;
+}
+
+pub async fn every_process_answers_ping_healthz_and_readyz_on(cluster: &Cluster) {
     for service in SERVICES {
         let base = cluster.url(service.name);
         let res = cluster.http.get(format!("{base}/ping")).send().await.expect("ping answers");
@@ -131,7 +147,10 @@ fn over_one_mebibyte() -> Vec<u8> {
 
 #[actix_web::test]
 async fn the_broker_answers_every_error_of_the_contract_in_the_envelope() {
-    let cluster = Cluster::start().await;
+    the_broker_answers_every_error_of_the_contract_in_the_envelope_on(&Cluster::start().await).await;
+}
+
+pub async fn the_broker_answers_every_error_of_the_contract_in_the_envelope_on(cluster: &Cluster) {
     for case in error_cases() {
         // As a signed-in sender: mail needs a token here (MAIL_HOST is set), and the contract's
         // errors are what a sender who has one gets.
@@ -152,7 +171,10 @@ async fn the_broker_answers_every_error_of_the_contract_in_the_envelope() {
 
 #[actix_web::test]
 async fn hit_the_broker_through_its_process() {
-    let cluster = Cluster::start().await;
+    hit_the_broker_through_its_process_on(&Cluster::start().await).await;
+}
+
+pub async fn hit_the_broker_through_its_process_on(cluster: &Cluster) {
     let res = cluster.http.post(cluster.url("broker")).send().await.expect("the broker answers");
     let (status, body) = parts(res).await;
     assert_eq!((status, body), (200, json!({"error": false, "message": "Hit the broker"})));
@@ -160,7 +182,10 @@ async fn hit_the_broker_through_its_process() {
 
 #[actix_web::test]
 async fn the_auth_action_authenticates_the_seeded_user_stored_in_postgres() {
-    let cluster = Cluster::start().await;
+    the_auth_action_authenticates_the_seeded_user_stored_in_postgres_on(&Cluster::start().await).await;
+}
+
+pub async fn the_auth_action_authenticates_the_seeded_user_stored_in_postgres_on(cluster: &Cluster) {
     let (status, body) = parts(
         cluster
             .handle(
@@ -202,8 +227,11 @@ async fn the_auth_action_authenticates_the_seeded_user_stored_in_postgres() {
 
 #[actix_web::test]
 async fn the_log_action_and_log_grpc_store_through_the_logger_process_into_mongodb() {
-    let cluster = Cluster::start().await;
+    the_log_action_and_log_grpc_store_through_the_logger_process_into_mongodb_on(&Cluster::start().await)
+        .await;
+}
 
+pub async fn the_log_action_and_log_grpc_store_through_the_logger_process_into_mongodb_on(cluster: &Cluster) {
     // `log` (the Go broker's RPC path): 202, then readable through the broker.
     let name = format!("e2e-log-{}", uuid::Uuid::new_v4().simple());
     let (status, body) =
@@ -251,7 +279,10 @@ async fn the_log_action_and_log_grpc_store_through_the_logger_process_into_mongo
 
 #[actix_web::test]
 async fn the_mail_action_delivers_through_the_mailer_process_to_the_smtp_server() {
-    let cluster = Cluster::start().await;
+    the_mail_action_delivers_through_the_mailer_process_to_the_smtp_server_on(&Cluster::start().await).await;
+}
+
+pub async fn the_mail_action_delivers_through_the_mailer_process_to_the_smtp_server_on(cluster: &Cluster) {
     let subject = format!("E2E {}", uuid::Uuid::new_v4().simple());
     let mail = json!({"from": "me@example.com", "to": "you@there.com", "subject": subject, "message": "Hello world!"});
     let (status, body) = parts(cluster.handle(&json!({"action": "mail", "mail": mail})).await).await;
@@ -280,7 +311,15 @@ async fn the_mail_action_delivers_through_the_mailer_process_to_the_smtp_server(
 
 #[actix_web::test]
 async fn an_event_published_through_the_broker_is_consumed_and_stored_by_the_listener_process() {
-    let cluster = Cluster::start().await;
+    an_event_published_through_the_broker_is_consumed_and_stored_by_the_listener_process_on(
+        &Cluster::start().await,
+    )
+    .await;
+}
+
+pub async fn an_event_published_through_the_broker_is_consumed_and_stored_by_the_listener_process_on(
+    cluster: &Cluster,
+) {
     let name = format!("e2e-event-{}", uuid::Uuid::new_v4().simple());
     let event = json!({"name": name, "data": {"answer": 42}, "level": "warning"});
     let (status, body) = parts(cluster.handle(&json!({"action": "event", "event": event})).await).await;
@@ -324,7 +363,10 @@ async fn an_event_published_through_the_broker_is_consumed_and_stored_by_the_lis
 
 #[actix_web::test]
 async fn the_console_points_its_page_at_the_broker_and_the_broker_allows_it() {
-    let cluster = Cluster::start().await;
+    the_console_points_its_page_at_the_broker_and_the_broker_allows_it_on(&Cluster::start().await).await;
+}
+
+pub async fn the_console_points_its_page_at_the_broker_and_the_broker_allows_it_on(cluster: &Cluster) {
     let res = cluster.http.get(cluster.url("frontend")).send().await.expect("the console answers");
     assert_eq!(res.status(), 200);
     let page = res.text().await.expect("page");

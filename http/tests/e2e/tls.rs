@@ -1,8 +1,8 @@
 //! Split mode with every hop on TLS (issue 14): each process presents a certificate of a test
 //! CA on every listener and trusts that CA for the services it calls. The contract's key
-//! cases run through the broker (login over HTTPS to auth, `log` over HTTPS and `/log-grpc`
-//! over gRPC-TLS to the logger, mail over HTTPS to the mailer, an event through RabbitMQ to
-//! the listener), and each hop is shown to be TLS: the certificate a port presents is the
+//! whole COMPAT contract runs through the broker (login over HTTPS to auth, `log` over HTTPS
+//! and `/log-grpc` over gRPC-TLS to the logger, mail over HTTPS to the mailer, events over
+//! AMQPS through RabbitMQ to the listener), and each hop is shown to be TLS: the certificate a port presents is the
 //! test one, and the same port refuses plaintext. The certificate is reloaded on SIGHUP and
 //! when its files change, and a TLS misconfiguration stops start-up.
 
@@ -22,8 +22,7 @@ use troupe_http::grpc::pb::log_service_client::LogServiceClient;
 use troupe_http::grpc::pb::{Log, LogRequest};
 
 use crate::cluster::{
-    Cluster, Processes, SERVICES, TestCa, admin_token, delivered, eventually, free_port, maildir, parts,
-    troupe_serve,
+    Cluster, Processes, SERVICES, TestCa, admin_token, eventually, free_port, parts, troupe_serve,
 };
 
 /// A rustls client trusting only `ca` (PEM).
@@ -114,49 +113,10 @@ async fn split_mode_with_every_hop_on_tls_serves_the_contract() {
     assert!(all >= 2, "auth's pool and this test are connected ({all} connections)");
     assert_eq!(on_tls, all, "every connection to the users database is TLS");
 
-    // `log`: broker -> logger over HTTPS, read back through the broker (HTTPS again).
-    let name = format!("tls-log-{}", uuid::Uuid::new_v4().simple());
-    let (status, body) =
-        parts(cluster.handle(&json!({"action": "log", "log": {"name": name, "data": "via https"}})).await)
-            .await;
-    assert_eq!(
-        (status, &body["message"]),
-        (202, &json!(format!("Processed payload via RPC: {name}"))),
-        "{body}"
-    );
-    assert_eq!(cluster.stored(&name).await["data"], "via https");
-
-    // `/log-grpc`: broker -> logger over gRPC with TLS.
-    let name = format!("tls-grpc-{}", uuid::Uuid::new_v4().simple());
-    let res = cluster
-        .http
-        .post(format!("{}/log-grpc", cluster.url("broker")))
-        .json(&json!({"log": {"name": name, "data": "via grpc-tls"}}))
-        .send()
-        .await
-        .expect("the broker answers");
-    let (status, body) = parts(res).await;
-    assert_eq!((status, &body["message"]), (202, &json!("logged")), "{body}");
-    assert_eq!(cluster.stored(&name).await["data"], "via grpc-tls");
-
-    // `mail`: broker -> mailer over HTTPS -> the SMTP server.
-    let subject = format!("TLS {}", uuid::Uuid::new_v4().simple());
-    let mail =
-        json!({"from": "me@example.com", "to": "you@there.com", "subject": subject, "message": "over TLS"});
-    let (status, body) = parts(cluster.handle(&json!({"action": "mail", "mail": mail})).await).await;
-    assert_eq!((status, &body["message"]), (202, &json!("Message sent to you@there.com")), "{body}");
-    let maildir = maildir();
-    eventually(Duration::from_secs(20), "the mail in the Maildir", || async {
-        delivered(&maildir, &subject)
-    })
-    .await;
-
-    // `event`: broker -> RabbitMQ -> listener -> MongoDB, read back through the broker.
-    let name = format!("tls-event-{}", uuid::Uuid::new_v4().simple());
-    let event = json!({"action": "event", "event": {"name": name, "data": "e", "level": "info"}});
-    let (status, body) = parts(cluster.handle(&event).await).await;
-    assert_eq!((status, &body["message"]), (202, &json!(format!("Event published: {name}"))), "{body}");
-    assert_eq!(cluster.stored(&name).await["service"], "listener");
+    // The whole COMPAT contract through the broker, every hop on TLS: `log` over HTTPS and
+    // `/log-grpc` over gRPC-TLS to the logger, mail over HTTPS to the mailer, events over
+    // AMQPS through RabbitMQ to the listener, the reads back over HTTPS.
+    crate::contract::all_on(&cluster).await;
     // The broker's publisher and the listener's consumer both reached RabbitMQ over AMQPS.
     let amqps = tls.amqps.sessions.load(std::sync::atomic::Ordering::SeqCst);
     assert!(
