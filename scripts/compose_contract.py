@@ -4,7 +4,8 @@
 Run by scripts/compose-test.sh once every container is healthy. Each check prints one line;
 the first failure stops the run with what was expected and what came back.
 
-  login (auth action), `log` read back through the broker, `POST /log-grpc`, mail landing in
+  login (auth action), reads and mail refused without a token (401), `log` read back through
+  the broker with the token, `POST /log-grpc`, mail landing in
   the catcher's inbox the console reads, an event through RabbitMQ stored by the listener,
   the console page pointing at the broker; then the logger container's process is killed:
   the broker answers 503 `logger unavailable` meanwhile, and the restart policy brings it
@@ -26,9 +27,12 @@ def fail(what, detail):
     sys.exit(1)
 
 
-def request(method, url, body=None, timeout=10):
+def request(method, url, body=None, timeout=10, token=None):
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as res:
             return res.status, res.read().decode()
@@ -70,13 +74,15 @@ def main():
     compose = shlex.split(a.compose)
     handle = f"{a.broker}/handle"
 
-    def act(body):
-        status, text = request("POST", handle, body)
+    signed_in = {}  # the seeded admin's access token, once logged in
+
+    def act(body, token=None):
+        status, text = request("POST", handle, body, token=token)
         return status, as_json(text)
 
     def stored(name, secs=30):
         def look():
-            status, text = request("GET", f"{a.broker}/logs?name={name}")
+            status, text = request("GET", f"{a.broker}/logs?name={name}", token=signed_in["token"])
             entries = (as_json(text).get("data") or {}).get("entries") or []
             return status == 200 and bool(entries), entries[0] if entries else f"{status} {text[:300]}"
 
@@ -91,6 +97,16 @@ def main():
     if (status, body.get("message")) != (202, "Authenticated!"):
         fail("login of the seeded user (auth action, PostgreSQL)", f"{status} {body}")
     ok("login: auth action 202 Authenticated! (user in PostgreSQL)")
+    signed_in["token"] = (body.get("token") or {}).get("access_token")
+
+    # Secure defaults in the stack: reads and mail (MAIL_HOST is set) need a token.
+    status, text = request("GET", f"{a.broker}/logs")
+    if status != 401:
+        fail("GET /logs without a token is 401 on serve broker", f"{status} {text[:300]}")
+    status, body = act({"action": "mail", "mail": {"to": "you@there.com", "subject": "no token", "message": "x"}})
+    if status != 401:
+        fail("the mail action without a token is 401 (MAIL_HOST set)", f"{status} {body}")
+    ok("GET /logs and the mail action without a token: 401")
 
     name = f"compose-log-{uuid.uuid4().hex}"
     status, body = act({"action": "log", "log": {"name": name, "data": "via rpc"}})
@@ -110,7 +126,7 @@ def main():
 
     subject = f"compose {uuid.uuid4().hex}"
     mail = {"from": "me@example.com", "to": "you@there.com", "subject": subject, "message": "Hello world!"}
-    status, body = act({"action": "mail", "mail": mail})
+    status, body = act({"action": "mail", "mail": mail}, token=signed_in["token"])
     if (status, body.get("message")) != (202, "Message sent to you@there.com"):
         fail("mail action", f"{status} {body}")
 
