@@ -46,12 +46,29 @@ pub struct LogsArgs {
     /// The broker (or a logger) to read from.
     #[arg(long, env = "BROKER_URL", default_value = "http://localhost:8080")]
     pub url: Url,
+    /// PEM certificate(s) of the authority that signed an `https://` broker's certificate,
+    /// trusted besides the system's roots.
+    #[arg(long, env = "TLS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// Print each entry as one JSON line instead of text.
     #[arg(long)]
     pub json: bool,
+    /// A bearer token (an access token from a login) for a broker whose reads need one
+    /// (`READ_AUTH`: every `troupe serve broker` by default).
+    #[arg(long, env = "TROUPE_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 impl LogsArgs {
+    /// A GET of `url` on `http`, with the bearer token when one is given.
+    fn get(&self, http: &reqwest::Client, url: Url) -> reqwest::RequestBuilder {
+        let req = http.get(url);
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
     /// `path` on the broker with the filters (and `extra`) as its query.
     fn url(&self, path: &str, extra: &[(&str, String)]) -> anyhow::Result<Url> {
         let mut url = self.url.join(path).context("--url")?;
@@ -107,7 +124,8 @@ pub async fn run(args: &LogsArgs, out: &mut impl Write) -> anyhow::Result<()> {
     let limit = if args.follow { LAST } else { 50 };
     let http =
         crate::tls::http_builder(&crate::tls::current())?.connect_timeout(Duration::from_secs(5)).build()?;
-    let page = http.get(args.url("logs", &[("limit", limit.to_string())])?).timeout(Duration::from_secs(10));
+    let page =
+        args.get(&http, args.url("logs", &[("limit", limit.to_string())])?).timeout(Duration::from_secs(10));
     let res = page.send().await.with_context(|| format!("cannot reach {}", args.url))?;
     let status = res.status();
     let reply: Reply<Page> = res.json().await.with_context(|| format!("{} answered {status}", args.url))?;
@@ -145,7 +163,8 @@ async fn follow_once(
     out: &mut impl Write,
 ) -> anyhow::Result<()> {
     let after: Vec<(&str, String)> = last.iter().map(|l| ("after", l.clone())).collect();
-    let res = http.get(args.url("logs/stream", &after)?).send().await.context("cannot reach the stream")?;
+    let res =
+        args.get(http, args.url("logs/stream", &after)?).send().await.context("cannot reach the stream")?;
     if !res.status().is_success() {
         let status = res.status();
         let message = res.json::<Reply<serde_json::Value>>().await.map(|r| r.message).unwrap_or_default();

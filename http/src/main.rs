@@ -28,6 +28,15 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let Some(common) = cli.command.common() else {
+        let ca_file = match &cli.command {
+            Command::Logs(args) => args.ca_file.as_deref(),
+            Command::Trace(args) => args.ca_file.as_deref(),
+            _ => None,
+        };
+        if let Err(err) = troupe_http::tls::install_ca(ca_file) {
+            eprintln!("troupe: {err:#}");
+            return ExitCode::from(2);
+        }
         if let Command::Logs(args) = &cli.command {
             return logs(args);
         }

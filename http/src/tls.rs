@@ -66,6 +66,19 @@ pub fn install(settings: &TlsSettings) -> anyhow::Result<()> {
     PROCESS.set(tls).map_err(|_| anyhow::anyhow!("TLS settings installed twice"))
 }
 
+/// Make the process's clients trust the CA in `ca_file` (TLS_CA_FILE) besides the system's
+/// roots, with no listener of its own: for the commands that only call (`troupe logs`,
+/// `troupe trace`). `None` changes nothing.
+///
+/// # Errors
+///
+/// As [`install`].
+pub fn install_ca(ca_file: Option<&Path>) -> anyhow::Result<()> {
+    let Some(path) = ca_file else { return Ok(()) };
+    let ca = Some(Arc::new(read_ca(path)?));
+    PROCESS.set(ProcessTls { ca, ..none() }).map_err(|_| anyhow::anyhow!("TLS settings installed twice"))
+}
+
 impl ProcessTls {
     /// The TLS `settings` describe, loaded (no reloader).
     ///

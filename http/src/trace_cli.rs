@@ -35,6 +35,10 @@ pub struct TraceArgs {
     /// The broker (or any one service) to ask.
     #[arg(long, env = "BROKER_URL", default_value = "http://localhost:8080")]
     pub url: Url,
+    /// PEM certificate(s) of the authority that signed an `https://` broker's certificate,
+    /// trusted besides the system's roots.
+    #[arg(long, env = "TLS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// One span, as `GET /traces/{id}` serves it.

@@ -125,6 +125,38 @@ async fn split_mode_with_every_hop_on_tls_serves_the_contract() {
     );
 
     grpc_and_json_rpc_speak_tls_only(&cluster, &ca).await;
+    troupe_logs_reads_an_https_broker_trusting_tls_ca_file(&cluster).await;
+}
+
+/// `troupe logs` against the HTTPS broker: trusting TLS_CA_FILE, with a token (reads need one
+/// on `serve broker`) it prints the entry; without the token it fails saying 401.
+async fn troupe_logs_reads_an_https_broker_trusting_tls_ca_file(cluster: &Cluster) {
+    let tls = cluster.tls.as_ref().expect("a TLS cluster");
+    let name = format!("tls-cli-{}", uuid::Uuid::new_v4().simple());
+    let (status, body) =
+        parts(cluster.handle(&json!({"action": "log", "log": {"name": name, "data": "for the CLI"}})).await)
+            .await;
+    assert_eq!(status, 202, "{body}");
+    cluster.stored(&name).await;
+    let run = |token: Option<String>| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_troupe"));
+        cmd.args(["logs", "--json", "--name", &name, "--url", &cluster.url("broker")])
+            .env("TLS_CA_FILE", &tls.files.ca)
+            .env_remove("TROUPE_TOKEN")
+            .kill_on_drop(true);
+        if let Some(token) = token {
+            cmd.env("TROUPE_TOKEN", token);
+        }
+        async move { tokio::time::timeout(Duration::from_secs(30), cmd.output()).await }
+    };
+    let out = run(Some(admin_token())).await.expect("troupe logs ends").expect("troupe runs");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stdout}{stderr}");
+    let entry: Value = serde_json::from_str(stdout.lines().next().unwrap_or_default()).expect("a JSON line");
+    assert_eq!((&entry["name"], &entry["data"]), (&json!(name), &json!("for the CLI")), "{stdout}");
+    let out = run(None).await.expect("troupe logs ends").expect("troupe runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("401"), "without a token: {stderr}");
 }
 
 /// The logger's gRPC and JSON-RPC ports present the test certificate, serve over TLS and
