@@ -28,28 +28,7 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     let Some(common) = cli.command.common() else {
-        let ca_file = match &cli.command {
-            Command::Logs(args) => args.ca_file.as_deref(),
-            Command::Trace(args) => args.ca_file.as_deref(),
-            _ => None,
-        };
-        if let Err(err) = troupe_http::tls::install_ca(ca_file) {
-            eprintln!("troupe: {err:#}");
-            return ExitCode::from(2);
-        }
-        if let Command::Logs(args) = &cli.command {
-            return logs(args);
-        }
-        if let Command::Trace(args) = &cli.command {
-            return trace(args);
-        }
-        if let Command::Health(args) = &cli.command
-            && let Err(err) = troupe_http::health::run(args)
-        {
-            eprintln!("troupe health: {err}");
-            return ExitCode::FAILURE;
-        }
-        return ExitCode::SUCCESS;
+        return tool(&cli.command);
     };
     troupe_core::telemetry::init(common.log_format, service_name(&cli.command));
     // Before any listener or client: they all take the process's TLS.
@@ -63,6 +42,31 @@ fn main() -> ExitCode {
             eprintln!("troupe: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// The commands that run no service: `troupe logs`, `troupe trace`, `troupe health`.
+fn tool(command: &Command) -> ExitCode {
+    let ca_file = match command {
+        Command::Logs(args) => args.ca_file.as_deref(),
+        Command::Trace(args) => args.ca_file.as_deref(),
+        _ => None,
+    };
+    if let Err(err) = troupe_http::tls::install_ca(ca_file) {
+        eprintln!("troupe: {err:#}");
+        return ExitCode::from(2);
+    }
+    match command {
+        Command::Logs(args) => logs(args),
+        Command::Trace(args) => trace(args),
+        Command::Health(args) => match troupe_http::health::run(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("troupe health: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        _ => ExitCode::SUCCESS,
     }
 }
 
