@@ -71,10 +71,9 @@ async fn troupe_trace_prints_a_logins_broker_and_auth_spans_found_by_its_request
     assert!(lines.contains(&"request trace-cli-login-1"), "{stdout}");
     let spans: Vec<&str> = lines.iter().copied().filter(|l| l.contains('|')).collect();
     let first = spans.first().copied().unwrap_or_default();
-    assert!(
-        first.contains(&format!("|{}|  broker", "█".repeat(40))),
-        "the root spans the whole trace: {stdout}"
-    );
+    // The root's bar starts at the trace's start; the login's `auth` event may be consumed
+    // after the reply went out, so the trace can end after the root does.
+    assert!(first.contains("|█") && first.contains("|  broker"), "the broker's root first: {stdout}");
     assert!(first.trim_start().starts_with("0.00 "), "the root starts at 0 ms: {stdout}");
     let auth: Vec<&str> = spans.iter().copied().filter(|l| l.contains("|  auth ")).collect();
     assert!(!auth.is_empty(), "auth's spans: {stdout}");
