@@ -126,6 +126,35 @@ async fn split_mode_with_every_hop_on_tls_serves_the_contract() {
 
     grpc_and_json_rpc_speak_tls_only(&cluster, &ca).await;
     troupe_logs_reads_an_https_broker_trusting_tls_ca_file(&cluster).await;
+    troupe_health_checks_a_listener_on_tls(&cluster).await;
+}
+
+/// `troupe health` (the containers' HEALTHCHECK) with the service's environment: its
+/// TLS_CERT_FILE set, the check speaks TLS and passes; without it, plain HTTP to the TLS
+/// port fails; an `https://` URL passes.
+async fn troupe_health_checks_a_listener_on_tls(cluster: &Cluster) {
+    let tls = cluster.tls.as_ref().expect("a TLS cluster");
+    let port = cluster.ports["logger"].to_string();
+    let health = |args: &[&str], cert: bool| {
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_troupe"));
+        cmd.arg("health").args(args).env("LOGGER_PORT", &port).env_remove("TLS_CERT_FILE").kill_on_drop(true);
+        if cert {
+            cmd.env("TLS_CERT_FILE", &tls.files.cert);
+        }
+        async move {
+            let out = tokio::time::timeout(Duration::from_secs(30), cmd.output()).await;
+            let out = out.expect("troupe health ends").expect("troupe runs");
+            (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    };
+    let (ok, said) = health(&["logger"], true).await;
+    assert!(ok, "troupe health logger with TLS_CERT_FILE: {said}");
+    let (ok, said) = health(&["--ready", "logger"], true).await;
+    assert!(ok, "troupe health --ready logger with TLS_CERT_FILE: {said}");
+    let (ok, said) = health(&["logger"], false).await;
+    assert!(!ok, "plain HTTP to the TLS port passed: {said}");
+    let (ok, said) = health(&[&format!("https://127.0.0.1:{port}/healthz")], false).await;
+    assert!(ok, "troupe health https://: {said}");
 }
 
 /// `troupe logs` against the HTTPS broker: trusting TLS_CA_FILE, with a token (reads need one
