@@ -106,12 +106,21 @@ async fn ten_thousand_events_survive_forced_connection_closes_exactly_once() {
     }
     publishing.await.expect("publishing finished");
 
-    // Acks count redeliveries too, so wait for the store itself to hold every event.
-    let entries = eventually(Duration::from_secs(60), "all events stored and acked", || async {
-        let entries = store.event_ids().await;
-        (entries.len() >= N && stats.snapshot().acked >= N as u64).then_some(entries)
-    })
-    .await;
+    // Acks count redeliveries too, so wait for the store itself to hold every event. A
+    // deadline, not a pace: on timeout, say where the listener stood.
+    let all_stored = async {
+        loop {
+            let entries = store.event_ids().await;
+            if entries.len() >= N && stats.snapshot().acked >= N as u64 {
+                return entries;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    let Ok(entries) = tokio::time::timeout(Duration::from_secs(180), all_stored).await else {
+        let stored = store.event_ids().await.len();
+        panic!("not all events stored and acked in 180 s: {stored} stored; listener {:?}", stats.snapshot());
+    };
     assert_eq!(entries.len(), N, "exactly N entries stored");
     let stored: HashSet<String> = entries.into_iter().collect();
     let published: HashSet<String> = ids.into_iter().collect();
