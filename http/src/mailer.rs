@@ -24,23 +24,33 @@ use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, bearer_token, reply}
 /// Who may send mail: anyone (`open`), or the holder of a bearer token of an active user,
 /// checked by the auth service.
 #[derive(Clone, Default)]
-pub struct MailGate(Option<(Recipient<VerifyToken>, Duration)>, Option<Arc<KeyedLimit<i32>>>);
+pub struct MailGate(Option<TokenGate>);
+
+/// A gate that needs a token: who checks it, how long that may take, and the per-user rate
+/// (where this service counts mails).
+#[derive(Clone)]
+struct TokenGate {
+    auth: Recipient<VerifyToken>,
+    timeout: Duration,
+    per_user: Option<Arc<KeyedLimit<i32>>>,
+}
 
 impl MailGate {
     /// Anyone may send (the built-in catcher, or `MAIL_AUTH=open`).
     pub fn open() -> Self {
-        Self(None, None)
+        Self(None)
     }
 
     /// Senders need a token that `auth` accepts within `timeout`.
     pub fn token_required(auth: Recipient<VerifyToken>, timeout: Duration) -> Self {
-        Self(Some((auth, timeout)), None)
+        Self(Some(TokenGate { auth, timeout, per_user: None }))
     }
 
     /// The same gate, holding each user to `rate` mails (`MAIL_RATE_PER_USER`; Troupe's own
-    /// services, whose mail jobs were gated where they were queued, are not counted).
+    /// services, whose mail jobs were gated where they were queued, are not counted). An open
+    /// gate stays open.
     pub fn per_user(self, rate: RateSpec) -> Self {
-        Self(self.0, Some(Arc::new(KeyedLimit::new(rate))))
+        Self(self.0.map(|gate| TokenGate { per_user: Some(Arc::new(KeyedLimit::new(rate))), ..gate }))
     }
 
     /// Whether senders need a token.
@@ -48,16 +58,17 @@ impl MailGate {
         self.0.is_none()
     }
 
-    /// Let `req` through, or say why not (401; 503 when auth cannot answer).
+    /// Let `req` through, or say why not (401; 429 over the user's rate; 503 when auth
+    /// cannot answer).
     pub async fn admit(&self, req: &HttpRequest) -> Result<(), ApiError> {
-        let Self(Some((auth, timeout)), limit) = self else { return Ok(()) };
+        let Some(gate) = &self.0 else { return Ok(()) };
         let token = bearer_token(req).map(|t| SecretString::from(t.to_owned())).ok_or_else(|| {
             ApiError(ServiceError::Unauthorized(
                 "sending mail needs a bearer token of an active user (MAIL_AUTH)".into(),
             ))
         })?;
-        let caller = ask(auth, VerifyToken(token), *timeout, "auth").await?;
-        match (limit, caller) {
+        let caller = ask(&gate.auth, VerifyToken(token), gate.timeout, "auth").await?;
+        match (&gate.per_user, caller) {
             (Some(limit), Caller::User(user)) => limit
                 .check(&user.user_id)
                 .map_err(|wait| ApiError(ServiceError::RateLimited(retry_after_secs(wait)))),

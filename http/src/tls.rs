@@ -63,6 +63,11 @@ pub fn install(settings: &TlsSettings) -> anyhow::Result<()> {
     if let Some(cert) = &tls.server {
         cert.clone().watch(settings.tls_reload_interval)?;
     }
+    set(tls)
+}
+
+/// Make `tls` the process's, once.
+fn set(tls: ProcessTls) -> anyhow::Result<()> {
     PROCESS.set(tls).map_err(|_| anyhow::anyhow!("TLS settings installed twice"))
 }
 
@@ -76,7 +81,7 @@ pub fn install(settings: &TlsSettings) -> anyhow::Result<()> {
 pub fn install_ca(ca_file: Option<&Path>) -> anyhow::Result<()> {
     let Some(path) = ca_file else { return Ok(()) };
     let ca = Some(Arc::new(read_ca(path)?));
-    PROCESS.set(ProcessTls { ca, ..none() }).map_err(|_| anyhow::anyhow!("TLS settings installed twice"))
+    set(ProcessTls { ca, ..none() })
 }
 
 impl ProcessTls {
