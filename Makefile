@@ -3,7 +3,7 @@ SHELL := /bin/bash
 CARGO ?= cargo
 NEXTEST := $(shell $(CARGO) nextest --version >/dev/null 2>&1 && echo yes)
 
-.PHONY: help run test chaos services tools lint fmt build release check-deploy compose-test bench image \
+.PHONY: help run test chaos services tools lint fmt build release check-deploy compose-test bench profile-log image \
 	up up_build down start stop build_broker build_auth build_logger build_mailer build_listener build_front
 
 # docker compose with the development override; .env is read when present.
@@ -102,6 +102,9 @@ stop: ## stop what `make start` started (SIGTERM, waits for a graceful exit)
 	@rm -f $(RUN_DIR)/troupe.pid
 bench-log: services ## log ingestion vs its ceilings (bare actix, the store), A B B A: docs/benchmarks.md + docs/bench/*.png
 	scripts/bench.sh
+
+profile-log: ## callgrind instructions per broker `log` action, tracing+metrics on vs off (release build)
+	scripts/profile_log.sh
 
 bench-logger-fds: ## 100,000 broker `log` actions in split mode; open fds of broker and logger
 	scripts/bench-logger-fds.sh

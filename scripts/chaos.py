@@ -8,7 +8,8 @@ server), runs client threads that write (broker ``log`` actions with an ``Idempo
 ``event`` actions with an id, users created on auth, mails through the broker), injects one
 fault mid-stream, lets the clients go on, and then reads everything back. A client retries a
 write that got no answer, a 5xx or a 429 with the same key, as the API docs tell it to; a mail
-is sent once (it has no idempotency key yet), so a mail that got no answer is "unknown".
+is sent once (its Idempotency-Key lives only as long as the mailer process, which the
+scenarios kill), so a mail that got no answer is "unknown".
 
 For every kind of write it counts what the clients were told and what was stored:
 - **acked**: the client got a 2xx (or a 409 for a user whose earlier attempt had stored it);

@@ -100,12 +100,13 @@ struct AuthPayload {
 /// and logins are rate limited (429 with `Retry-After`); `mail` (and an event named `mail`)
 /// needs a bearer token where mail can leave the machine (`MAIL_AUTH`).
 #[utoipa::path(post, path = "/handle", tag = "broker", request_body = HandleRequest,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Stores an `event` or `log` once however often it is sent (1 to 128 visible ASCII characters)")),
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Stores an `event` or `log`, or sends a `mail`, once however often it is sent (1 to 128 visible ASCII characters)")),
     security((), ("bearer" = [])),
     responses(
         (status = 202, description = "Done: `auth` gives the user in `data` and a `token`, `event` its id in `data`", body = Envelope),
         (status = 400, description = "Malformed JSON, unknown action or missing member", body = Envelope),
         (status = 401, description = "Wrong credentials, or mail without a valid token", body = Envelope),
+        (status = 409, description = "A `mail` with this Idempotency-Key is being sent", body = Envelope),
         (status = 413, description = "Body over 1 MiB", body = Envelope),
         (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A value is invalid (address, level, id, field length)", body = Envelope),
@@ -153,7 +154,7 @@ async fn act(
         Some("mail") => {
             state.mail_gate.admit(req).await?;
             let bearer = bearer_token(req).map(|t| SecretString::from(t.to_owned()));
-            mail(state, member(&body, "mail")?, (request_id, bearer)).await
+            mail(state, member(&body, "mail")?, (request_id, bearer, key)).await
         }
         Some("event") => {
             let payload: EventPayload = member(&body, "event")?;
@@ -192,7 +193,7 @@ async fn authenticate(
 async fn mail(
     state: &BrokerState,
     payload: MailRequest,
-    by: (RequestId, Option<SecretString>),
+    by: (RequestId, Option<SecretString>, Option<String>),
 ) -> Result<HttpResponse, ApiError> {
     let to = crate::mailer::send_mail(&state.mail, payload, by, state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("Message sent to {to}"))))

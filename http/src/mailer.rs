@@ -19,7 +19,7 @@ use troupe_core::limits::{KeyedLimit, RateSpec, retry_after_secs};
 use troupe_core::messages::{MailRequest, SendMail, VerifyToken};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
-use crate::api::{ApiError, CurrentRequestId, JsonBody, ask, bearer_token, reply};
+use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, bearer_token, reply};
 
 /// Who may send mail: anyone (`open`), or the holder of a bearer token of an active user,
 /// checked by the auth service.
@@ -96,14 +96,15 @@ pub fn routes(state: MailerState) -> impl Fn(&mut ServiceConfig) + Clone + Send 
 }
 
 /// Send a parsed mail for request `request_id` (on behalf of the holder of `bearer`, which a
-/// mailer in another process checks) through `mailer` within `timeout`; returns the recipient.
+/// mailer in another process checks; once for its Idempotency-Key `key`) through `mailer`
+/// within `timeout`; returns the recipient.
 pub async fn send_mail(
     mailer: &Recipient<SendMail>,
     request: MailRequest,
-    (request_id, bearer): (RequestId, Option<SecretString>),
+    (request_id, bearer, key): (RequestId, Option<SecretString>, Option<String>),
     timeout: Duration,
 ) -> Result<String, ApiError> {
-    let msg = request.parse()?.for_request(Some(request_id)).with_bearer(bearer);
+    let msg = request.parse()?.for_request(Some(request_id)).with_bearer(bearer).with_idempotency_key(key);
     let to = msg.to.to_string();
     ask(mailer, msg, timeout, "mailer").await?;
     Ok(to)
@@ -112,14 +113,16 @@ pub async fn send_mail(
 /// Send a mail (the Go contract's `sent to <to>`); where mail can leave the machine
 /// (`MAIL_AUTH`), only with a bearer token of an active user.
 #[utoipa::path(post, path = "/send", tag = "mailer", request_body = MailRequest,
+    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Sends the mail once however often it is sent (while the mailer runs)")),
     security((), ("bearer" = [])),
     responses(
         (status = 202, description = "Handed to the SMTP server", body = Envelope),
+        (status = 409, description = "The mail with this Idempotency-Key is being sent", body = Envelope),
         (status = 400, description = "Malformed JSON", body = Envelope),
         (status = 401, description = "No valid bearer token where one is needed", body = Envelope),
         (status = 413, description = "Body over 1 MiB", body = Envelope),
         (status = 415, description = "Content type not JSON, form or text", body = Envelope),
-        (status = 422, description = "A bad address, subject or size", body = Envelope),
+        (status = 422, description = "A bad address, subject or size, or an Idempotency-Key used for another mail", body = Envelope),
         (status = 429, description = "Over this user's mail rate (`MAIL_RATE_PER_USER`)", body = Envelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
         (status = 503, description = "The SMTP server (or auth, to check the token) is unavailable", body = Envelope)))]
@@ -128,10 +131,11 @@ async fn send(
     state: web::Data<MailerState>,
     req: HttpRequest,
     request_id: CurrentRequestId,
+    IdempotencyKey(key): IdempotencyKey,
     JsonBody(request): JsonBody<MailRequest>,
 ) -> Result<HttpResponse, ApiError> {
     state.gate.admit(&req).await?;
-    let to = send_mail(&state.mailer, request, (request_id.into_inner(), None), state.timeout).await?;
+    let to = send_mail(&state.mailer, request, (request_id.into_inner(), None, key), state.timeout).await?;
     Ok(reply(StatusCode::ACCEPTED, Envelope::ok(format!("sent to {to}"))))
 }
 

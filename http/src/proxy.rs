@@ -197,6 +197,9 @@ impl Handler<SendMail> for MailerProxy {
             Ok(None) => {}
             Err(e) => return Box::pin(std::future::ready(Err(e))),
         }
+        if let Some(key) = &msg.idempotency_key {
+            request = request.header("Idempotency-Key", key);
+        }
         let request = request.json(&msg.to_request()).send();
         Box::pin(
             async move {

@@ -19,14 +19,17 @@
 //! mid-command. When the last attempt fails on the connection the actor reconnects too, as
 //! the supervision module describes.
 
+pub mod ledger;
 pub mod templates;
 
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use actix::{Actor, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor};
+use actix::{
+    Actor, ActorFutureExt as _, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor,
+};
 use futures_util::future::LocalBoxFuture;
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
@@ -45,6 +48,7 @@ use troupe_core::health::Readiness;
 use troupe_core::messages::SendMail;
 use troupe_core::metrics::MailMetrics;
 
+use self::ledger::{Admit, Ledger};
 use self::templates::Templates;
 use crate::retry::retry;
 use crate::supervision::{self, Backend, BackendError, Link};
@@ -194,6 +198,8 @@ pub struct Mailer {
     sessions: Arc<Semaphore>,
     /// Mail sent, retried, refused (`None` with TROUPE_METRICS=off).
     metrics: Option<MailMetrics>,
+    /// The idempotency keys of mails sent or being sent.
+    ledger: Ledger,
 }
 
 impl Mailer {
@@ -208,6 +214,7 @@ impl Mailer {
             link,
             sessions,
             metrics,
+            ledger: Ledger::default(),
         })
     }
 }
@@ -360,6 +367,39 @@ impl Handler<SendMail> for Mailer {
             Ok(mail) => mail,
             Err(e) => return Box::pin(actix::fut::ready(Err(e))),
         };
+        let key = msg.idempotency_key.clone();
+        if let Some(key) = &key {
+            let refused = match self.ledger.begin(key, ledger::fingerprint(&msg), Instant::now()) {
+                Admit::Send => None,
+                Admit::AlreadySent => Some(Ok(())),
+                Admit::InFlight => Some(Err(ServiceError::Conflict(
+                    "a mail with this Idempotency-Key is being sent; retry shortly".into(),
+                ))),
+                Admit::Mismatch => Some(Err(ServiceError::Invalid(
+                    "this Idempotency-Key was used for a different mail".into(),
+                ))),
+            };
+            if let Some(answer) = refused {
+                return Box::pin(actix::fut::ready(answer));
+            }
+        }
+        let sent = self.send(mail, span);
+        Box::pin(sent.map(move |res, act, _| {
+            if let Some(key) = key {
+                act.ledger.finish(&key, res.is_ok(), Instant::now());
+            }
+            res
+        }))
+    }
+}
+
+impl Mailer {
+    /// Send `mail` in `span`: a session permit, then delivery with retries.
+    fn send(
+        &mut self,
+        mail: Message,
+        span: tracing::Span,
+    ) -> ResponseActFuture<Self, Result<(), ServiceError>> {
         let (backoff, timeout) = (self.config.backoff, self.config.timeout);
         let (sessions, counts) = (self.sessions.clone(), self.metrics.clone());
         supervision::call(self, move |transport: Transport| async move {

@@ -108,6 +108,7 @@ impl MailRequest {
             request_id: None,
             span: tracing::Span::current(),
             bearer: None,
+            idempotency_key: None,
         })
     }
 }
@@ -131,6 +132,8 @@ pub struct SendMail {
     /// The sender's bearer token, forwarded to a mailer in another process (which checks it
     /// where mail can leave the machine, `MAIL_AUTH`).
     pub bearer: Option<SecretString>,
+    /// The client's `Idempotency-Key`: the mailer sends a mail with a key once.
+    pub idempotency_key: Option<String>,
 }
 
 impl SendMail {
@@ -142,6 +145,11 @@ impl SendMail {
     /// The same mail, sent on behalf of the holder of `bearer` (a token from the request).
     pub fn with_bearer(self, bearer: Option<SecretString>) -> Self {
         Self { bearer, ..self }
+    }
+
+    /// The same mail, sent once however often it comes with `key` (an `Idempotency-Key`).
+    pub fn with_idempotency_key(self, key: Option<String>) -> Self {
+        Self { idempotency_key: key, ..self }
     }
 }
 

@@ -370,6 +370,51 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
 }
 
 #[actix_rt::test]
+async fn a_mail_retried_with_its_idempotency_key_through_the_split_broker_is_sent_once() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (store, smtp) = bare_catcher(dir.path(), None);
+    let mailer = spawn_mailer(&MailerSettings::local(smtp.port()));
+    let http = Client::new();
+    wait_ready(&http, &mailer).await;
+    let broker = TestApp::spawn_broker_with(UpstreamSettings {
+        auth_url: Url::parse("http://127.0.0.1:9").expect("url"),
+        mailer_url: Url::parse(&mailer).expect("url"),
+        logger: nowhere_logger(),
+        listener_url: None,
+        mail_auth: MailAuth::Open,
+    });
+    let handle = |subject: &str, key: Option<&str>| {
+        let mut req = http
+            .post(format!("http://127.0.0.1:{broker}/handle"))
+            .json(&json!({"action": "mail", "mail": test_mail(subject)}));
+        if let Some(key) = key {
+            req = req.header("Idempotency-Key", key);
+        }
+        async move { parts(req.send().await.expect("broker answers")).await }
+    };
+
+    for _ in 0..3 {
+        let (status, body) = handle("once", Some("mail-key-1")).await;
+        assert_eq!(
+            (status, body["message"].as_str()),
+            (202, Some("Message sent to you@there.com")),
+            "{body}"
+        );
+    }
+    assert_eq!(count(&store).await, 1, "three sends with one key are one mail");
+
+    let (status, body) = handle("another mail", Some("mail-key-1")).await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["message"], "this Idempotency-Key was used for a different mail");
+    assert_eq!(count(&store).await, 1, "nothing sent for a reused key");
+
+    assert_eq!(handle("once", Some("mail-key-2")).await.0, 202);
+    assert_eq!(handle("plain", None).await.0, 202);
+    assert_eq!(handle("plain", None).await.0, 202);
+    assert_eq!(count(&store).await, 4, "a new key and mails without a key are each sent");
+}
+
+#[actix_rt::test]
 async fn starttls_with_a_self_signed_certificate_works_once_it_is_trusted() {
     let dir = tempfile::tempdir().expect("dir");
     let (cert, key) = troupe_testkit::self_signed_cert(dir.path());
