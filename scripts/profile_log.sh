@@ -35,7 +35,7 @@ profile() {
   local name=$1; shift
   local data="$out/data-$name" pid ir requests
   rm -rf "$data" "$out/callgrind.out.$name"
-  env "$@" TROUPE_DATA_DIR="$data" RUST_LOG=warn \
+  env "$@" TROUPE_DATA_DIR="$data" \
     BROKER_PORT=$port FRONTEND_PORT=$((port + 1)) AUTH_PORT=$((port + 2)) LOGGER_PORT=$((port + 3)) \
     MAILER_PORT=$((port + 4)) LISTENER_PORT=$((port + 5)) LOGGER_GRPC_PORT=$((port + 6)) \
     LOGGER_RPC_PORT=$((port + 7)) CATCHER_SMTP_PORT=$((port + 8)) CATCHER_HTTP_PORT=$((port + 9)) \
@@ -52,10 +52,10 @@ profile() {
     awk '/requests in/ {print $1}')
   callgrind_control --dump "$pid" >/dev/null
   kill -TERM "$pid"; wait "$pid" || true
-  # The dump taken after the load is the one whose counters start at the zeroing.
-  local dump
-  dump=$(ls -t "$out/callgrind.out.$name"* | grep -v '\.log$' | head -1)
-  ir=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ {gsub(",", "", $1); print $1; exit}')
+  # The first dump (`.1`) holds the load: from the zeroing to the dump; the file without a
+  # number is the rest (shutdown).
+  local dump="$out/callgrind.out.$name.1"
+  ir=$(awk '/^summary:/ {print $2; exit}' "$dump")
   cp "$dump" "$out/profile.$name"
   echo "$name $ir $requests"
 }

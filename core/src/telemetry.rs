@@ -167,13 +167,35 @@ pub fn span_context(span: &Span) -> Option<SpanContext> {
 
 /// The trace id of `span` as 32 lowercase hex digits, if it is traced.
 pub fn trace_id(span: &Span) -> Option<String> {
-    span_context(span).map(|sc| sc.trace_id().to_string())
+    span_context(span).map(|sc| {
+        let mut hex = String::with_capacity(32);
+        push_hex(&mut hex, &sc.trace_id().to_bytes());
+        hex
+    })
 }
 
 /// The W3C `traceparent` value naming `span` (`00-<trace>-<span>-<flags>`), if it is traced.
 pub fn traceparent(span: &Span) -> Option<String> {
-    span_context(span)
-        .map(|sc| format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8()))
+    span_context(span).map(|sc| {
+        let mut value = String::with_capacity(55);
+        value.push_str("00-");
+        push_hex(&mut value, &sc.trace_id().to_bytes());
+        value.push('-');
+        push_hex(&mut value, &sc.span_id().to_bytes());
+        value.push('-');
+        push_hex(&mut value, &[sc.trace_flags().to_u8()]);
+        value
+    })
+}
+
+/// Append `bytes` as lowercase hex digits (what `{:032x}` writes, without a formatting pass:
+/// this runs for every request and every log entry).
+fn push_hex(out: &mut String, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
 }
 
 /// Write `span`'s trace context (`traceparent`, `tracestate`) into an outbound call's headers.
@@ -222,4 +244,24 @@ pub fn carrier(span: &Span) -> Carrier {
     let mut carrier = Carrier::default();
     inject(span, &mut carrier);
     carrier
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::{SpanId, TraceId};
+
+    #[test]
+    fn hex_is_what_the_ids_display_as() {
+        let (trace, span) = (
+            TraceId::from(0x0af7_6519_16cd_43dd_8448_eb21_1c80_319c_u128),
+            SpanId::from(0xb7ad_6b71_6920_3331_u64),
+        );
+        let mut hex = String::new();
+        super::push_hex(&mut hex, &trace.to_bytes());
+        assert_eq!(hex, trace.to_string());
+        hex.clear();
+        super::push_hex(&mut hex, &span.to_bytes());
+        assert_eq!(hex, span.to_string());
+        assert_eq!(hex, "b7ad6b7169203331");
+    }
 }

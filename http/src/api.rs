@@ -382,17 +382,21 @@ impl RootSpanBuilder for RequestSpan {
         let id = request.extensions().get::<RequestId>().map(ToString::to_string).unwrap_or_default();
         let route = request.match_pattern().unwrap_or_else(|| "UNMATCHED".into());
         let service = request.app_data::<ServiceName>().map_or("", |s| s.0);
+        // Plain `&str` values where there is one: a `%` (Display) value costs a formatting
+        // pass per layer, on every request. No `http.target`: the route names the operation,
+        // and a query string can hold a token (the stream's `access_token`).
+        let method = request.method().as_str();
+        let name = format!("{method} {route}");
         let span = tracing::info_span!(
             "HTTP request",
-            otel.name = %format_args!("{} {route}", request.method()),
+            otel.name = name.as_str(),
             otel.kind = "server",
             service,
-            http.method = %request.method(),
-            http.route = %route,
-            http.target = %request.uri().path_and_query().map(|p| p.as_str()).unwrap_or(""),
+            http.method = method,
+            http.route = route.as_str(),
             http.status_code = tracing::field::Empty,
             otel.status_code = tracing::field::Empty,
-            request_id = %id,
+            request_id = id.as_str(),
             exception.message = tracing::field::Empty,
             exception.details = tracing::field::Empty,
         );
@@ -411,10 +415,14 @@ impl RootSpanBuilder for RequestSpan {
                 .get::<Started>()
                 .map(|s| (s.0.elapsed().as_secs_f64() * 10_000.0).round() / 10.0);
             let (method, path, status) = (req.method().as_str(), req.path(), res.status().as_u16());
+            // The access line is a log line, not part of the trace (no span event on every
+            // request): it names its request itself.
+            let extensions = req.extensions();
+            let id = extensions.get::<RequestId>().map_or("", RequestId::as_str);
             if matches!(path, "/ping" | "/healthz" | "/readyz" | "/metrics") {
-                tracing::debug!(parent: &span, status, elapsed_ms = ms, "{method} {path}");
+                tracing::debug!(parent: None, status, elapsed_ms = ms, request_id = id, "{method} {path}");
             } else {
-                tracing::info!(parent: &span, status, elapsed_ms = ms, "{method} {path}");
+                tracing::info!(parent: None, status, elapsed_ms = ms, request_id = id, "{method} {path}");
             }
         }
         DefaultRootSpanBuilder::on_request_end(span, outcome);

@@ -256,8 +256,9 @@ async fn publish_event(
     ))
 }
 
-/// Store an entry written through the broker (service `broker`, this request's id).
-#[tracing::instrument(name = "action log", skip_all, fields(action = "log"))]
+/// Store an entry written through the broker (service `broker`, this request's id). No span
+/// of its own (the hot path): the request's span is its handler's, the logger's `WriteLog`
+/// span its actor message's.
 async fn write_log(
     to: &Recipient<WriteLog>,
     state: &BrokerState,

@@ -270,6 +270,7 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
         let stats = self.stats.clone();
         let delays = self.config.backoff.delays();
         let in_flight = stats.start_delivery();
+        let ack_within = self.config.timeout;
         ctx.spawn(wrap_future(async move {
             let _in_flight = in_flight;
             let event = match decoded {
@@ -280,11 +281,13 @@ impl StreamHandler<lapin::Result<Delivery>> for ListenerActor {
                 }
             };
             match sink.deliver_until_done(&event, delays, || conn.amqp.is_open(), &stats).await {
-                Ok(()) => {
-                    if delivery.acker.ack(BasicAckOptions::default()).await.is_ok() {
-                        ListenerStats::bump(&stats.acked);
-                    }
-                }
+                Ok(()) => match tokio::time::timeout(ack_within, delivery.acker.ack(BasicAckOptions::default())).await {
+                    Ok(Ok(true)) => ListenerStats::bump(&stats.acked),
+                    // The channel closed under it: RabbitMQ redelivers the message.
+                    Ok(Ok(false)) => tracing::debug!(event_id = ?event.id, "not acked: its channel is gone"),
+                    Ok(Err(e)) => tracing::warn!(event_id = ?event.id, error = %e, "ack failed; RabbitMQ redelivers"),
+                    Err(_) => tracing::warn!(event_id = ?event.id, "ack not sent within the timeout"),
+                },
                 Err(SinkError::Permanent(why)) => {
                     tracing::warn!(event_id = ?event.id, error = %why, "dead-lettering a refused event");
                     dead_letter(&delivery, &stats).await;

@@ -76,6 +76,10 @@ pub struct NewLogEntry {
     event_id: Option<String>,
     #[serde(skip)]
     span: tracing::Span,
+    /// The trace id, once known (taken from the span it was made in when it moves into the
+    /// logger's span: the same trace, and that span need not start early to say so).
+    #[serde(skip)]
+    trace_id: Option<String>,
 }
 
 impl PartialEq for NewLogEntry {
@@ -105,6 +109,7 @@ impl NewLogEntry {
             request_id: None,
             event_id: None,
             span: tracing::Span::current(),
+            trace_id: None,
         })
     }
 
@@ -164,6 +169,9 @@ impl NewLogEntry {
 
     /// The same entry, traced as part of `span` from now on (the logger's `WriteLog` span).
     pub fn in_span(mut self, span: tracing::Span) -> Self {
+        if self.trace_id.is_none() {
+            self.trace_id = crate::telemetry::trace_id(&self.span);
+        }
         self.span = span;
         self
     }
@@ -175,7 +183,7 @@ impl NewLogEntry {
 
     /// The trace it belongs to (32 hex digits), when it was made in a traced span.
     pub fn trace_id(&self) -> Option<String> {
-        crate::telemetry::trace_id(&self.span)
+        self.trace_id.clone().or_else(|| crate::telemetry::trace_id(&self.span))
     }
 }
 

@@ -69,9 +69,37 @@ pub struct TraceStore {
     inner: Mutex<Inner>,
 }
 
+/// Trace ids are random: their low 64 bits are a good enough hash, and SipHash on every span
+/// that ends is a cost on the hot path for nothing.
+#[derive(Debug, Default, Clone, Copy)]
+struct TraceIdHasher(u64);
+
+impl std::hash::Hasher for TraceIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 ^= u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        // The low 64 bits (the truncation is the point).
+        #[allow(clippy::cast_possible_truncation)]
+        let low = n as u64;
+        self.0 ^= low;
+    }
+}
+
+type TraceMap<V> = HashMap<TraceId, V, std::hash::BuildHasherDefault<TraceIdHasher>>;
+
 #[derive(Debug, Default)]
 struct Inner {
-    traces: HashMap<TraceId, Vec<SpanData>>,
+    traces: TraceMap<Vec<SpanData>>,
     /// Trace ids, oldest first (by their first span to end).
     order: VecDeque<TraceId>,
     spans: usize,
@@ -96,7 +124,10 @@ impl TraceStore {
             Some(trace) if trace.len() >= MAX_SPANS_PER_TRACE => return,
             Some(trace) => trace.push(span),
             None => {
-                traces.insert(id, vec![span]);
+                // Room for a request's usual few spans without growing.
+                let mut trace = Vec::with_capacity(4);
+                trace.push(span);
+                traces.insert(id, trace);
                 order.push_back(id);
             }
         }
