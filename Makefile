@@ -32,6 +32,7 @@ endif
 
 chaos: services build ## fault injection on real processes and servers, every scenario; table into docs/reliability.md
 	scripts/chaos.py --write-doc
+	$(CARGO) test -p troupe-http --test e2e -- --ignored --nocapture failover
 
 services: ## install/start PostgreSQL (and the other test servers) when missing
 	scripts/services.sh

@@ -9,8 +9,10 @@
 //! - [`common_settings`]: process settings for tests (loopback, fast backoff and shutdown).
 //! - [`pki`]: a test CA issuing server certificates (TLS_CERT_FILE, TLS_CA_FILE tests).
 //! - [`self_signed_cert`]: a self-signed certificate for `localhost` (STARTTLS tests, benches).
+//! - [`rabbit_cluster`]: the 3-node RabbitMQ cluster of `make services`, for fail-over tests.
 
 pub mod pki;
+pub mod rabbit_cluster;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

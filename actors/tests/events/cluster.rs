@@ -19,67 +19,22 @@ use troupe_actors::events::{ListenerStats, Sink};
 use troupe_core::config::QueueType;
 use troupe_core::health::Readiness;
 use troupe_core::messages::PublishEvent;
+use troupe_testkit::rabbit_cluster;
 
 use crate::helpers::{Names, Store, backoff, eventually, init_tracing};
 
 const EVENTS: usize = 10_000;
 const KILL_AFTER: usize = 3_000;
 const PUBLISHERS: usize = 32;
-const NODES: [u16; 3] = [5701, 5702, 5703];
 
 fn cluster_url() -> SecretString {
-    let nodes: Vec<String> = NODES.iter().map(|p| format!("amqp://guest:guest@127.0.0.1:{p}/%2f")).collect();
-    nodes.join(",").into()
-}
-
-/// The cluster, with the node an earlier run killed started again (the project's script,
-/// idempotent); fails loudly when it cannot be had.
-fn require_cluster() {
-    let down = || NODES.iter().any(|port| std::net::TcpStream::connect(("127.0.0.1", *port)).is_err());
-    if down() {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../scripts/services.sh");
-        let _ = std::process::Command::new("bash").arg(script).status();
-    }
-    for port in NODES {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            panic!("the 3-node RabbitMQ cluster is required (127.0.0.1:{port}). Run `make services`.");
-        }
-    }
-}
-
-/// The node (`troupeN@localhost`) holding the leader of quorum queue `queue`.
-async fn leader_of(queue: &str) -> String {
-    eventually(Duration::from_secs(20), "the queue's leader", || async {
-        let out = tokio::process::Command::new("rabbitmqctl")
-            .args(["-q", "-n", "troupe1@localhost", "list_queues", "--no-table-headers", "name", "leader"])
-            .output()
-            .await
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        text.lines().find_map(|l| {
-            let mut cols = l.split_whitespace();
-            (cols.next() == Some(queue)).then(|| cols.next().map(str::to_owned)).flatten()
-        })
-    })
-    .await
-}
-
-/// SIGKILL the node named `node` (`troupeN@localhost`): its OS process, as the node says.
-fn kill_node(node: &str) {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["-q", "-n", node, "eval", "os:getpid()."])
-        .output()
-        .expect("rabbitmqctl runs");
-    let pid = String::from_utf8_lossy(&out.stdout).trim().trim_matches('"').to_owned();
-    assert!(pid.parse::<u32>().is_ok(), "no pid for {node}: {pid:?}");
-    let status = std::process::Command::new("kill").args(["-9", &pid]).status().expect("kill runs");
-    assert!(status.success(), "cannot kill {node} ({pid})");
+    rabbit_cluster::url().into()
 }
 
 #[actix_rt::test]
 async fn a_quorum_queue_loses_nothing_when_the_leaders_node_is_killed_mid_stream() {
     init_tracing();
-    require_cluster();
+    rabbit_cluster::require();
     let names = Names::new();
     let store = Store::embedded();
     let readiness = Readiness::default();
@@ -109,7 +64,7 @@ async fn a_quorum_queue_loses_nothing_when_the_leaders_node_is_killed_mid_stream
         &readiness,
     );
     tokio::time::timeout(Duration::from_secs(30), readiness.wait_ready()).await.expect("connected");
-    let leader = leader_of(&names.queue).await;
+    let leader = rabbit_cluster::leader_of(&names.queue).await;
 
     let next = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(AtomicUsize::new(0));
@@ -165,7 +120,7 @@ async fn a_quorum_queue_loses_nothing_when_the_leaders_node_is_killed_mid_stream
     }
     let _ = acked.wait_for(|a| *a >= KILL_AFTER).await;
     *killed_at.lock().expect("lock") = Some(Instant::now());
-    kill_node(&leader);
+    rabbit_cluster::kill_node(&leader);
     for task in tasks {
         task.await.expect("publisher task");
     }

@@ -130,7 +130,7 @@ impl AmqpsFront {
 impl Cluster {
     /// Start every service in [`SERVICES`] and wait until each reports ready.
     pub async fn start() -> Cluster {
-        Self::start_with(None).await
+        Self::start_with(None, &[]).await
     }
 
     /// [`Cluster::start`] with every hop on TLS: each process presents a certificate of a test
@@ -144,10 +144,19 @@ impl Cluster {
         let plain = (rabbit.host_str().unwrap_or("127.0.0.1"), rabbit.port().unwrap_or(5672));
         let upstream = std::net::ToSocketAddrs::to_socket_addrs(&plain).expect("RabbitMQ's address").next();
         let amqps = AmqpsFront::start(&leaf, upstream.expect("RabbitMQ's address")).await;
-        Self::start_with(Some(ClusterTls { ca, files, leaf, amqps, _dir: dir })).await
+        Self::start_with(Some(ClusterTls { ca, files, leaf, amqps, _dir: dir }), &[]).await
     }
 
-    async fn start_with(tls: Option<ClusterTls>) -> Cluster {
+    /// [`Cluster::start`] on the 3-node RabbitMQ cluster of `make services` (every node in
+    /// `RABBIT_URL`), the listener's queue a quorum queue.
+    pub async fn start_on_rabbit_cluster() -> Cluster {
+        troupe_testkit::rabbit_cluster::require();
+        let url = troupe_testkit::rabbit_cluster::url();
+        Self::start_with(None, &[("RABBIT_URL", url.as_str()), ("LISTENER_QUEUE_TYPE", "quorum")]).await
+    }
+
+    /// Start every service, with the environment's `overrides` applied last.
+    async fn start_with(tls: Option<ClusterTls>, overrides: &[(&str, &str)]) -> Cluster {
         let scheme = if tls.is_some() { "https" } else { "http" };
         let mut dsn = fresh_pg_database().await;
         if tls.is_some() {
@@ -216,6 +225,9 @@ impl Cluster {
             }
             let ca = reqwest::Certificate::from_pem(tls.ca.pem().as_bytes()).expect("the test CA");
             http = http.add_root_certificate(ca);
+        }
+        for (k, v) in overrides {
+            env.insert((*k).to_owned(), (*v).to_owned());
         }
         let mut cluster = Cluster {
             env,

@@ -17,6 +17,7 @@ mod contract;
 mod dead_letters_rabbit;
 mod durability;
 mod embedded_events;
+mod failover;
 mod flows;
 mod gate;
 mod otlp;
