@@ -77,13 +77,14 @@ impl Ledger {
             if let Some(entry) = self.keys.get_mut(key) {
                 *entry = (entry.0, Mark::Sent, now);
             }
-        } else {
-            self.keys.remove(key);
+        } else if self.keys.remove(key).is_some() {
+            // Out of the order too (failures are rare; a stale entry there would later evict
+            // the key when it is used again).
+            self.order.retain(|k| k != key);
         }
     }
 
-    /// Drop the oldest keys beyond [`REMEMBERED`] (never one being sent) and the order's
-    /// entries of keys already forgotten.
+    /// Drop the oldest keys beyond [`REMEMBERED`] (never one being sent).
     fn evict(&mut self) {
         while self.order.len() > REMEMBERED {
             let Some(old) = self.order.pop_front() else { break };

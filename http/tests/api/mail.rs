@@ -324,21 +324,33 @@ async fn a_burst_is_held_to_mail_pool_size_sessions_and_idle_ones_are_closed() {
     assert_eq!(status, 202, "{body}");
 }
 
-#[actix_rt::test]
-async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_is_down() {
+/// A bare catcher, and a ready split-mode mailer sending to it; the catcher's directory goes
+/// with the first value.
+async fn catcher_and_mailer() -> (TempDir, Addr<CatcherStore>, String, Client) {
     let dir = tempfile::tempdir().expect("dir");
     let (store, smtp) = bare_catcher(dir.path(), None);
     let mailer = spawn_mailer(&MailerSettings::local(smtp.port()));
     let http = Client::new();
     wait_ready(&http, &mailer).await;
-    let auth_url = Url::parse("http://127.0.0.1:9").expect("url");
-    let broker = TestApp::spawn_broker_with(UpstreamSettings {
-        auth_url: auth_url.clone(),
-        mailer_url: Url::parse(&mailer).expect("url"),
+    (dir, store, mailer, http)
+}
+
+/// A split-mode broker whose mailer is at `mailer` (auth and the logger unreachable, mail
+/// open); its port.
+fn split_broker(mailer: &str) -> u16 {
+    TestApp::spawn_broker_with(UpstreamSettings {
+        auth_url: Url::parse("http://127.0.0.1:9").expect("url"),
+        mailer_url: Url::parse(mailer).expect("url"),
         logger: nowhere_logger(),
         listener_url: None,
         mail_auth: MailAuth::Open,
-    });
+    })
+}
+
+#[actix_rt::test]
+async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_is_down() {
+    let (_dir, store, mailer, http) = catcher_and_mailer().await;
+    let broker = split_broker(&mailer);
     let handle = |port: u16, subject: &str| {
         http.post(format!("http://127.0.0.1:{port}/handle"))
             .json(&json!({"action": "mail", "mail": test_mail(subject)}))
@@ -358,31 +370,15 @@ async fn split_mode_broker_reaches_the_mailer_over_http_and_answers_503_when_it_
         .expect("broker");
     assert_eq!(res.status(), 422);
 
-    let down = TestApp::spawn_broker_with(UpstreamSettings {
-        auth_url,
-        mailer_url: Url::parse("http://127.0.0.1:9").expect("url"),
-        logger: nowhere_logger(),
-        listener_url: None,
-        mail_auth: MailAuth::Open,
-    });
+    let down = split_broker("http://127.0.0.1:9");
     let (status, body) = parts(handle(down, "down").await.expect("broker")).await;
     assert_eq!((status, body["message"].as_str()), (503, Some("mailer unavailable")), "{body}");
 }
 
 #[actix_rt::test]
 async fn a_mail_retried_with_its_idempotency_key_through_the_split_broker_is_sent_once() {
-    let dir = tempfile::tempdir().expect("dir");
-    let (store, smtp) = bare_catcher(dir.path(), None);
-    let mailer = spawn_mailer(&MailerSettings::local(smtp.port()));
-    let http = Client::new();
-    wait_ready(&http, &mailer).await;
-    let broker = TestApp::spawn_broker_with(UpstreamSettings {
-        auth_url: Url::parse("http://127.0.0.1:9").expect("url"),
-        mailer_url: Url::parse(&mailer).expect("url"),
-        logger: nowhere_logger(),
-        listener_url: None,
-        mail_auth: MailAuth::Open,
-    });
+    let (_dir, store, mailer, http) = catcher_and_mailer().await;
+    let broker = split_broker(&mailer);
     let handle = |subject: &str, key: Option<&str>| {
         let mut req = http
             .post(format!("http://127.0.0.1:{broker}/handle"))
