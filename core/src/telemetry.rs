@@ -4,7 +4,8 @@
 //! `LOG_FORMAT=json` switches to one JSON object per line for log collectors.
 //!
 //! Every `tracing` span `RUST_LOG` lets through (all of Troupe's are at `INFO`, the default)
-//! also becomes an OpenTelemetry span (`tracing-opentelemetry`), and ended spans go to:
+//! is also a trace span ([`layer`]: W3C ids, sampled by `OTEL_TRACES_SAMPLER`), and ended
+//! spans go to:
 //!
 //! - the recent-trace store ([`store`]): the last traces in memory, always on, served by every
 //!   service's `GET /traces`;
@@ -14,27 +15,31 @@
 //! The OpenTelemetry environment conventions apply: `OTEL_SERVICE_NAME` (default: the
 //! service), `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`
 //! (default `parentbased_always_on`), `OTEL_EXPORTER_OTLP_*` (timeout, headers, compression);
-//! `OTEL_SDK_DISABLED=true` turns all of it off: no OpenTelemetry layer, no store, no export.
+//! `OTEL_SDK_DISABLED=true` turns all of it off: no trace layer, no store, no export.
 //!
 //! The helpers below read or carry a span's W3C trace context (`traceparent`, `tracestate`):
 //! [`adopt`] at an edge, [`inject`] into an outbound call, [`trace_id`] for log entries.
 
+mod layer;
+mod record;
 pub mod store;
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SdkTracerProvider};
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
 use tracing::Span;
-use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::filter::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan as _;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{Layer, fmt};
+use tracing_subscriber::{Layer, Registry, fmt};
 
+use self::layer::{Sampler, SpanLayer, Tracing};
+use self::record::SpanRecord;
 pub use self::store::TraceStore;
 
 /// Output format of the logs.
@@ -46,8 +51,8 @@ pub enum LogFormat {
     Json,
 }
 
-/// The process's tracer provider (absent when tracing is off), for the flush at shutdown.
-static PROVIDER: OnceLock<SdkTracerProvider> = OnceLock::new();
+/// The process's tracing (absent when it is off): where spans go, how they are sampled.
+static TRACING: OnceLock<Tracing> = OnceLock::new();
 
 /// The runtime the OTLP exporter's gRPC channel runs on: the batch processor exports from a
 /// thread of its own, outside any actix or test runtime, and tonic needs a Tokio one.
@@ -76,42 +81,39 @@ pub fn init(format: LogFormat, service: &'static str) {
         LogFormat::Text => fmt::layer().with_target(true).with_ansi(ansi).boxed(),
         LogFormat::Json => fmt::layer().json().flatten_event(true).with_target(true).boxed(),
     };
-    let otel = (!disabled()).then(|| provider(service)).flatten().map(|provider| {
-        let tracer = provider.tracer("troupe");
-        let _ = PROVIDER.set(provider);
-        tracing_opentelemetry::layer()
-            .with_tracer(tracer)
-            .with_tracked_inactivity(false)
-            .with_threads(false)
-            .with_location(false)
-            .with_level(false)
-            .with_target(false)
-            .with_context_activation(false)
-    });
+    let spans = (!disabled()).then(|| SpanLayer(TRACING.get_or_init(|| setup(service))));
     // One filter for both layers: per-layer filters lost spans of an actor's messages now
-    // and then (a span enabled for the log lines but not for OpenTelemetry). So the traces
+    // and then (a span enabled for the log lines but not for the traces). So the traces
     // hold the spans RUST_LOG lets through: `info` (the default) has them all.
-    let _ = tracing_subscriber::registry().with(filter).with(lines).with(otel).try_init();
+    let _ = tracing_subscriber::registry().with(filter).with(lines).with(spans).try_init();
 }
 
-/// The tracer provider: the recent-trace store, plus the OTLP exporter when configured.
-fn provider(service: &'static str) -> Option<SdkTracerProvider> {
-    let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.trim().is_empty());
-    let resource = opentelemetry_sdk::Resource::builder()
-        .with_service_name(name.unwrap_or_else(|| service.to_owned()))
-        .build();
-    let store = store::install(service);
-    let mut builder = SdkTracerProvider::builder().with_resource(resource);
-    if otlp_configured() {
-        match exporter() {
+/// The process's tracing: the recent-trace store, plus the OTLP exporter when configured.
+fn setup(service: &'static str) -> Tracing {
+    let export = otlp_configured()
+        .then(|| match exporter() {
             Ok(exporter) => {
-                builder = builder.with_span_processor(BatchSpanProcessor::builder(exporter).build())
+                let name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|n| !n.trim().is_empty());
+                let resource = opentelemetry_sdk::Resource::builder()
+                    .with_service_name(name.unwrap_or_else(|| service.to_owned()))
+                    .build();
+                let mut processor = BatchSpanProcessor::builder(exporter).build();
+                processor.set_resource(&resource);
+                Some(processor)
             }
             // Logging is not up yet: say it on stderr, keep serving (and storing) traces.
-            Err(err) => eprintln!("troupe: OTLP export off: {err}"),
-        }
+            Err(err) => {
+                eprintln!("troupe: OTLP export off: {err}");
+                None
+            }
+        })
+        .flatten();
+    Tracing {
+        sampler: Sampler::from_env(),
+        store: store::install(service),
+        export,
+        scope: opentelemetry::InstrumentationScope::builder("troupe").build(),
     }
-    Some(builder.with_span_processor(store).build())
 }
 
 /// The OTLP span exporter (gRPC), its channel on [`EXPORT_RUNTIME`]. Endpoint, timeout
@@ -148,44 +150,52 @@ fn exporter() -> Result<opentelemetry_otlp::SpanExporter, String> {
 /// async workers), as the platform's last stop stage does. The exporter keeps running, so a
 /// process that serves again (a test) keeps tracing. Nothing to do when tracing is off.
 pub fn flush() {
-    if let Some(provider) = PROVIDER.get()
-        && let Err(err) = provider.force_flush()
+    if let Some(export) = TRACING.get().and_then(|t| t.export.as_ref())
+        && let Err(err) = export.force_flush()
     {
         tracing::warn!(error = %err, "traces not all exported");
     }
 }
 
-/// The OpenTelemetry span context of `span`; `None` when tracing is off or it is disabled.
+/// Run `f` on `span`'s record; `None` when tracing is off or the span is disabled.
+fn with_record<R>(span: &Span, f: impl FnOnce(&mut SpanRecord) -> R) -> Option<R> {
+    TRACING.get()?;
+    span.with_subscriber(|(id, dispatch)| {
+        let registry = dispatch.downcast_ref::<Registry>()?;
+        let data = registry.span(id)?;
+        let mut extensions = data.extensions_mut();
+        extensions.get_mut::<SpanRecord>().map(f)
+    })
+    .flatten()
+}
+
+/// The W3C span context of `span`; `None` when tracing is off or it is disabled.
 pub fn span_context(span: &Span) -> Option<SpanContext> {
-    if span.is_disabled() || PROVIDER.get().is_none() {
-        return None;
-    }
-    let cx = span.context();
-    let sc = cx.span().span_context().clone();
-    sc.is_valid().then_some(sc)
+    with_record(span, |r| r.span_context())
 }
 
 /// The trace id of `span` as 32 lowercase hex digits, if it is traced.
 pub fn trace_id(span: &Span) -> Option<String> {
-    span_context(span).map(|sc| {
+    with_record(span, |r| {
         let mut hex = String::with_capacity(32);
-        push_hex(&mut hex, &sc.trace_id().to_bytes());
+        push_hex(&mut hex, &r.trace_id.to_bytes());
         hex
     })
 }
 
 /// The W3C `traceparent` value naming `span` (`00-<trace>-<span>-<flags>`), if it is traced.
 pub fn traceparent(span: &Span) -> Option<String> {
-    span_context(span).map(|sc| {
-        let mut value = String::with_capacity(55);
-        value.push_str("00-");
-        push_hex(&mut value, &sc.trace_id().to_bytes());
-        value.push('-');
-        push_hex(&mut value, &sc.span_id().to_bytes());
-        value.push('-');
-        push_hex(&mut value, &[sc.trace_flags().to_u8()]);
-        value
-    })
+    with_record(span, traceparent_of)
+}
+
+fn traceparent_of(r: &mut SpanRecord) -> String {
+    let mut value = String::with_capacity(55);
+    value.push_str("00-");
+    push_hex(&mut value, &r.trace_id.to_bytes());
+    value.push('-');
+    push_hex(&mut value, &r.span_id.to_bytes());
+    value.push_str(if r.sampled { "-01" } else { "-00" });
+    value
 }
 
 /// Append `bytes` as lowercase hex digits (what `{:032x}` writes, without a formatting pass:
@@ -200,22 +210,34 @@ fn push_hex(out: &mut String, bytes: &[u8]) {
 
 /// Write `span`'s trace context (`traceparent`, `tracestate`) into an outbound call's headers.
 pub fn inject(span: &Span, headers: &mut dyn Injector) {
-    if PROVIDER.get().is_none() || span.is_disabled() {
+    let Some((parent, state)) = with_record(span, |r| (traceparent_of(r), r.trace_state.header())) else {
         return;
+    };
+    headers.set("traceparent", parent);
+    if !state.is_empty() {
+        headers.set("tracestate", state);
     }
-    TraceContextPropagator::new().inject_context(&span.context(), headers);
 }
 
 /// Make `span` (not yet entered) a child of the caller's trace when `headers` carry a
 /// well-formed `traceparent`; otherwise it starts a new trace. A malformed header is ignored.
 pub fn adopt(span: &Span, headers: &dyn Extractor) {
-    if PROVIDER.get().is_none() || headers.get("traceparent").is_none() {
+    let Some(tracing) = TRACING.get() else { return };
+    if headers.get("traceparent").is_none() {
         return;
     }
     let cx = TraceContextPropagator::new().extract(headers);
-    if cx.span().span_context().is_valid() {
-        let _ = span.set_parent(cx);
+    let remote = cx.span().span_context().clone();
+    if !remote.is_valid() {
+        return;
     }
+    with_record(span, |r| {
+        r.trace_id = remote.trace_id();
+        r.parent_span_id = remote.span_id();
+        r.parent_is_remote = true;
+        r.sampled = tracing.sampler.sampled(r.trace_id, Some(remote.is_sampled()));
+        r.trace_state = remote.trace_state().clone();
+    });
 }
 
 /// Headers as a `(name, value)` list, for carriers with no map of their own (AMQP, a queue

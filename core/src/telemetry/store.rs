@@ -1,18 +1,17 @@
-//! The recent-trace store: a [`SpanProcessor`] that keeps the spans of the last traces in
-//! memory, bounded ([`MAX_TRACES`] traces, [`MAX_SPANS`] spans; the oldest trace goes first),
+//! The recent-trace store: the spans of the last traces in memory, bounded ([`MAX_TRACES`] traces, [`MAX_SPANS`] spans; the oldest trace goes first),
 //! and the shapes `GET /traces` serves them in ([`SpanView`], [`TraceSummary`]).
 //!
-//! Ending a span costs one short lock and a move of its data; everything else (hex ids,
-//! attribute text, the service of each span) is worked out when someone reads a trace.
+//! Ending a span costs one short lock and a move of its [`SpanRecord`]; everything else (hex
+//! ids, attribute text, the service of each span) is worked out when someone reads a trace.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use opentelemetry::trace::{SpanId, SpanKind, Status, TraceId};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SpanData, SpanProcessor};
+use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use serde::{Deserialize, Serialize};
+
+use super::record::SpanRecord;
 
 /// Most traces kept.
 pub const MAX_TRACES: usize = 1_000;
@@ -33,31 +32,9 @@ pub fn get() -> Option<&'static TraceStore> {
     STORE.get().map(AsRef::as_ref)
 }
 
-/// Make the process's store (spans with no service of their own belong to `service`) and
-/// the processor that fills it. A second call gives a processor for the same store.
-pub(crate) fn install(service: &'static str) -> StoreProcessor {
-    let store = STORE.get_or_init(|| Arc::new(TraceStore::new(service, MAX_TRACES, MAX_SPANS)));
-    StoreProcessor(store.clone())
-}
-
-/// Fills the store with every span that ends.
-#[derive(Debug)]
-pub(crate) struct StoreProcessor(Arc<TraceStore>);
-
-impl SpanProcessor for StoreProcessor {
-    fn on_start(&self, _: &mut opentelemetry_sdk::trace::Span, _: &opentelemetry::Context) {}
-
-    fn on_end(&self, span: SpanData) {
-        self.0.push(span);
-    }
-
-    fn force_flush(&self) -> OTelSdkResult {
-        Ok(())
-    }
-
-    fn shutdown_with_timeout(&self, _: Duration) -> OTelSdkResult {
-        Ok(())
-    }
+/// Make the process's store (spans with no service of their own belong to `service`).
+pub(crate) fn install(service: &'static str) -> &'static TraceStore {
+    STORE.get_or_init(|| Arc::new(TraceStore::new(service, MAX_TRACES, MAX_SPANS)))
 }
 
 /// The spans of the most recent traces, bounded.
@@ -99,7 +76,7 @@ type TraceMap<V> = HashMap<TraceId, V, std::hash::BuildHasherDefault<TraceIdHash
 
 #[derive(Debug, Default)]
 struct Inner {
-    traces: TraceMap<Vec<SpanData>>,
+    traces: TraceMap<Vec<SpanRecord>>,
     /// Trace ids, oldest first (by their first span to end).
     order: VecDeque<TraceId>,
     spans: usize,
@@ -116,8 +93,8 @@ impl TraceStore {
     }
 
     /// Keep one ended span.
-    pub fn push(&self, span: SpanData) {
-        let id = span.span_context.trace_id();
+    pub fn push(&self, span: SpanRecord) {
+        let id = span.trace_id;
         let mut inner = self.lock();
         let Inner { traces, order, spans } = &mut *inner;
         match traces.get_mut(&id) {
@@ -147,16 +124,10 @@ impl TraceStore {
     /// Summaries of the most recent traces, newest first: all of them, or those with a span
     /// whose `request_id` attribute is `request_id`; at most `limit`.
     pub fn recent(&self, request_id: Option<&str>, limit: usize) -> Vec<TraceSummary> {
-        let picked: Vec<Vec<SpanData>> = {
+        let picked: Vec<Vec<SpanRecord>> = {
             let inner = self.lock();
-            let matches = |spans: &&Vec<SpanData>| {
-                request_id.is_none_or(|want| {
-                    spans.iter().any(|s| {
-                        s.attributes
-                            .iter()
-                            .any(|kv| kv.key.as_str() == "request_id" && kv.value.as_str() == want)
-                    })
-                })
+            let matches = |spans: &&Vec<SpanRecord>| {
+                request_id.is_none_or(|want| spans.iter().any(|s| s.attribute("request_id") == Some(want)))
             };
             inner
                 .order
@@ -172,31 +143,22 @@ impl TraceStore {
     }
 
     /// The spans as served, sorted by start, each with the service it belongs to.
-    fn views(&self, mut spans: Vec<SpanData>) -> Vec<SpanView> {
-        spans.sort_by_key(|s| s.start_time);
-        let own: HashMap<SpanId, (SpanId, Option<String>)> = spans
-            .iter()
-            .map(|s| {
-                let service = s
-                    .attributes
-                    .iter()
-                    .find(|kv| kv.key.as_str() == SERVICE_ATTRIBUTE)
-                    .map(|kv| kv.value.as_str().into_owned());
-                (s.span_context.span_id(), (s.parent_span_id, service))
-            })
-            .collect();
+    fn views(&self, mut spans: Vec<SpanRecord>) -> Vec<SpanView> {
+        spans.sort_by_key(|s| s.start);
+        let own: HashMap<SpanId, (SpanId, Option<&str>)> =
+            spans.iter().map(|s| (s.span_id, (s.parent_span_id, s.attribute(SERVICE_ATTRIBUTE)))).collect();
         // The nearest span up the tree that names its service, else this process's.
         let service_of = |mut id: SpanId| {
             for _ in 0..64 {
                 match own.get(&id) {
-                    Some((_, Some(service))) => return service.clone(),
+                    Some((_, Some(service))) => return (*service).to_owned(),
                     Some((parent, None)) => id = *parent,
                     None => break,
                 }
             }
             self.service.to_owned()
         };
-        spans.iter().map(|s| SpanView::of(s, service_of(s.span_context.span_id()))).collect()
+        spans.iter().map(|s| SpanView::of(s, service_of(s.span_id))).collect()
     }
 }
 
@@ -232,36 +194,32 @@ pub struct SpanView {
 }
 
 impl SpanView {
-    fn of(s: &SpanData, service: String) -> Self {
-        let kind = match s.span_kind {
+    fn of(s: &SpanRecord, service: String) -> Self {
+        let kind = match s.kind {
             SpanKind::Server => "server",
             SpanKind::Client => "client",
             SpanKind::Producer => "producer",
             SpanKind::Consumer => "consumer",
             SpanKind::Internal => "internal",
         };
-        let (status, error) = match &s.status {
-            Status::Error { description } => ("error", Some(description.to_string())),
-            Status::Ok | Status::Unset => ("ok", None),
-        };
-        let duration = s.end_time.duration_since(s.start_time).unwrap_or_default();
+        let error = s.failure();
+        let duration = s.end.duration_since(s.start).unwrap_or_default();
         let attributes = s
-            .attributes
-            .iter()
-            .filter(|kv| kv.key.as_str() != SERVICE_ATTRIBUTE)
-            .map(|kv| (kv.key.as_str().to_owned(), serde_json::Value::String(kv.value.as_str().into_owned())))
+            .attributes()
+            .filter(|(key, _)| *key != SERVICE_ATTRIBUTE)
+            .map(|(key, value)| (key.to_owned(), serde_json::Value::String(value.into_owned())))
             .collect();
         Self {
-            trace_id: s.span_context.trace_id().to_string(),
-            span_id: s.span_context.span_id().to_string(),
+            trace_id: s.trace_id.to_string(),
+            span_id: s.span_id.to_string(),
             parent_span_id: (s.parent_span_id != SpanId::INVALID).then(|| s.parent_span_id.to_string()),
             service,
-            name: s.name.to_string(),
+            name: s.name().to_owned(),
             kind: kind.to_owned(),
-            start_unix_ms: unix_ms(s.start_time),
+            start_unix_ms: unix_ms(s.start),
             duration_ms: duration.as_secs_f64() * 1000.0,
-            status: status.to_owned(),
-            error,
+            status: if error.is_some() { "error" } else { "ok" }.to_owned(),
+            error: error.map(str::to_owned),
             attributes,
         }
     }
@@ -326,49 +284,19 @@ pub fn parse_trace_id(raw: &str) -> Option<TraceId> {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
-
-    use opentelemetry::KeyValue;
-    use opentelemetry::trace::{SpanContext, TraceFlags, TraceState};
-    use opentelemetry_sdk::trace::{SpanEvents, SpanLinks};
-
+    use super::super::record::tests::record as span;
     use super::*;
-
-    fn span(trace: u128, id: u64, parent: u64, attrs: Vec<KeyValue>) -> SpanData {
-        let start = UNIX_EPOCH + Duration::from_millis(1_000 + id);
-        SpanData {
-            span_context: SpanContext::new(
-                TraceId::from(trace),
-                SpanId::from(id),
-                TraceFlags::SAMPLED,
-                false,
-                TraceState::default(),
-            ),
-            parent_span_id: SpanId::from(parent),
-            parent_span_is_remote: false,
-            span_kind: SpanKind::Internal,
-            name: Cow::Borrowed("work"),
-            start_time: start,
-            end_time: start + Duration::from_millis(2),
-            attributes: attrs,
-            dropped_attributes_count: 0,
-            events: SpanEvents::default(),
-            links: SpanLinks::default(),
-            status: Status::Unset,
-            instrumentation_scope: opentelemetry::InstrumentationScope::builder("t").build(),
-        }
-    }
 
     #[test]
     fn the_oldest_traces_go_first_when_full() {
         let store = TraceStore::new("troupe", 2, 3);
         for trace in 1..=3 {
-            store.push(span(trace, 1, 0, vec![]));
+            store.push(span(trace, 1, 0, &[]));
         }
         assert!(store.trace(TraceId::from(1)).is_none());
         assert!(store.trace(TraceId::from(3)).is_some());
-        store.push(span(3, 2, 1, vec![]));
-        store.push(span(3, 3, 1, vec![]));
+        store.push(span(3, 2, 1, &[]));
+        store.push(span(3, 3, 1, &[]));
         // Four spans over a limit of three: trace 2 goes.
         assert!(store.trace(TraceId::from(2)).is_none());
         assert_eq!(store.trace(TraceId::from(3)).map(|s| s.len()), Some(3));
@@ -377,15 +305,10 @@ mod tests {
     #[test]
     fn spans_inherit_their_service_and_summaries_find_the_request() {
         let store = TraceStore::new("troupe", 10, 100);
-        store.push(span(7, 2, 1, vec![KeyValue::new("service", "auth")]));
-        store.push(span(7, 3, 2, vec![]));
-        store.push(span(
-            7,
-            1,
-            0,
-            vec![KeyValue::new("service", "broker"), KeyValue::new("request_id", "r-1")],
-        ));
-        store.push(span(8, 1, 0, vec![]));
+        store.push(span(7, 2, 1, &[("service", "auth")]));
+        store.push(span(7, 3, 2, &[]));
+        store.push(span(7, 1, 0, &[("service", "broker"), ("request_id", "r-1")]));
+        store.push(span(8, 1, 0, &[]));
         let spans = store.trace(TraceId::from(7)).unwrap_or_default();
         let services: Vec<&str> = spans.iter().map(|s| s.service.as_str()).collect();
         assert_eq!(services, ["broker", "auth", "auth"]);
