@@ -481,11 +481,18 @@ class Client(threading.Thread):
 def stored(plat: Platform, run: str) -> dict[str, collections.Counter]:
     """How many times each key was stored, per kind, read back through the platform's APIs."""
     out = {k: collections.Counter() for k in KINDS}
+    # An admin's token: the split-mode broker's reads need one (READ_AUTH), and so does auth's list.
+    token = None
+    status, body = request("POST", plat.broker + "/handle", {"action": "auth", "auth": ADMIN}, timeout=30)
+    if status == 202:
+        token = access_token(body)
+    bearer = {"Authorization": f"Bearer {token}"} if token else {}
     for kind, name in (("log", f"chaos-log-{run}"), ("event", f"chaos-evt-{run}")):
         cursor = None
         while True:
             q = {"name": name, "limit": "500", **({"cursor": cursor} if cursor else {})}
-            status, body = request("GET", f"{plat.broker}/logs?{urllib.parse.urlencode(q)}", timeout=30)
+            status, body = request("GET", f"{plat.broker}/logs?{urllib.parse.urlencode(q)}", headers=bearer,
+                                   timeout=30)
             if status != 200:
                 raise SystemExit(f"reading the {kind} entries back: {status} {body}")
             for entry in body["data"]["entries"]:
@@ -493,14 +500,9 @@ def stored(plat: Platform, run: str) -> dict[str, collections.Counter]:
             cursor = body["data"].get("next_cursor")
             if not cursor:
                 break
-    token = None
-    status, body = request("POST", plat.broker + "/handle", {"action": "auth", "auth": ADMIN}, timeout=30)
-    if status == 202:
-        token = access_token(body)
     after = 0
     while True:
-        status, body = request("GET", f"{plat.auth}/users?after={after}&limit=100",
-                               headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        status, body = request("GET", f"{plat.auth}/users?after={after}&limit=100", headers=bearer, timeout=30)
         if status != 200:
             raise SystemExit(f"reading the users back: {status} {body}")
         users = body["data"]
