@@ -26,7 +26,7 @@ use troupe_core::messages::{
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, JsonBody, bearer_token, reply};
-use crate::openapi::{LoginReply, Reply};
+use crate::openapi::{BodyRefused, LoginReply, Reply, UserRefused};
 
 /// What the auth routes need.
 #[derive(Clone)]
@@ -107,11 +107,10 @@ struct Credentials {
         (status = 202, description = "Logged in", body = LoginReply),
         (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
         (status = 401, description = "Wrong email or password, or an inactive account", body = Envelope),
-        (status = 413, description = "Body over 1 MiB", body = Envelope),
-        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 429, description = "Too many attempts for this account or client", body = Envelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        (status = 503, description = "The user store is unavailable", body = Envelope),
+        BodyRefused))]
 async fn authenticate(
     state: web::Data<AuthState>,
     request_id: CurrentRequestId,
@@ -137,8 +136,7 @@ async fn authenticate(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The token's claims in `data`", body = Envelope),
-        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        UserRefused))]
 async fn token(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse, ApiError> {
     if who.0.svc.is_some() {
         // A service token (signed with this key) speaks for a Troupe service, not a user.
@@ -182,13 +180,11 @@ struct NewUser {
     responses(
         (status = 201, description = "Created", body = Reply<User>),
         (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
-        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
         (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
         (status = 409, description = "The address is taken", body = Envelope),
-        (status = 413, description = "Body over 1 MiB", body = Envelope),
-        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        BodyRefused,
+        UserRefused))]
 async fn register(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -223,9 +219,8 @@ struct Page {
     responses(
         (status = 200, description = "A page of users", body = Reply<Vec<User>>),
         (status = 400, description = "A bad query parameter", body = Envelope),
-        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
         (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        UserRefused))]
 async fn list(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -241,9 +236,8 @@ async fn list(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The caller", body = Reply<User>),
-        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
         (status = 404, description = "No such user", body = Envelope),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        UserRefused))]
 async fn me(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse, ApiError> {
     let by = who.principal()?;
     let user = state.ask(GetUser { by, id: by.user_id }).await?;
@@ -255,10 +249,9 @@ async fn me(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse, Ap
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = Reply<User>),
-        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
         (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
         (status = 404, description = "No such user", body = Envelope),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        UserRefused))]
 async fn get(state: web::Data<AuthState>, who: Bearer, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
     let user = state.ask(GetUser { by: who.principal()?, id: *id }).await?;
     Ok(reply(StatusCode::OK, Envelope::with_data("user", user)))
@@ -284,14 +277,12 @@ struct Changes {
     responses(
         (status = 200, description = "Updated", body = Reply<User>),
         (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
-        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
         (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
         (status = 404, description = "No such user", body = Envelope),
         (status = 409, description = "The address is taken", body = Envelope),
-        (status = 413, description = "Body over 1 MiB", body = Envelope),
-        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        BodyRefused,
+        UserRefused))]
 async fn update(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -314,10 +305,9 @@ async fn update(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Deactivated", body = Reply<User>),
-        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
         (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
         (status = 404, description = "No such user", body = Envelope),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        UserRefused))]
 async fn deactivate(
     state: web::Data<AuthState>,
     who: Bearer,
@@ -344,13 +334,11 @@ struct NewPassword {
     responses(
         (status = 200, description = "Changed", body = Envelope),
         (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
-        (status = 401, description = "Missing, expired or forged bearer token", body = Envelope),
         (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
         (status = 404, description = "No such user", body = Envelope),
-        (status = 413, description = "Body over 1 MiB", body = Envelope),
-        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
-        (status = 503, description = "The user store is unavailable", body = Envelope)))]
+        BodyRefused,
+        UserRefused))]
 async fn change_password(
     state: web::Data<AuthState>,
     who: Bearer,

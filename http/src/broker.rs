@@ -26,6 +26,7 @@ use crate::api::{
 use crate::limits::ClientLimits;
 use crate::logger::{LogClients, LogPayload, read_routes};
 use crate::mailer::MailGate;
+use crate::openapi::BodyRefused;
 
 /// Where the broker sends each action.
 #[derive(Clone)]
@@ -107,12 +108,11 @@ struct AuthPayload {
         (status = 400, description = "Malformed JSON, unknown action or missing member", body = Envelope),
         (status = 401, description = "Wrong credentials, or mail without a valid token", body = Envelope),
         (status = 409, description = "A `mail` with this Idempotency-Key is being sent", body = Envelope),
-        (status = 413, description = "Body over 1 MiB", body = Envelope),
-        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A value is invalid (address, level, id, field length)", body = Envelope),
         (status = 429, description = "Rate limited", body = Envelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The service behind the action is unavailable", body = Envelope)))]
+        (status = 503, description = "The service behind the action is unavailable", body = Envelope),
+        BodyRefused))]
 async fn handle(
     state: web::Data<BrokerState>,
     (req, limits): (HttpRequest, web::Data<ClientLimits>),
@@ -276,10 +276,9 @@ async fn write_log(
     responses(
         (status = 202, description = "Stored", body = Envelope),
         (status = 400, description = "Malformed JSON or missing `log`", body = Envelope),
-        (status = 413, description = "Body over 1 MiB", body = Envelope),
-        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A value is invalid", body = Envelope),
-        (status = 503, description = "The logger is unavailable", body = Envelope)))]
+        (status = 503, description = "The logger is unavailable", body = Envelope),
+        BodyRefused))]
 async fn log_grpc(
     state: web::Data<BrokerState>,
     request_id: CurrentRequestId,

@@ -20,7 +20,7 @@ use troupe_core::messages::{
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, reply};
-use crate::openapi::{Reply, Stored};
+use crate::openapi::{BodyRefused, Reply, Stored};
 use crate::reads::Reader;
 use crate::tail::{LogTail, TailSource};
 
@@ -131,10 +131,9 @@ pub fn read_routes(cfg: &mut ServiceConfig) {
     responses(
         (status = 202, description = "Stored; its id in `data`", body = Reply<Stored>),
         (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
-        (status = 413, description = "Body over 1 MiB", body = Envelope),
-        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A value is invalid (level, request id, field length)", body = Envelope),
-        (status = 503, description = "The log store is unavailable", body = Envelope)))]
+        (status = 503, description = "The log store is unavailable", body = Envelope),
+        BodyRefused))]
 #[tracing::instrument(name = "logger.write", skip_all)]
 async fn write_log(
     clients: web::Data<LogClients>,

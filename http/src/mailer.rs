@@ -20,6 +20,7 @@ use troupe_core::messages::{MailRequest, SendMail, VerifyToken};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, bearer_token, reply};
+use crate::openapi::BodyRefused;
 
 /// Who may send mail: anyone (`open`), or the holder of a bearer token of an active user,
 /// checked by the auth service.
@@ -120,12 +121,11 @@ pub async fn send_mail(
         (status = 409, description = "The mail with this Idempotency-Key is being sent", body = Envelope),
         (status = 400, description = "Malformed JSON", body = Envelope),
         (status = 401, description = "No valid bearer token where one is needed", body = Envelope),
-        (status = 413, description = "Body over 1 MiB", body = Envelope),
-        (status = 415, description = "Content type not JSON, form or text", body = Envelope),
         (status = 422, description = "A bad address, subject or size, or an Idempotency-Key used for another mail", body = Envelope),
         (status = 429, description = "Over this user's mail rate (`MAIL_RATE_PER_USER`)", body = Envelope,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
-        (status = 503, description = "The SMTP server (or auth, to check the token) is unavailable", body = Envelope)))]
+        (status = 503, description = "The SMTP server (or auth, to check the token) is unavailable", body = Envelope),
+        BodyRefused))]
 #[tracing::instrument(name = "mailer.send", skip_all)]
 async fn send(
     state: web::Data<MailerState>,

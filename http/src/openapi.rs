@@ -52,6 +52,31 @@ pub struct Stored {
     pub id: String,
 }
 
+/// What the body extractor refuses, on every route that takes a body (`responses(.., BodyRefused)`).
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "a description of answers for the OpenAPI document, never built")]
+pub(crate) enum BodyRefused {
+    /// The body is too large.
+    #[response(status = 413, description = "Body over 1 MiB")]
+    TooLarge(Envelope),
+    /// The body is of a type the route does not read.
+    #[response(status = 415, description = "Content type not JSON, form or text")]
+    Unsupported(Envelope),
+}
+
+/// What every bearer-guarded route of the auth service can answer besides its own
+/// (`responses(.., UserRefused)`).
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "a description of answers for the OpenAPI document, never built")]
+pub(crate) enum UserRefused {
+    /// No valid token.
+    #[response(status = 401, description = "Missing, expired or forged bearer token")]
+    Unauthorized(Envelope),
+    /// The users' store does not answer.
+    #[response(status = 503, description = "The user store is unavailable")]
+    StoreDown(Envelope),
+}
+
 /// A string that is empty (a filter left blank: no filter), or else `schema`; or `null`
 /// too when `null` is given.
 fn empty_or(schema: impl Into<openapi::RefOr<Schema>>, null: bool) -> Schema {
