@@ -103,6 +103,17 @@ impl Sampler {
     }
 }
 
+/// A fresh trace id: 48 bits of milliseconds since the epoch, then 80 random bits (the
+/// layout of a version 7 UUID; AWS X-Ray's ids also lead with the time). Log entries store
+/// their trace id in an index (`GET /logs?trace_id=`): time-ordered ids land at its end, where
+/// random ones would each dirty a page of their own in every batch. The low 64 bits, which
+/// the ratio sampler reads, stay random.
+fn new_trace_id() -> TraceId {
+    let ms = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let random = fastrand::u128(..) & ((1_u128 << 80) - 1);
+    TraceId::from(((ms & 0xffff_ffff_ffff) << 80) | random | 1)
+}
+
 /// Where ended spans go, and how roots are sampled.
 #[derive(Debug)]
 pub(crate) struct Tracing {
@@ -139,7 +150,7 @@ where
                 record
             }
             None => {
-                let trace_id = TraceId::from(fastrand::u128(1..));
+                let trace_id = new_trace_id();
                 let sampled = self.0.sampler.sampled(trace_id, None);
                 SpanRecord::new(span.name(), trace_id, SpanId::INVALID, sampled)
             }
@@ -200,6 +211,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn new_trace_ids_lead_with_the_time_and_are_distinct() {
+        let ms = || SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
+        let before = ms();
+        let (a, b) = (new_trace_id(), new_trace_id());
+        let after = ms();
+        assert_ne!(a, b);
+        for id in [a, b] {
+            let leading = u128::from_be_bytes(id.to_bytes()) >> 80;
+            assert!((before..=after).contains(&leading), "{id} leads with {leading}, not {before}..={after}");
+        }
+    }
 
     #[test]
     fn samplers_are_read_by_their_otel_names() {
