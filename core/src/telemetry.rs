@@ -28,7 +28,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
-use opentelemetry::trace::{SpanContext, TraceContextExt};
+use opentelemetry::trace::TraceContextExt;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanProcessor as _};
 use tracing::Span;
@@ -167,11 +167,6 @@ fn with_record<R>(span: &Span, f: impl FnOnce(&mut SpanRecord) -> R) -> Option<R
         extensions.get_mut::<SpanRecord>().map(f)
     })
     .flatten()
-}
-
-/// The W3C span context of `span`; `None` when tracing is off or it is disabled.
-pub fn span_context(span: &Span) -> Option<SpanContext> {
-    with_record(span, |r| r.span_context())
 }
 
 /// The trace id of `span` as 32 lowercase hex digits, if it is traced.

@@ -112,18 +112,15 @@ impl SpanRecord {
 
     /// The text of attribute `key`, if it is text.
     pub fn attribute(&self, key: &str) -> Option<&str> {
-        self.fields.iter().rev().find(|(k, _)| *k == key).and_then(|(_, v)| match *v {
+        self.fields.iter().find(|(k, _)| *k == key).and_then(|(_, v)| match *v {
             Value::Text(start, end) => Some(self.text_at(start, end)),
             _ => None,
         })
     }
 
-    /// Its attributes as text, in the order recorded (a field recorded twice: its last value).
+    /// Its attributes as text, in the order last recorded.
     pub fn attributes(&self) -> impl Iterator<Item = (&'static str, Cow<'_, str>)> {
-        self.fields.iter().enumerate().filter_map(|(i, (key, value))| {
-            let later = self.fields[i + 1..].iter().any(|(k, _)| k == key);
-            (!later).then(|| (*key, self.value_text(*value)))
-        })
+        self.fields.iter().map(|(key, value)| (*key, self.value_text(*value)))
     }
 
     fn value_text(&self, value: Value) -> Cow<'_, str> {
@@ -147,7 +144,12 @@ impl SpanRecord {
         (at(start), at(self.text.len()))
     }
 
+    /// Set attribute `key`: a field recorded again moves to the end with its new value (its
+    /// old text stays in the buffer, unreferenced), so the list never holds a key twice.
     fn set(&mut self, key: &'static str, value: Value) {
+        if let Some(at) = self.fields.iter().position(|(k, _)| *k == key) {
+            self.fields.remove(at);
+        }
         self.fields.push((key, value));
     }
 
@@ -194,9 +196,7 @@ impl SpanRecord {
         let attributes = self
             .fields
             .iter()
-            .enumerate()
-            .filter(|(i, (key, _))| !self.fields[i + 1..].iter().any(|(k, _)| k == key))
-            .map(|(_, (key, value))| {
+            .map(|(key, value)| {
                 let value = match *value {
                     Value::Text(start, end) => {
                         opentelemetry::Value::from(self.text_at(start, end).to_owned())

@@ -5,7 +5,7 @@
 //! ids, attribute text, the service of each span) is worked out when someone reads a trace.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
@@ -25,16 +25,16 @@ const MAX_SPANS_PER_TRACE: usize = 1_000;
 pub const SERVICE_ATTRIBUTE: &str = "service";
 
 /// The process's store (absent when tracing is off).
-static STORE: OnceLock<Arc<TraceStore>> = OnceLock::new();
+static STORE: OnceLock<TraceStore> = OnceLock::new();
 
 /// The process's recent-trace store; `None` when tracing is off (`OTEL_SDK_DISABLED=true`).
 pub fn get() -> Option<&'static TraceStore> {
-    STORE.get().map(AsRef::as_ref)
+    STORE.get()
 }
 
 /// Make the process's store (spans with no service of their own belong to `service`).
 pub(crate) fn install(service: &'static str) -> &'static TraceStore {
-    STORE.get_or_init(|| Arc::new(TraceStore::new(service, MAX_TRACES, MAX_SPANS)))
+    STORE.get_or_init(|| TraceStore::new(service, MAX_TRACES, MAX_SPANS))
 }
 
 /// The spans of the most recent traces, bounded.
