@@ -6,7 +6,8 @@
 # ready, then wrk drives PROFILE_SECS (default 20) seconds of `log` actions on PROFILE_CONNS
 # (default 8) connections, and the counters are dumped. Prints Ir per request for each and
 # their ratio, and keeps each profile (callgrind.out.on / .off in PROFILE_DIR, default
-# target/profile-log) for `callgrind_annotate --inclusive=yes`.
+# target/profile-log) for `callgrind_annotate --inclusive=yes`. The history sampler is off
+# during the run (see `profile`).
 # Needs the release binary (`cargo build --release -p troupe-http --bin troupe`), valgrind
 # and wrk (Debian packages; installed here when missing).
 log_tag=profile
@@ -35,7 +36,11 @@ profile() {
   local name=$1; shift
   local data="$out/data-$name" pid ir requests
   rm -rf "$data" "$out/callgrind.out.$name"
-  env "$@" TROUPE_DATA_DIR="$data" \
+  # Under valgrind a request takes ~30 times as long, a timer not: the history sampler
+  # (every METRICS_SAMPLE_INTERVAL, 5 s, parsing each service's /metrics) would weigh ~30
+  # times what it weighs in a real run and, having more series to read with metrics on,
+  # skew the ratio. It is set past the run; `make bench-log` measures it in real time.
+  env "$@" TROUPE_DATA_DIR="$data" METRICS_SAMPLE_INTERVAL=1h \
     BROKER_PORT=$port FRONTEND_PORT=$((port + 1)) AUTH_PORT=$((port + 2)) LOGGER_PORT=$((port + 3)) \
     MAILER_PORT=$((port + 4)) LISTENER_PORT=$((port + 5)) LOGGER_GRPC_PORT=$((port + 6)) \
     LOGGER_RPC_PORT=$((port + 7)) CATCHER_SMTP_PORT=$((port + 8)) CATCHER_HTTP_PORT=$((port + 9)) \

@@ -46,24 +46,87 @@ impl Misconfigured {
     }
 }
 
-/// An actor that owns a connection to a backend.
-pub trait Backend: Actor<Context = Context<Self>> + Supervised {
+/// What [`Backend::connect`] returns: the connection, opened without blocking the mailbox.
+pub type Connecting<C> = LocalBoxFuture<'static, anyhow::Result<C>>;
+
+/// What [`Backend::check`] returns.
+pub type Checking = LocalBoxFuture<'static, anyhow::Result<()>>;
+
+/// The connection type of a backend-owning actor and the accessor of its [`Link`];
+/// written by [`supervised!`](crate::supervision::supervised), not by hand.
+pub trait Linked {
     /// The connection (or pool) handed to each request; cloned per request.
     type Conn: Clone + 'static;
 
     /// The actor's link state.
     fn link(&mut self) -> &mut Link<Self::Conn>;
+}
 
+/// An actor that owns a connection to a backend. Its `Actor`, `Supervised` and [`Linked`]
+/// impls come from [`supervised!`](crate::supervision::supervised); the hooks let it add to
+/// them.
+pub trait Backend: Actor<Context = Context<Self>> + Supervised + Linked {
     /// Open a connection. Must time out on its own (no unbounded waits).
-    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<Self::Conn>>;
+    fn connect(&mut self) -> Connecting<Self::Conn>;
 
     /// A cheap liveness check of an open connection, run periodically.
-    fn check(conn: Self::Conn) -> LocalBoxFuture<'static, anyhow::Result<()>>;
+    fn check(conn: Self::Conn) -> Checking;
 
     /// Called once a connection is open, before any request uses it (e.g. to attach a
     /// consumer stream to the context). Does nothing by default.
     fn on_connected(&mut self, _conn: &Self::Conn, _ctx: &mut Context<Self>) {}
+
+    /// Called when the actor starts (and at each restart), before it connects; `false`
+    /// keeps it from connecting (e.g. while draining). Connects by default.
+    fn on_start(&mut self, _ctx: &mut Context<Self>) -> bool {
+        true
+    }
+
+    /// Called when its supervisor restarts the actor, before the link forgets the
+    /// connection. Does nothing by default.
+    fn on_restart(&mut self) {}
+
+    /// Called when the actor stops (for a restart or for good). Does nothing by default.
+    fn on_stop(&mut self) {}
 }
+
+/// The `Actor`, `Supervised` and [`Linked`] impls of a backend-owning actor `$actor`, whose
+/// [`Link`] is its field `link` and whose connection is a `$conn`: it connects when it
+/// starts ([`connect`], after [`Backend::on_start`]) and forgets the connection when its
+/// supervisor restarts it (after [`Backend::on_restart`]).
+macro_rules! supervised {
+    ($actor:ty, $conn:ty) => {
+        impl ::actix::Actor for $actor {
+            type Context = ::actix::Context<Self>;
+
+            fn started(&mut self, ctx: &mut Self::Context) {
+                if $crate::supervision::Backend::on_start(self, ctx) {
+                    $crate::supervision::connect(self, ctx);
+                }
+            }
+
+            fn stopped(&mut self, _: &mut Self::Context) {
+                $crate::supervision::Backend::on_stop(self);
+            }
+        }
+
+        impl ::actix::Supervised for $actor {
+            fn restarting(&mut self, _: &mut Self::Context) {
+                $crate::supervision::Backend::on_restart(self);
+                self.link.reset();
+            }
+        }
+
+        impl $crate::supervision::Linked for $actor {
+            type Conn = $conn;
+
+            fn link(&mut self) -> &mut $crate::supervision::Link<$conn> {
+                &mut self.link
+            }
+        }
+    };
+}
+pub(crate) use supervised;
 
 /// An error from a backend call that knows whether the connection is gone.
 pub trait BackendError {
@@ -273,25 +336,10 @@ mod tests {
         report: mpsc::UnboundedSender<Instant>,
     }
 
-    impl Actor for Flaky {
-        type Context = Context<Self>;
-        fn started(&mut self, ctx: &mut Context<Self>) {
-            connect(self, ctx);
-        }
-    }
-
-    impl Supervised for Flaky {
-        fn restarting(&mut self, _: &mut Context<Self>) {
-            self.link.reset();
-        }
-    }
+    supervised!(Flaky, u32);
 
     impl Backend for Flaky {
-        type Conn = u32;
-        fn link(&mut self) -> &mut Link<u32> {
-            &mut self.link
-        }
-        fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<u32>> {
+        fn connect(&mut self) -> Connecting<u32> {
             *self.attempts.borrow_mut() += 1;
             let n = *self.attempts.borrow();
             let _ = self.report.send(Instant::now());
@@ -302,7 +350,7 @@ mod tests {
             };
             Box::pin(async move { if ok { Ok(n) } else { Err(err) } })
         }
-        fn check(_: u32) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+        fn check(_: u32) -> Checking {
             Box::pin(async { Ok(()) })
         }
     }

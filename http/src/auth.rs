@@ -26,7 +26,7 @@ use troupe_core::messages::{
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, JsonBody, bearer_token, reply};
-use crate::openapi::{BodyRefused, LoginReply, Reply, UserRefused};
+use crate::openapi::{BodyRefused, LoginReply, NotYours, Reply, UserInvalid, UserRefused};
 
 /// What the auth routes need.
 #[derive(Clone)]
@@ -179,10 +179,9 @@ struct NewUser {
     security(("bearer" = [])),
     responses(
         (status = 201, description = "Created", body = Reply<User>),
-        (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
         (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
         (status = 409, description = "The address is taken", body = Envelope),
-        (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
+        UserInvalid,
         BodyRefused,
         UserRefused))]
 async fn register(
@@ -249,8 +248,7 @@ async fn me(state: web::Data<AuthState>, who: Bearer) -> Result<HttpResponse, Ap
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = Reply<User>),
-        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
-        (status = 404, description = "No such user", body = Envelope),
+        NotYours,
         UserRefused))]
 async fn get(state: web::Data<AuthState>, who: Bearer, id: web::Path<i32>) -> Result<HttpResponse, ApiError> {
     let user = state.ask(GetUser { by: who.principal()?, id: *id }).await?;
@@ -276,11 +274,9 @@ struct Changes {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Updated", body = Reply<User>),
-        (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
-        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
-        (status = 404, description = "No such user", body = Envelope),
+        NotYours,
         (status = 409, description = "The address is taken", body = Envelope),
-        (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
+        UserInvalid,
         BodyRefused,
         UserRefused))]
 async fn update(
@@ -305,8 +301,7 @@ async fn update(
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Deactivated", body = Reply<User>),
-        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
-        (status = 404, description = "No such user", body = Envelope),
+        NotYours,
         UserRefused))]
 async fn deactivate(
     state: web::Data<AuthState>,
@@ -333,10 +328,8 @@ struct NewPassword {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "Changed", body = Envelope),
-        (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
-        (status = 403, description = "Not allowed (another user, not an admin)", body = Envelope),
-        (status = 404, description = "No such user", body = Envelope),
-        (status = 422, description = "A value is invalid (address, password length, name)", body = Envelope),
+        NotYours,
+        UserInvalid,
         BodyRefused,
         UserRefused))]
 async fn change_password(

@@ -20,7 +20,7 @@ use troupe_core::messages::{
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, reply};
-use crate::openapi::{BodyRefused, Reply, Stored};
+use crate::openapi::{BodyRefused, LogReadRefused, Reply, Stored};
 use crate::reads::Reader;
 use crate::tail::{LogTail, TailSource};
 
@@ -253,8 +253,7 @@ fn list_query(query: web::Query<Vec<(String, String)>>) -> Result<QueryLogs, Api
     responses(
         (status = 200, description = "A page of entries", body = Reply<LogPage>),
         (status = 400, description = "A bad query parameter", body = Envelope),
-        (status = 401, description = "No valid bearer token where reads need one (`READ_AUTH`, on the broker)", body = Envelope),
-        (status = 503, description = "The log store is unavailable", body = Envelope)))]
+        LogReadRefused))]
 #[tracing::instrument(name = "logger.list", skip_all)]
 async fn list_logs(
     clients: web::Data<LogClients>,
@@ -273,10 +272,9 @@ async fn list_logs(
     security((), ("bearer" = [])),
     responses(
         (status = 200, description = "The entry", body = Reply<LogEntry>),
-        (status = 401, description = "No valid bearer token where reads need one (`READ_AUTH`, on the broker)", body = Envelope),
         (status = 403, description = "A login audit entry, and the reader is no admin", body = Envelope),
         (status = 404, description = "No such entry", body = Envelope),
-        (status = 503, description = "The log store is unavailable", body = Envelope)))]
+        LogReadRefused))]
 #[tracing::instrument(name = "logger.get", skip_all)]
 async fn get_log(
     clients: web::Data<LogClients>,

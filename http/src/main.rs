@@ -6,6 +6,13 @@ use clap::Parser;
 use troupe_http::cli::{Cli, Command, ServeCommand};
 use troupe_http::platform;
 
+/// mimalloc, not the system allocator: a request's allocations are made on an HTTP worker and
+/// freed on the logger's thread (and a span's in the trace store), the cross-thread pattern
+/// glibc's malloc handles worst (docs/benchmarks.md: its consolidation and free lists were
+/// the largest cost tracing added under load).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,

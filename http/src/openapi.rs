@@ -77,6 +77,48 @@ pub(crate) enum UserRefused {
     StoreDown(Envelope),
 }
 
+/// What a bearer-guarded route about one user answers when the caller may not touch that
+/// user (`responses(.., NotYours)`).
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "a description of answers for the OpenAPI document, never built")]
+pub(crate) enum NotYours {
+    /// Another user's, and the caller is not an admin.
+    #[response(status = 403, description = "Not allowed (another user, not an admin)")]
+    Forbidden(Envelope),
+    /// No user has that id.
+    #[response(status = 404, description = "No such user")]
+    NoSuchUser(Envelope),
+}
+
+/// What the auth service's routes taking a user's details refuse in them
+/// (`responses(.., UserInvalid)`).
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "a description of answers for the OpenAPI document, never built")]
+pub(crate) enum UserInvalid {
+    /// Not JSON, or a required field is missing.
+    #[response(status = 400, description = "Malformed JSON or a missing field")]
+    Malformed(Envelope),
+    /// A field's value is refused.
+    #[response(status = 422, description = "A value is invalid (address, password length, name)")]
+    Invalid(Envelope),
+}
+
+/// What the logger's reads of stored entries answer besides their own
+/// (`responses(.., LogReadRefused)`).
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "a description of answers for the OpenAPI document, never built")]
+pub(crate) enum LogReadRefused {
+    /// No valid token where one is needed.
+    #[response(
+        status = 401,
+        description = "No valid bearer token where reads need one (`READ_AUTH`, on the broker)"
+    )]
+    Unauthorized(Envelope),
+    /// The store does not answer.
+    #[response(status = 503, description = "The log store is unavailable")]
+    StoreDown(Envelope),
+}
+
 /// A string that is empty (a filter left blank: no filter), or else `schema`; or `null`
 /// too when `null` is given.
 fn empty_or(schema: impl Into<openapi::RefOr<Schema>>, null: bool) -> Schema {

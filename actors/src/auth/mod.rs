@@ -27,9 +27,8 @@ pub mod token;
 use std::fmt;
 use std::time::Duration;
 
-use actix::{Actor, Addr, Arbiter, Context, Handler, Recipient, ResponseActFuture, Supervised, Supervisor};
+use actix::{Addr, Arbiter, Context, Handler, Recipient, ResponseActFuture, Supervisor};
 use futures_util::FutureExt as _;
-use futures_util::future::LocalBoxFuture;
 use secrecy::ExposeSecret;
 use tracing::Instrument as _;
 use troupe_core::backoff::BackoffPolicy;
@@ -47,7 +46,7 @@ use self::dsn::DbTarget;
 use self::password::{HashError, HashPool};
 use self::store::{NewUserRow, StoreError, UserRecord, UserStore};
 use self::token::TokenKeys;
-use crate::supervision::{self, Backend, BackendError, Link};
+use crate::supervision::{self, Backend, BackendError, Checking, Connecting, Link, supervised};
 
 /// Everything the auth actor needs, checked at start-up.
 #[derive(Clone)]
@@ -136,33 +135,15 @@ impl AuthActor {
     }
 }
 
-impl Actor for AuthActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        supervision::connect(self, ctx);
-    }
-}
-
-impl Supervised for AuthActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.link.reset();
-    }
-}
+supervised!(AuthActor, UserStore);
 
 impl Backend for AuthActor {
-    type Conn = UserStore;
-
-    fn link(&mut self) -> &mut Link<UserStore> {
-        &mut self.link
-    }
-
-    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<UserStore>> {
+    fn connect(&mut self) -> Connecting<UserStore> {
         let c = self.config.clone();
         Box::pin(async move { UserStore::connect(&c.target, c.max_connections, c.db_timeout).await })
     }
 
-    fn check(store: UserStore) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+    fn check(store: UserStore) -> Checking {
         Box::pin(async move { Ok(store.ping().await?) })
     }
 }

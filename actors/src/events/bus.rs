@@ -16,8 +16,7 @@
 use std::sync::Arc;
 
 use actix::fut::wrap_future;
-use actix::{Actor, Addr, Arbiter, AsyncContext, Context, Handler, ResponseFuture, Supervised, Supervisor};
-use futures_util::future::LocalBoxFuture;
+use actix::{Addr, Arbiter, AsyncContext, Context, Handler, ResponseFuture, Supervisor};
 use tokio::sync::{Semaphore, watch};
 use troupe_core::ServiceError;
 use troupe_core::backoff::BackoffPolicy;
@@ -29,7 +28,7 @@ use troupe_core::metrics::EventMetrics;
 use super::publisher::stamp;
 use super::queue::{DeadLetter, EventQueue, QueueConfig, Queued};
 use super::{Drain, ListenerStats, Sink, SinkError, wait_drained};
-use crate::supervision::{self, Backend, Link};
+use crate::supervision::{Backend, Checking, Connecting, Link, supervised};
 
 /// Waiting events read from the queue at once.
 const READ_AHEAD: u32 = 256;
@@ -93,34 +92,15 @@ impl EventBus {
     }
 }
 
-impl Actor for EventBus {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        self.stats.set_consumer(Some("in-process".into()));
-        supervision::connect(self, ctx);
-    }
-}
-
-impl Supervised for EventBus {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.link.reset();
-    }
-}
+supervised!(EventBus, EventQueue);
 
 impl Backend for EventBus {
-    type Conn = EventQueue;
-
-    fn link(&mut self) -> &mut Link<EventQueue> {
-        &mut self.link
-    }
-
-    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<EventQueue>> {
+    fn connect(&mut self) -> Connecting<EventQueue> {
         let config = self.config.queue.clone();
         Box::pin(async move { Ok(EventQueue::open(&config).await?) })
     }
 
-    fn check(queue: EventQueue) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+    fn check(queue: EventQueue) -> Checking {
         Box::pin(async move { Ok(queue.ping().await?) })
     }
 
@@ -137,6 +117,11 @@ impl Backend for EventBus {
             closed: self.closed.subscribe(),
         };
         ctx.spawn(wrap_future(dispatcher.run()));
+    }
+
+    fn on_start(&mut self, _: &mut Context<Self>) -> bool {
+        self.stats.set_consumer(Some("in-process".into()));
+        true
     }
 }
 

@@ -24,11 +24,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::fut::wrap_future;
-use actix::{
-    Actor, Addr, Arbiter, AsyncContext, Context, Handler, ResponseFuture, StreamHandler, Supervised,
-    Supervisor,
-};
-use futures_util::future::LocalBoxFuture;
+use actix::{Addr, Arbiter, AsyncContext, Context, Handler, ResponseFuture, StreamHandler, Supervisor};
 use lapin::message::Delivery;
 use lapin::options::{
     BasicAckOptions, BasicCancelOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
@@ -44,7 +40,7 @@ use troupe_core::health::Readiness;
 
 use super::publisher::{AmqpChannel, declare_exchange, open};
 use super::{Drain, ListenerStats, Sink, SinkError, decode, wait_drained};
-use crate::supervision::{self, Backend, Link, Misconfigured};
+use crate::supervision::{self, Backend, Checking, Connecting, Link, Misconfigured, supervised};
 
 /// The routing keys the queue is bound to.
 pub const BINDINGS: [&str; 4] = ["log.INFO", "log.WARNING", "log.ERROR", "log.*"];
@@ -204,31 +200,10 @@ fn declare_refusal(err: lapin::Error, c: &ListenerConfig) -> anyhow::Error {
     anyhow::Error::new(err).context(wrong)
 }
 
-impl Actor for ListenerActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        if !self.draining {
-            supervision::connect(self, ctx);
-        }
-    }
-}
-
-impl Supervised for ListenerActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.stats.set_consumer(None);
-        self.link.reset();
-    }
-}
+supervised!(ListenerActor, ListenerConn);
 
 impl Backend for ListenerActor {
-    type Conn = ListenerConn;
-
-    fn link(&mut self) -> &mut Link<ListenerConn> {
-        &mut self.link
-    }
-
-    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<ListenerConn>> {
+    fn connect(&mut self) -> Connecting<ListenerConn> {
         let c = self.config.clone();
         Box::pin(async move {
             let amqp = open(&c.url, &c.connection_name, c.timeout).await?;
@@ -241,7 +216,7 @@ impl Backend for ListenerActor {
         })
     }
 
-    fn check(conn: ListenerConn) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+    fn check(conn: ListenerConn) -> Checking {
         Box::pin(async move {
             if conn.amqp.is_open() { Ok(()) } else { Err(anyhow::anyhow!("RabbitMQ connection closed")) }
         })
@@ -252,6 +227,14 @@ impl Backend for ListenerActor {
         tracing::info!(queue = %self.config.queue, consumer = %tag, "consuming");
         self.stats.set_consumer(Some(tag));
         ctx.add_stream(conn.consumer.clone());
+    }
+
+    fn on_start(&mut self, _: &mut Context<Self>) -> bool {
+        !self.draining
+    }
+
+    fn on_restart(&mut self) {
+        self.stats.set_consumer(None);
     }
 }
 

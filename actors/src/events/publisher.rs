@@ -14,8 +14,7 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use actix::{Actor, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor};
-use futures_util::future::LocalBoxFuture;
+use actix::{Addr, Arbiter, Context, Handler, ResponseActFuture, Supervisor};
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions};
 use lapin::tcp::OwnedTLSConfig;
 use lapin::types::FieldTable;
@@ -27,7 +26,9 @@ use troupe_core::health::Readiness;
 use troupe_core::messages::{Event, PublishEvent};
 use troupe_core::metrics::EventMetrics;
 
-use crate::supervision::{self, Backend, BackendError, Link, Misconfigured};
+use crate::supervision::{
+    self, Backend, BackendError, Checking, Connecting, Link, Misconfigured, supervised,
+};
 
 /// What the publisher needs.
 #[derive(Clone)]
@@ -168,28 +169,10 @@ impl PublisherActor {
     }
 }
 
-impl Actor for PublisherActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        supervision::connect(self, ctx);
-    }
-}
-
-impl Supervised for PublisherActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.link.reset();
-    }
-}
+supervised!(PublisherActor, AmqpChannel);
 
 impl Backend for PublisherActor {
-    type Conn = AmqpChannel;
-
-    fn link(&mut self) -> &mut Link<AmqpChannel> {
-        &mut self.link
-    }
-
-    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<AmqpChannel>> {
+    fn connect(&mut self) -> Connecting<AmqpChannel> {
         let c = self.config.clone();
         Box::pin(async move {
             let amqp = open(&c.url, &c.connection_name, c.timeout).await?;
@@ -205,7 +188,7 @@ impl Backend for PublisherActor {
         })
     }
 
-    fn check(amqp: AmqpChannel) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+    fn check(amqp: AmqpChannel) -> Checking {
         Box::pin(async move {
             if amqp.is_open() { Ok(()) } else { Err(anyhow::anyhow!("RabbitMQ connection closed")) }
         })

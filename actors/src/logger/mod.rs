@@ -21,10 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::fut::{ActorFutureExt, wrap_future};
-use actix::{Actor, Addr, Arbiter, AsyncContext, Context, Handler, ResponseActFuture};
-use actix::{Message, MessageResult, ResponseFuture, Supervised, Supervisor};
+use actix::{Addr, Arbiter, AsyncContext, Context, Handler, ResponseActFuture};
+use actix::{Message, MessageResult, ResponseFuture, Supervisor};
 use chrono::{DateTime, Utc};
-use futures_util::future::LocalBoxFuture;
 use tokio::sync::{broadcast, oneshot};
 use tracing::Instrument as _;
 use troupe_core::ServiceError;
@@ -35,7 +34,7 @@ use troupe_core::messages::{GetLog, LogEntry, LogPage, NewLogEntry, QueryLogs, W
 use troupe_core::metrics::LogStoreMetrics;
 
 use self::store::{LogStore, StoreError, StoreTarget};
-use crate::supervision::{self, Backend, BackendError, Link};
+use crate::supervision::{self, Backend, BackendError, Checking, Connecting, Link, supervised};
 
 /// Name used in "logger unavailable".
 pub const SERVICE: &str = "logger";
@@ -209,42 +208,31 @@ impl LoggerActor {
     }
 }
 
-impl Actor for LoggerActor {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // Queued writes are answered in batches; allow many waiting callers.
-        ctx.set_mailbox_capacity(10_000);
-        supervision::connect(self, ctx);
-    }
-
-    fn stopped(&mut self, _: &mut Context<Self>) {
-        self.fail_pending();
-    }
-}
-
-impl Supervised for LoggerActor {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.fail_pending();
-        self.flushing = false;
-        self.link.reset();
-    }
-}
+supervised!(LoggerActor, LogStore);
 
 impl Backend for LoggerActor {
-    type Conn = LogStore;
-
-    fn link(&mut self) -> &mut Link<LogStore> {
-        &mut self.link
-    }
-
-    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<LogStore>> {
+    fn connect(&mut self) -> Connecting<LogStore> {
         let c = self.config.clone();
         Box::pin(async move { LogStore::connect(&c.target, c.timeout).await })
     }
 
-    fn check(store: LogStore) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+    fn check(store: LogStore) -> Checking {
         Box::pin(async move { Ok(store.ping().await?) })
+    }
+
+    fn on_start(&mut self, ctx: &mut Context<Self>) -> bool {
+        // Queued writes are answered in batches; allow many waiting callers.
+        ctx.set_mailbox_capacity(10_000);
+        true
+    }
+
+    fn on_restart(&mut self) {
+        self.fail_pending();
+        self.flushing = false;
+    }
+
+    fn on_stop(&mut self) {
+        self.fail_pending();
     }
 }
 

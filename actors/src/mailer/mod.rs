@@ -27,10 +27,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::{
-    Actor, ActorFutureExt as _, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervised, Supervisor,
-};
-use futures_util::future::LocalBoxFuture;
+use actix::{ActorFutureExt as _, Addr, Arbiter, Context, Handler, ResponseActFuture, Supervisor};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
@@ -51,7 +48,7 @@ use troupe_core::metrics::MailMetrics;
 use self::ledger::{Admit, Ledger};
 use self::templates::Templates;
 use crate::retry::retry;
-use crate::supervision::{self, Backend, BackendError, Link};
+use crate::supervision::{self, Backend, BackendError, Checking, Connecting, Link, supervised};
 
 /// The SMTP transport the mailer uses.
 pub type Transport = AsyncSmtpTransport<Tokio1Executor>;
@@ -219,28 +216,10 @@ impl Mailer {
     }
 }
 
-impl Actor for Mailer {
-    type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        supervision::connect(self, ctx);
-    }
-}
-
-impl Supervised for Mailer {
-    fn restarting(&mut self, _: &mut Context<Self>) {
-        self.link.reset();
-    }
-}
+supervised!(Mailer, Transport);
 
 impl Backend for Mailer {
-    type Conn = Transport;
-
-    fn link(&mut self) -> &mut Link<Transport> {
-        &mut self.link
-    }
-
-    fn connect(&mut self) -> LocalBoxFuture<'static, anyhow::Result<Transport>> {
+    fn connect(&mut self) -> Connecting<Transport> {
         let transport = self.config.transport();
         let deadline = self.config.timeout * 2;
         Box::pin(async move {
@@ -250,7 +229,7 @@ impl Backend for Mailer {
         })
     }
 
-    fn check(transport: Transport) -> LocalBoxFuture<'static, anyhow::Result<()>> {
+    fn check(transport: Transport) -> Checking {
         Box::pin(async move { probe(&transport, Duration::from_secs(10)).await })
     }
 }

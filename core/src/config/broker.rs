@@ -14,12 +14,7 @@ pub struct BrokerSettings {
     #[arg(long, env = "BROKER_PORT", default_value_t = 8080)]
     pub broker_port: u16,
     /// Origins allowed to call the broker from a browser (comma-separated; `*` for any).
-    #[arg(
-        long,
-        env = "CORS_ALLOWED_ORIGINS",
-        value_delimiter = ',',
-        default_value = "http://localhost:8081,http://127.0.0.1:8081"
-    )]
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = super::CONSOLE_ORIGINS)]
     pub cors_allowed_origins: Vec<String>,
     /// Deadline for each call the broker makes to a service.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = "5s", value_parser = parse_duration)]

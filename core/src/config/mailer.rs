@@ -152,12 +152,7 @@ pub struct CatcherSettings {
     #[arg(long = "catcher-data-dir", env = "TROUPE_DATA_DIR", default_value = "./data")]
     pub catcher_data_dir: PathBuf,
     /// Origins allowed to call the catcher's API from a browser (the console).
-    #[arg(
-        long,
-        env = "CATCHER_CORS_ALLOWED_ORIGINS",
-        value_delimiter = ',',
-        default_value = "http://localhost:8081,http://127.0.0.1:8081"
-    )]
+    #[arg(long, env = "CATCHER_CORS_ALLOWED_ORIGINS", value_delimiter = ',', default_value = super::CONSOLE_ORIGINS)]
     pub catcher_cors_allowed_origins: Vec<String>,
 }
 

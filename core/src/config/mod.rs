@@ -34,6 +34,9 @@ use crate::backoff::BackoffPolicy;
 use crate::limits::RateSpec;
 use crate::telemetry::LogFormat;
 
+/// The web console's origins at its default port: the default of every CORS allow-list.
+const CONSOLE_ORIGINS: &str = "http://localhost:8081,http://127.0.0.1:8081";
+
 /// Parse `5s`, `250ms`, `1h`...
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| e.to_string())

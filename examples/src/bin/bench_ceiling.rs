@@ -18,6 +18,10 @@ use troupe_actors::auth::password;
 use troupe_actors::logger::store::{LogStore, StoreTarget};
 use troupe_core::messages::NewLogEntry;
 
+/// The allocator `troupe` runs with, so that a ceiling is what the machine allows it.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 async fn handle(body: web::Bytes) -> HttpResponse {
     match serde_json::from_slice::<serde_json::Value>(&body) {
         Ok(v) => {
