@@ -194,12 +194,19 @@ fn traceparent_of(r: &mut SpanRecord) -> String {
 }
 
 /// Append `bytes` as lowercase hex digits (what `{:032x}` writes, without a formatting pass:
-/// this runs for every request and every log entry).
+/// this runs for every request and every log entry). The digits of up to 16 bytes go into a
+/// stack buffer and are appended at once: a `push` per digit (a UTF-8 encoding and a
+/// capacity check each) cost more than the ids themselves.
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    for chunk in bytes.chunks(16) {
+        let mut digits = [0u8; 32];
+        for (pair, b) in digits.chunks_exact_mut(2).zip(chunk) {
+            pair[0] = DIGITS[usize::from(b >> 4)];
+            pair[1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        // Only ASCII digits were written.
+        out.push_str(std::str::from_utf8(&digits[..chunk.len() * 2]).unwrap_or_default());
     }
 }
 
@@ -280,5 +287,12 @@ mod tests {
         super::push_hex(&mut hex, &span.to_bytes());
         assert_eq!(hex, span.to_string());
         assert_eq!(hex, "b7ad6b7169203331");
+        // More than one stack buffer's worth, and nothing.
+        hex.clear();
+        super::push_hex(&mut hex, &[0xab; 20]);
+        assert_eq!(hex, "ab".repeat(20));
+        hex.clear();
+        super::push_hex(&mut hex, &[]);
+        assert_eq!(hex, "");
     }
 }

@@ -155,7 +155,7 @@ where
                 SpanRecord::new(span.name(), trace_id, SpanId::INVALID, sampled)
             }
         };
-        attrs.record(&mut Fields(&mut record));
+        attrs.record(&mut Fields { record: &mut record, fresh: true });
         span.extensions_mut().insert(record);
     }
 
@@ -163,7 +163,7 @@ where
         if let Some(span) = ctx.span(id)
             && let Some(record) = span.extensions_mut().get_mut::<SpanRecord>()
         {
-            values.record(&mut Fields(record));
+            values.record(&mut Fields { record, fresh: false });
         }
     }
 

@@ -145,15 +145,18 @@ impl SpanRecord {
     }
 
     /// Set attribute `key`: a field recorded again moves to the end with its new value (its
-    /// old text stays in the buffer, unreferenced), so the list never holds a key twice.
-    fn set(&mut self, key: &'static str, value: Value) {
-        if let Some(at) = self.fields.iter().position(|(k, _)| *k == key) {
+    /// old text stays in the buffer, unreferenced), so the list never holds a key twice. For
+    /// a span's first fields (`fresh`) the list is not searched: a callsite names each field
+    /// once.
+    fn put(&mut self, key: &'static str, value: Value, fresh: bool) {
+        if !fresh && let Some(at) = self.fields.iter().position(|(k, _)| *k == key) {
             self.fields.remove(at);
         }
         self.fields.push((key, value));
     }
 
-    fn set_text(&mut self, key: &'static str, value: &str) {
+    /// Set attribute `key` to text, or the name, kind or status for the `otel.` fields.
+    fn put_text(&mut self, key: &'static str, value: &str, fresh: bool) {
         match key {
             "otel.name" => {
                 let (start, end) = self.push_text(|t| t.push_str(value));
@@ -174,7 +177,7 @@ impl SpanRecord {
             "otel.status_description" | "otel.status_message" => self.error = Some(value.to_owned()),
             _ => {
                 let (start, end) = self.push_text(|t| t.push_str(value));
-                self.set(key, Value::Text(start, end));
+                self.put(key, Value::Text(start, end), fresh);
             }
         }
     }
@@ -246,40 +249,44 @@ fn kind_of(value: &str) -> Option<SpanKind> {
     .find_map(|(name, kind)| value.eq_ignore_ascii_case(name).then_some(kind))
 }
 
-/// Records `tracing` fields into a [`SpanRecord`].
-pub(crate) struct Fields<'a>(pub(crate) &'a mut SpanRecord);
+/// Records `tracing` fields into a [`SpanRecord`]: `fresh` for a span's first fields (at its
+/// creation), which cannot repeat one another, `false` for fields recorded later.
+pub(crate) struct Fields<'a> {
+    pub(crate) record: &'a mut SpanRecord,
+    pub(crate) fresh: bool,
+}
 
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.0.set_text(field.name(), value);
+        self.record.put_text(field.name(), value, self.fresh);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         let key = field.name();
         if key.starts_with("otel.") {
-            self.0.set_text(key, &format!("{value:?}"));
+            self.record.put_text(key, &format!("{value:?}"), self.fresh);
         } else {
-            let (start, end) = self.0.push_text(|t| {
+            let (start, end) = self.record.push_text(|t| {
                 let _ = write!(t, "{value:?}");
             });
-            self.0.set(key, Value::Text(start, end));
+            self.record.put(key, Value::Text(start, end), self.fresh);
         }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.0.set(field.name(), Value::I64(value));
+        self.record.put(field.name(), Value::I64(value), self.fresh);
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.0.set(field.name(), Value::U64(value));
+        self.record.put(field.name(), Value::U64(value), self.fresh);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.0.set(field.name(), Value::F64(value));
+        self.record.put(field.name(), Value::F64(value), self.fresh);
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.0.set(field.name(), Value::Bool(value));
+        self.record.put(field.name(), Value::Bool(value), self.fresh);
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
@@ -332,7 +339,7 @@ pub(crate) mod tests {
         r.start = UNIX_EPOCH + Duration::from_millis(1_000 + id);
         r.end = r.start + Duration::from_millis(2);
         for (key, value) in attrs {
-            r.set_text(key, value);
+            r.put_text(key, value, false);
         }
         r
     }
@@ -341,10 +348,10 @@ pub(crate) mod tests {
     fn the_otel_fields_name_kind_and_status_and_the_rest_are_attributes() {
         let mut r =
             record(1, 2, 0, &[("otel.name", "POST /handle"), ("otel.kind", "Server"), ("service", "broker")]);
-        r.set("http.status_code", Value::I64(500));
-        r.set_text("otel.status_code", "ERROR");
-        r.set_text("exception.message", "boom");
-        r.set_text("service", "auth");
+        r.put("http.status_code", Value::I64(500), false);
+        r.put_text("otel.status_code", "ERROR", false);
+        r.put_text("exception.message", "boom", false);
+        r.put_text("service", "auth", false);
         assert_eq!((r.name(), r.kind.clone()), ("POST /handle", SpanKind::Server));
         assert_eq!(r.failure(), Some("boom"));
         let attrs: Vec<(&str, String)> = r.attributes().map(|(k, v)| (k, v.into_owned())).collect();
