@@ -107,7 +107,8 @@ impl Sampler {
 /// layout of a version 7 UUID; AWS X-Ray's ids also lead with the time). Log entries store
 /// their trace id in an index (`GET /logs?trace_id=`): time-ordered ids land at its end, where
 /// random ones would each dirty a page of their own in every batch. The low 64 bits, which
-/// the ratio sampler reads, stay random.
+/// the ratio sampler reads, stay random: not `uuid::Uuid::now_v7`, whose variant bits sit
+/// in them and would skew every ratio.
 fn new_trace_id() -> TraceId {
     let ms = SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let random = fastrand::u128(..) & ((1_u128 << 80) - 1);
