@@ -80,6 +80,13 @@ def main():
         status, text = request("POST", handle, body, token=token)
         return status, as_json(text)
 
+    def accepted(what, body, message, token=None):
+        """The action answers 202 with `message`; its envelope."""
+        status, reply = act(body, token)
+        if (status, reply.get("message")) != (202, message):
+            fail(what, f"{status} {reply}")
+        return reply
+
     def stored(name, secs=30):
         def look():
             status, text = request("GET", f"{a.broker}/logs?name={name}", token=signed_in["token"])
@@ -93,9 +100,8 @@ def main():
         fail("POST / on the broker", f"{status} {text}")
     ok("broker answers (Hit the broker)")
 
-    status, body = act({"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}})
-    if (status, body.get("message")) != (202, "Authenticated!"):
-        fail("login of the seeded user (auth action, PostgreSQL)", f"{status} {body}")
+    login = {"action": "auth", "auth": {"email": "admin@example.com", "password": "verysecret"}}
+    body = accepted("login of the seeded user (auth action, PostgreSQL)", login, "Authenticated!")
     ok("login: auth action 202 Authenticated! (user in PostgreSQL)")
     signed_in["token"] = (body.get("token") or {}).get("access_token")
 
@@ -109,9 +115,7 @@ def main():
     ok("GET /logs and the mail action without a token: 401")
 
     name = f"compose-log-{uuid.uuid4().hex}"
-    status, body = act({"action": "log", "log": {"name": name, "data": "via rpc"}})
-    if (status, body.get("message")) != (202, f"Processed payload via RPC: {name}"):
-        fail("log action", f"{status} {body}")
+    accepted("log action", {"action": "log", "log": {"name": name, "data": "via rpc"}}, f"Processed payload via RPC: {name}")
     entry = stored(name)
     if entry.get("data") != "via rpc":
         fail("log entry read back", entry)
@@ -126,9 +130,7 @@ def main():
 
     subject = f"compose {uuid.uuid4().hex}"
     mail = {"from": "me@example.com", "to": "you@there.com", "subject": subject, "message": "Hello world!"}
-    status, body = act({"action": "mail", "mail": mail}, token=signed_in["token"])
-    if (status, body.get("message")) != (202, "Message sent to you@there.com"):
-        fail("mail action", f"{status} {body}")
+    accepted("mail action", {"action": "mail", "mail": mail}, "Message sent to you@there.com", signed_in["token"])
 
     def inbox():
         status, text = request("GET", f"{a.inbox}/api/messages")
@@ -138,9 +140,8 @@ def main():
     ok("mail action 202, the mail is in the inbox the console reads")
 
     name = f"compose-event-{uuid.uuid4().hex}"
-    status, body = act({"action": "event", "event": {"name": name, "data": "through rabbitmq", "level": "warning"}})
-    if (status, body.get("message")) != (202, f"Event published: {name}"):
-        fail("event action", f"{status} {body}")
+    event = {"action": "event", "event": {"name": name, "data": "through rabbitmq", "level": "warning"}}
+    accepted("event action", event, f"Event published: {name}")
     entry = stored(name)
     if entry.get("service") != "listener":
         fail("the event stored by the listener", entry)

@@ -1,7 +1,8 @@
 //! One `tracing` subscriber for the whole process, and the OpenTelemetry tracing behind it.
 //!
 //! `RUST_LOG` filters the log lines as `env_logger` users expect (default `info`);
-//! `LOG_FORMAT=json` switches to one JSON object per line for log collectors.
+//! `LOG_FORMAT=json` switches to one JSON object per line for log collectors. The text lines'
+//! fields are written by [`fields`] (the default format, with a fast path for plain text).
 //!
 //! Every `tracing` span `RUST_LOG` lets through (all of Troupe's are at `INFO`, the default)
 //! is also a trace span ([`layer`]: W3C ids, sampled by `OTEL_TRACES_SAMPLER`), and ended
@@ -20,6 +21,7 @@
 //! The helpers below read or carry a span's W3C trace context (`traceparent`, `tracestate`):
 //! [`adopt`] at an edge, [`inject`] into an outbound call, [`trace_id`] for log entries.
 
+mod fields;
 mod layer;
 mod record;
 pub mod store;
@@ -38,6 +40,7 @@ use tracing_subscriber::registry::LookupSpan as _;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry, fmt};
 
+use self::fields::PlainFields;
 use self::layer::{Sampler, SpanLayer, Tracing};
 use self::record::SpanRecord;
 pub use self::store::TraceStore;
@@ -78,7 +81,7 @@ pub fn init(format: LogFormat, service: &'static str) {
     // escape codes nobody sees.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let lines = match format {
-        LogFormat::Text => fmt::layer().with_target(true).with_ansi(ansi).boxed(),
+        LogFormat::Text => fmt::layer().fmt_fields(PlainFields).with_target(true).with_ansi(ansi).boxed(),
         LogFormat::Json => fmt::layer().json().flatten_event(true).with_target(true).boxed(),
     };
     let spans = (!disabled()).then(|| SpanLayer(TRACING.get_or_init(|| setup(service))));
@@ -164,7 +167,7 @@ fn with_record<R>(span: &Span, f: impl FnOnce(&mut SpanRecord) -> R) -> Option<R
         let registry = dispatch.downcast_ref::<Registry>()?;
         let data = registry.span(id)?;
         let mut extensions = data.extensions_mut();
-        extensions.get_mut::<SpanRecord>().map(f)
+        extensions.get_mut::<Box<SpanRecord>>().map(|r| f(r))
     })
     .flatten()
 }

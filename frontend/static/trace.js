@@ -239,76 +239,80 @@
   const own = (t) => t.service === "frontend" || OWN.test(t.name || "");
   const SHOWN = 50;
 
-  async function recent() {
+  // Ask the broker for `path`, every 250 ms, until `step(reply, late)`
+  // says it is done, `late` once SETTLE_MS have passed; a newer view's request ends it.
+  async function settle(loading, path, step) {
     const mine = ++generation;
-    status("Loading...", "loading");
+    status(loading, "loading");
+    const deadline = Date.now() + SETTLE_MS;
     try {
-      const r = await get("/traces?limit=500");
-      if (mine !== generation) return;
-      if (!r.ok) return status("Error: " + r.body.message, "error");
+      for (;;) {
+        const r = await get(path);
+        if (mine !== generation) return;
+        if (step(r, Date.now() > deadline)) return;
+        await new Promise((done) => setTimeout(done, 250));
+      }
+    } catch (err) {
+      if (mine === generation) status("Error: " + err + " (broker at " + broker + ")", "error");
+    }
+  }
+
+  function recent() {
+    return settle("Loading...", "/traces?limit=500", (r) => {
+      if (!r.ok) {
+        status("Error: " + r.body.message, "error");
+        return true;
+      }
       const all = r.body.data || [];
       const data = (showOwn() ? all : all.filter((t) => !own(t))).slice(0, SHOWN);
       const hidden = showOwn() ? 0 : all.filter(own).length;
       list(data, "Recent traces");
       const note = hidden ? " (" + hidden + " of the console's own requests hidden)" : "";
       status((data.length ? data.length + " recent traces, newest first." : "No traces yet: press a button on the Console.") + note, "list");
-    } catch (err) {
-      if (mine === generation) status("Error: " + err + " (broker at " + broker + ")", "error");
-    }
+      return true;
+    });
   }
 
   // A trace opened right after its reply may not be recorded yet (a service stores its span
   // as it ends): a 404 is retried for a moment. Open again to see spans recorded later (an
   // event consumed after the reply).
-  async function openTrace(id) {
-    const mine = ++generation;
-    status("Loading trace " + id + "...", "loading");
-    const deadline = Date.now() + SETTLE_MS;
-    try {
-      for (;;) {
-        const r = await get("/traces/" + encodeURIComponent(id));
-        if (mine !== generation) return;
-        if (r.ok) {
-          draw(r.body.data);
-          status("", "trace");
-          return;
-        }
-        if (r.status !== 404 || Date.now() > deadline) {
-          $("traceWaterfall").hidden = true;
-          return status("Error: " + r.body.message, r.status === 404 ? "missing" : "error");
-        }
-        await new Promise((done) => setTimeout(done, 250));
+  function openTrace(id) {
+    return settle("Loading trace " + id + "...", "/traces/" + encodeURIComponent(id), (r, late) => {
+      if (r.ok) {
+        draw(r.body.data);
+        status("", "trace");
+        return true;
       }
-    } catch (err) {
-      if (mine === generation) status("Error: " + err + " (broker at " + broker + ")", "error");
-    }
+      if (r.status === 404 && !late) return false;
+      $("traceWaterfall").hidden = true;
+      status("Error: " + r.body.message, r.status === 404 ? "missing" : "error");
+      return true;
+    });
   }
 
-  async function byRequest(requestId) {
-    const mine = ++generation;
-    status("Looking for request " + requestId + "...", "loading");
-    const deadline = Date.now() + SETTLE_MS;
-    try {
-      for (;;) {
-        const r = await get("/traces?limit=20&request_id=" + encodeURIComponent(requestId));
-        if (mine !== generation) return;
-        if (!r.ok) return status("Error: " + r.body.message, "error");
-        const found = r.body.data || [];
-        if (found.length === 1) return openTrace(found[0].trace_id);
-        if (found.length > 1) {
-          list(found, "Traces of request " + requestId);
-          return status(found.length + " traces carry this request id.", "list");
-        }
-        if (Date.now() > deadline) {
-          $("traceWaterfall").hidden = true;
-          $("traceList").hidden = true;
-          return status("No trace of request " + requestId + ".", "missing");
-        }
-        await new Promise((done) => setTimeout(done, 250));
+  function byRequest(requestId) {
+    const path = "/traces?limit=20&request_id=" + encodeURIComponent(requestId);
+    return settle("Looking for request " + requestId + "...", path, (r, late) => {
+      if (!r.ok) {
+        status("Error: " + r.body.message, "error");
+        return true;
       }
-    } catch (err) {
-      if (mine === generation) status("Error: " + err + " (broker at " + broker + ")", "error");
-    }
+      const found = r.body.data || [];
+      if (found.length === 1) {
+        openTrace(found[0].trace_id);
+        return true;
+      }
+      if (found.length > 1) {
+        list(found, "Traces of request " + requestId);
+        status(found.length + " traces carry this request id.", "list");
+        return true;
+      }
+      if (!late) return false;
+      $("traceWaterfall").hidden = true;
+      $("traceList").hidden = true;
+      status("No trace of request " + requestId + ".", "missing");
+      return true;
+    });
   }
 
   /// Show the view for the fragment's argument: "" recent traces, a trace id, or a request id.

@@ -26,7 +26,7 @@ use troupe_core::messages::{
 use troupe_core::{Envelope, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, JsonBody, bearer_token, reply};
-use crate::openapi::{BodyRefused, LoginReply, NotYours, Reply, UserInvalid, UserRefused};
+use crate::openapi::{BodyRefused, LoginReply, NotYours, Reply, Throttled, UserInvalid, UserRefused};
 
 /// What the auth routes need.
 #[derive(Clone)]
@@ -107,8 +107,7 @@ struct Credentials {
         (status = 202, description = "Logged in", body = LoginReply),
         (status = 400, description = "Malformed JSON or a missing field", body = Envelope),
         (status = 401, description = "Wrong email or password, or an inactive account", body = Envelope),
-        (status = 429, description = "Too many attempts for this account or client", body = Envelope,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        Throttled,
         (status = 503, description = "The user store is unavailable", body = Envelope),
         BodyRefused))]
 async fn authenticate(

@@ -26,7 +26,7 @@ use crate::api::{
 use crate::limits::ClientLimits;
 use crate::logger::{LogClients, LogPayload, read_routes};
 use crate::mailer::MailGate;
-use crate::openapi::BodyRefused;
+use crate::openapi::{BodyRefused, IdempotencyKeyHeader, Throttled};
 
 /// Where the broker sends each action.
 #[derive(Clone)]
@@ -101,7 +101,7 @@ struct AuthPayload {
 /// and logins are rate limited (429 with `Retry-After`); `mail` (and an event named `mail`)
 /// needs a bearer token where mail can leave the machine (`MAIL_AUTH`).
 #[utoipa::path(post, path = "/handle", tag = "broker", request_body = HandleRequest,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Stores an `event` or `log`, or sends a `mail`, once however often it is sent (1 to 128 visible ASCII characters)")),
+    params(IdempotencyKeyHeader),
     security((), ("bearer" = [])),
     responses(
         (status = 202, description = "Done: `auth` gives the user in `data` and a `token`, `event` its id in `data`", body = Envelope),
@@ -109,8 +109,7 @@ struct AuthPayload {
         (status = 401, description = "Wrong credentials, or mail without a valid token", body = Envelope),
         (status = 409, description = "A `mail` with this Idempotency-Key is being sent", body = Envelope),
         (status = 422, description = "A value is invalid (address, level, id, field length)", body = Envelope),
-        (status = 429, description = "Rate limited", body = Envelope,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        Throttled,
         (status = 503, description = "The service behind the action is unavailable", body = Envelope),
         BodyRefused))]
 async fn handle(
@@ -272,7 +271,7 @@ async fn write_log(
 /// `POST /log-grpc`: the `log` payload, written through the logger's gRPC endpoint in split
 /// mode (directly to the logger actor in `troupe up`).
 #[utoipa::path(post, path = "/log-grpc", tag = "broker", request_body = LogRequest,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Stores the entry once however often it is sent")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 202, description = "Stored", body = Envelope),
         (status = 400, description = "Malformed JSON or missing `log`", body = Envelope),

@@ -20,6 +20,19 @@ use troupe_core::{Envelope, ServiceError};
 use crate::api::{ApiError, ask, reply};
 use crate::openapi::Reply;
 
+/// What the routes about one caught mail answer besides their own
+/// (`responses(.., MessageRefused)`).
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "a description of answers for the OpenAPI document, never built")]
+enum MessageRefused {
+    /// No mail has that id (for `/html`: or it has no HTML part).
+    #[response(status = 404, description = "No such message (for /html: or it has no HTML part)")]
+    NotFound(Envelope),
+    /// The catcher's store does not answer.
+    #[response(status = 503, description = "The store is unavailable")]
+    StoreDown(Envelope),
+}
+
 /// Deadline for each call to the store.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -57,8 +70,7 @@ async fn list(state: web::Data<CatcherState>) -> Result<HttpResponse, ApiError> 
 #[utoipa::path(get, path = "/api/messages/{id}", tag = "catcher", params(("id" = String, Path, description = "The message's id")),
     responses(
         (status = 200, description = "The mail", body = Reply<CaughtMail>),
-        (status = 404, description = "No such message", body = Envelope),
-        (status = 503, description = "The store is unavailable", body = Envelope)))]
+        MessageRefused))]
 async fn get(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let mail = ask(&state.store, GetCaught { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::with_data("message", mail)))
@@ -68,8 +80,7 @@ async fn get(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<Ht
 #[utoipa::path(get, path = "/api/messages/{id}/raw", tag = "catcher", params(("id" = String, Path, description = "The message's id")),
     responses(
         (status = 200, description = "The raw message", body = String, content_type = "text/plain"),
-        (status = 404, description = "No such message", body = Envelope),
-        (status = 503, description = "The store is unavailable", body = Envelope)))]
+        MessageRefused))]
 async fn raw(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let bytes = ask(&state.store, GetCaughtRaw { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     Ok(HttpResponse::Ok().content_type("text/plain; charset=utf-8").body(bytes))
@@ -79,8 +90,7 @@ async fn raw(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<Ht
 #[utoipa::path(get, path = "/api/messages/{id}/html", tag = "catcher", params(("id" = String, Path, description = "The message's id")),
     responses(
         (status = 200, description = "The HTML part", body = String, content_type = "text/html"),
-        (status = 404, description = "No such message, or it has no HTML part", body = Envelope),
-        (status = 503, description = "The store is unavailable", body = Envelope)))]
+        MessageRefused))]
 async fn html(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let mail = ask(&state.store, GetCaught { id: id.into_inner() }, TIMEOUT, "catcher").await?;
     let html =
@@ -96,8 +106,7 @@ async fn html(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<H
 #[utoipa::path(delete, path = "/api/messages/{id}", tag = "catcher", params(("id" = String, Path, description = "The message's id")),
     responses(
         (status = 200, description = "Deleted", body = Envelope),
-        (status = 404, description = "No such message", body = Envelope),
-        (status = 503, description = "The store is unavailable", body = Envelope)))]
+        MessageRefused))]
 async fn delete(state: web::Data<CatcherState>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     ask(&state.store, DeleteCaught { id: Some(id.into_inner()) }, TIMEOUT, "catcher").await?;
     Ok(reply(StatusCode::OK, Envelope::ok("deleted")))

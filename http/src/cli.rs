@@ -361,10 +361,10 @@ mod tests {
         let args = [&["troupe", "up"][..], &up, &["--mail-password-file", &mail]].concat();
         let Ok(Command::Up(up)) = read(&args) else { panic!("troupe up reads its secret files") };
         let secret = |s: Option<&secrecy::SecretString>| s.map(|s| s.expose_secret().to_owned());
-        assert_eq!(secret(up.auth.dsn.as_ref()).as_deref(), Some("host=db password=s3cret"));
-        assert_eq!(secret(up.events.rabbit_url.as_ref()).as_deref(), Some("amqp://u:p@mq:5672/%2f"));
-        assert_eq!(secret(up.logger.mongo_url.as_ref()).as_deref(), Some("mongodb://u:p@db:27017"));
-        assert_eq!(secret(up.mailer.mail_password.as_ref()).as_deref(), Some("smtp-pass"));
+        assert_eq!(secret(up.auth.dsn.value()).as_deref(), Some("host=db password=s3cret"));
+        assert_eq!(secret(up.events.rabbit_url.value()).as_deref(), Some("amqp://u:p@mq:5672/%2f"));
+        assert_eq!(secret(up.logger.mongo_url.value()).as_deref(), Some("mongodb://u:p@db:27017"));
+        assert_eq!(secret(up.mailer.mail_password.value()).as_deref(), Some("smtp-pass"));
 
         let http = file("http", "http://u:hidden@mq:5671");
         let err = read(&["troupe", "serve", "broker", "--rabbit-url-file", &http]).expect_err("refused");

@@ -20,7 +20,7 @@ use troupe_core::messages::{
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, reply};
-use crate::openapi::{BodyRefused, LogReadRefused, Reply, Stored};
+use crate::openapi::{BodyRefused, IdempotencyKeyHeader, LogReadRefused, Reply, Stored};
 use crate::reads::Reader;
 use crate::tail::{LogTail, TailSource};
 
@@ -127,7 +127,7 @@ pub fn read_routes(cfg: &mut ServiceConfig) {
 
 /// Store one entry (the Go platform's `{name, data}`, plus Troupe's optional fields).
 #[utoipa::path(post, path = "/log", tag = "logger", request_body = LogPayload,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Stores the entry once however often it is sent")),
+    params(IdempotencyKeyHeader),
     responses(
         (status = 202, description = "Stored; its id in `data`", body = Reply<Stored>),
         (status = 400, description = "Malformed JSON or a missing field", body = Envelope),

@@ -20,7 +20,7 @@ use troupe_core::messages::{MailRequest, SendMail, VerifyToken};
 use troupe_core::{Envelope, RequestId, ServiceError};
 
 use crate::api::{ApiError, CurrentRequestId, IdempotencyKey, JsonBody, ask, bearer_token, reply};
-use crate::openapi::BodyRefused;
+use crate::openapi::{BodyRefused, IdempotencyKeyHeader, Throttled};
 
 /// Who may send mail: anyone (`open`), or the holder of a bearer token of an active user,
 /// checked by the auth service.
@@ -114,7 +114,7 @@ pub async fn send_mail(
 /// Send a mail (the Go contract's `sent to <to>`); where mail can leave the machine
 /// (`MAIL_AUTH`), only with a bearer token of an active user.
 #[utoipa::path(post, path = "/send", tag = "mailer", request_body = MailRequest,
-    params(("Idempotency-Key" = Option<String>, Header, pattern = "^[!-~]{1,128}$", description = "Sends the mail once however often it is sent (while the mailer runs)")),
+    params(IdempotencyKeyHeader),
     security((), ("bearer" = [])),
     responses(
         (status = 202, description = "Handed to the SMTP server", body = Envelope),
@@ -122,8 +122,7 @@ pub async fn send_mail(
         (status = 400, description = "Malformed JSON", body = Envelope),
         (status = 401, description = "No valid bearer token where one is needed", body = Envelope),
         (status = 422, description = "A bad address, subject or size, or an Idempotency-Key used for another mail", body = Envelope),
-        (status = 429, description = "Over this user's mail rate (`MAIL_RATE_PER_USER`)", body = Envelope,
-            headers(("Retry-After" = u64, description = "Seconds to wait"))),
+        Throttled,
         (status = 503, description = "The SMTP server (or auth, to check the token) is unavailable", body = Envelope),
         BodyRefused))]
 #[tracing::instrument(name = "mailer.send", skip_all)]

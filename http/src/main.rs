@@ -63,18 +63,26 @@ fn tool(command: &Command) -> ExitCode {
         eprintln!("troupe: {err:#}");
         return ExitCode::from(2);
     }
-    match command {
-        Command::Logs(args) => logs(args),
-        Command::Trace(args) => trace(args),
-        Command::Health(args) => match troupe_http::health::run(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("troupe health: {err}");
-                ExitCode::FAILURE
-            }
-        },
-        _ => ExitCode::SUCCESS,
+    fn block_on(run: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+        actix_web::rt::System::new().block_on(run)
     }
+    let (name, done) = match command {
+        Command::Logs(args) => {
+            ("logs", block_on(async { troupe_http::follow::run(args, &mut std::io::stdout().lock()).await }))
+        }
+        Command::Trace(args) => (
+            "trace",
+            block_on(async { troupe_http::trace_cli::run(args, &mut std::io::stdout().lock()).await }),
+        ),
+        Command::Health(args) => ("health", troupe_http::health::run(args).map_err(anyhow::Error::msg)),
+        _ => return ExitCode::SUCCESS,
+    };
+    // `logs` and `trace` print to stdout until done (`logs --follow`: until stopped).
+    if let Err(err) = done {
+        eprintln!("troupe {name}: {err:#}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
 }
 
 /// The service this process runs, as its traces name it (`troupe` when it runs them all).
@@ -88,32 +96,6 @@ fn service_name(command: &Command) -> &'static str {
         Command::Serve(ServeCommand::Mailer { .. }) => "mailer",
         Command::Serve(ServeCommand::Catcher { .. }) => "catcher",
         _ => "troupe",
-    }
-}
-
-/// `troupe logs`: print to stdout until done (with `--follow`, until stopped).
-fn logs(args: &troupe_http::follow::LogsArgs) -> ExitCode {
-    let printed = actix_web::rt::System::new()
-        .block_on(async { troupe_http::follow::run(args, &mut std::io::stdout().lock()).await });
-    match printed {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("troupe logs: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-/// `troupe trace`: print one trace to stdout.
-fn trace(args: &troupe_http::trace_cli::TraceArgs) -> ExitCode {
-    let printed = actix_web::rt::System::new()
-        .block_on(async { troupe_http::trace_cli::run(args, &mut std::io::stdout().lock()).await });
-    match printed {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("troupe trace: {err:#}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -64,6 +64,28 @@ pub(crate) enum BodyRefused {
     Unsupported(Envelope),
 }
 
+/// The rate limits' refusal (`responses(.., Throttled)`): logins per account and client,
+/// requests per client, mails per user.
+#[derive(utoipa::IntoResponses)]
+#[expect(dead_code, reason = "a description of answers for the OpenAPI document, never built")]
+pub(crate) enum Throttled {
+    /// Over a rate limit.
+    #[response(status = 429, description = "Over a rate limit (logins per account or client, requests per client, mails per user)",
+        headers(("Retry-After" = u64, description = "Seconds to wait")))]
+    TooMany(Envelope),
+}
+
+/// The `Idempotency-Key` header of the routes that store or send (`params(IdempotencyKeyHeader)`).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[expect(dead_code, reason = "a description of a header for the OpenAPI document, never built")]
+pub(crate) struct IdempotencyKeyHeader {
+    /// Does the write (an entry, an event, a mail) once however often it is sent, while the
+    /// service keeps its keys; 1 to 128 visible ASCII characters.
+    #[param(rename = "Idempotency-Key", pattern = "^[!-~]{1,128}$")]
+    idempotency_key: Option<String>,
+}
+
 /// What every bearer-guarded route of the auth service can answer besides its own
 /// (`responses(.., UserRefused)`).
 #[derive(utoipa::IntoResponses)]

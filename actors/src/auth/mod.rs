@@ -89,7 +89,7 @@ impl AuthConfig {
         backoff: BackoffPolicy,
         ephemeral_key: bool,
     ) -> Result<Self, String> {
-        let dsn = s.dsn.as_ref().map(|d| d.expose_secret().to_owned());
+        let dsn = s.dsn.value().map(|d| d.expose_secret().to_owned());
         let target = DbTarget::new(dsn.as_deref(), &s.data_dir)?;
         if matches!(target, DbTarget::Sqlite(_)) {
             ensure_data_dir(&s.data_dir)?;

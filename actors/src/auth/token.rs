@@ -12,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use troupe_core::ServiceError;
-use troupe_core::config::AuthSettings;
+use troupe_core::config::{AuthSettings, JwtSecret, Secret, SecretName as _};
 use troupe_core::domain::{AccessToken, Caller, Principal, User};
 
 /// Shortest signing key accepted, in bytes.
@@ -102,7 +102,7 @@ impl TokenKeys {
     /// `troupe up` development default) makes a random per-process key; otherwise it is an
     /// error. Errors name the variable.
     pub fn from_settings(s: &AuthSettings, ephemeral: bool) -> Result<Self, String> {
-        match Self::configured(s.jwt_secret.as_ref(), s.jwt_secret_file.as_deref(), s.jwt_ttl)? {
+        match Self::configured(&s.jwt_secret, s.jwt_ttl)? {
             Some(keys) => Ok(keys),
             None if ephemeral => {
                 tracing::warn!("JWT_SECRET is not set: using a random key; tokens end with this process");
@@ -113,27 +113,14 @@ impl TokenKeys {
         }
     }
 
-    /// Keys from `JWT_SECRET` (`secret`) or `JWT_SECRET_FILE` (`file`), `None` with neither;
+    /// Keys from `JWT_SECRET` or the file `JWT_SECRET_FILE` names, `None` with neither;
     /// errors name the variable.
-    pub fn configured(
-        secret: Option<&SecretString>,
-        file: Option<&std::path::Path>,
-        ttl: Duration,
-    ) -> Result<Option<Self>, String> {
-        match (secret, file) {
-            (Some(_), Some(_)) => Err("JWT_SECRET and JWT_SECRET_FILE: set only one".into()),
-            (Some(secret), None) => Self::from_secret(secret.expose_secret().as_bytes(), ttl)
-                .map(Some)
-                .map_err(|e| format!("JWT_SECRET: {e}")),
-            (None, Some(path)) => {
-                let raw = std::fs::read(path)
-                    .map_err(|e| format!("JWT_SECRET_FILE: cannot read {}: {e}", path.display()))?;
-                Self::from_secret(raw.trim_ascii(), ttl)
-                    .map(Some)
-                    .map_err(|e| format!("JWT_SECRET_FILE: {e}"))
-            }
-            (None, None) => Ok(None),
-        }
+    pub fn configured(secret: &Secret<JwtSecret>, ttl: Duration) -> Result<Option<Self>, String> {
+        let Some(key) = secret.read()? else {
+            return Ok(None);
+        };
+        let from = if secret.value().is_some() { JwtSecret::ENV } else { JwtSecret::ENV_FILE };
+        Self::from_secret(key.expose_secret().as_bytes(), ttl).map(Some).map_err(|e| format!("{from}: {e}"))
     }
 
     /// Sign a token for `user`.

@@ -56,11 +56,11 @@ impl LoggerConfig {
     /// Build from settings: MongoDB when `MONGO_URL` is set, else SQLite in the data
     /// directory (created when missing). Errors name the variable.
     pub fn from_settings(s: &LoggerSettings, backoff: BackoffPolicy) -> Result<Self, String> {
-        let target = match &s.mongo_url {
+        let target = match s.mongo_url.value() {
             Some(url) => StoreTarget::Mongo {
                 url: url.clone(),
                 username: s.mongo_username.clone(),
-                password: s.mongo_password.clone(),
+                password: s.mongo_password.value().cloned(),
                 database: s.mongo_database.clone(),
             },
             None => {

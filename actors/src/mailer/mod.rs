@@ -98,7 +98,7 @@ impl MailerConfig {
         if s.from_name.chars().any(char::is_control) {
             return Err("FROM_NAME must not contain control characters".into());
         }
-        let credentials = match (&s.mail_username, &s.mail_password) {
+        let credentials = match (&s.mail_username, s.mail_password.value()) {
             (Some(u), Some(p)) if !u.is_empty() => Some((u.clone(), p.clone())),
             (Some(u), None) if !u.is_empty() => Some((u.clone(), SecretString::from(String::new()))),
             _ => None,

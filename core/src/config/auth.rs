@@ -6,7 +6,8 @@ use std::time::Duration;
 use clap::Args;
 use secrecy::SecretString;
 
-use super::{parse_duration, parse_secret};
+use super::parse_duration;
+use super::secret::{Dsn, JwtSecret, Secret};
 use crate::limits::RateSpec;
 
 /// The authentication service.
@@ -15,13 +16,9 @@ pub struct AuthSettings {
     /// Port of the authentication service.
     #[arg(long, env = "AUTH_PORT", default_value_t = 8082)]
     pub auth_port: u16,
-    /// PostgreSQL to keep users in, as a libpq key=value string (as the Go platform used) or a
-    /// postgres:// URL. Unset: SQLite in TROUPE_DATA_DIR.
-    #[arg(long, env = "DSN", value_parser = parse_secret, hide_env_values = true)]
-    pub dsn: Option<SecretString>,
-    /// File holding DSN instead (e.g. a mounted secret).
-    #[arg(long, env = "DSN_FILE")]
-    pub dsn_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub dsn: Secret<Dsn>,
     /// Directory for embedded stores (SQLite users database, ...). Created when missing.
     #[arg(long, env = "TROUPE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -31,12 +28,9 @@ pub struct AuthSettings {
     /// Largest number of pooled database connections.
     #[arg(long, env = "DB_MAX_CONNECTIONS", default_value_t = 10)]
     pub db_max_connections: u32,
-    /// HMAC key (HS256) signing access tokens; at least 32 bytes.
-    #[arg(long, env = "JWT_SECRET", value_parser = parse_secret, hide_env_values = true)]
-    pub jwt_secret: Option<SecretString>,
-    /// File holding the signing key instead of JWT_SECRET (e.g. a mounted Kubernetes secret).
-    #[arg(long, env = "JWT_SECRET_FILE")]
-    pub jwt_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub jwt_secret: Secret<JwtSecret>,
     /// Passwords checked (bcrypt) at once; 0: one core fewer than the machine has, at least one.
     #[arg(long, env = "AUTH_HASH_WORKERS", default_value_t = 0)]
     pub hash_workers: usize,
@@ -60,20 +54,20 @@ impl AuthSettings {
             auth_port: 0,
             data_dir: data_dir.into(),
             db_max_connections: 5,
-            jwt_secret: Some(jwt_secret),
+            jwt_secret: jwt_secret.into(),
             ..Self::default()
         }
     }
 }
 
 impl AuthSettings {
-    /// DSN read from DSN_FILE when that is set (see [`super::fill_from_file`]).
+    /// DSN read from DSN_FILE when that is set (see [`Secret::read_file`]).
     ///
     /// # Errors
     ///
     /// Both set, or an unreadable or empty file: a message naming the variable.
     pub fn read_secret_files(&mut self) -> Result<(), String> {
-        super::fill_from_file("DSN", &mut self.dsn, self.dsn_file.as_deref(), |_| Ok(()))
+        self.dsn.read_file()
     }
 
     /// How long a caller waits for the auth actor: a login is a lookup, a bcrypt check on
@@ -87,10 +81,7 @@ impl AuthSettings {
 /// listener, for the mail jobs it sends to a mailer that needs a token).
 #[derive(Debug, Clone, Default, Args)]
 pub struct ServiceKeySettings {
-    /// HMAC key (HS256) shared with auth; the listener signs its service tokens with it.
-    #[arg(long, env = "JWT_SECRET", value_parser = parse_secret, hide_env_values = true)]
-    pub jwt_secret: Option<SecretString>,
-    /// File holding the key instead of JWT_SECRET.
-    #[arg(long, env = "JWT_SECRET_FILE")]
-    pub jwt_secret_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub jwt_secret: Secret<JwtSecret>,
 }

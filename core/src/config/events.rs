@@ -5,35 +5,13 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use secrecy::SecretString;
 
-use super::{parse_duration, parse_secret};
+use super::parse_duration;
+use super::secret::{RabbitUrl, Secret};
 
-/// `RABBIT_URL`: every node's URL `amqp://`, so a scheme the client cannot speak stops
-/// start-up instead of failing every reconnect. The error never repeats the value (it holds
-/// a password), which clap's own value errors would.
-#[derive(Debug, Clone, Copy)]
-struct RabbitUrl;
-
-impl clap::builder::TypedValueParser for RabbitUrl {
-    type Value = SecretString;
-
-    fn parse_ref(
-        &self,
-        _: &clap::Command,
-        _: Option<&clap::Arg>,
-        value: &std::ffi::OsStr,
-    ) -> Result<SecretString, clap::Error> {
-        let invalid = |why: &str| {
-            clap::Error::raw(clap::error::ErrorKind::ValueValidation, format!("RABBIT_URL: {why}\n"))
-        };
-        let raw = value.to_str().ok_or_else(|| invalid("not UTF-8"))?;
-        check_rabbit_url(raw).map_err(|e| invalid(&e))?;
-        parse_secret(raw).map_err(|e| invalid(&e))
-    }
-}
-
-fn check_rabbit_url(raw: &str) -> Result<(), String> {
+/// `RABBIT_URL`'s check: every node's URL `amqp://`, so a scheme the client cannot speak
+/// stops start-up instead of failing every reconnect.
+pub(super) fn check_rabbit_url(raw: &str) -> Result<(), String> {
     for node in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
         match node.split_once("://").map(|(scheme, _)| scheme.to_ascii_lowercase()) {
             Some(scheme) if scheme == "amqp" || scheme == "amqps" => {}
@@ -46,15 +24,9 @@ fn check_rabbit_url(raw: &str) -> Result<(), String> {
 /// Publishing events (the broker, auth, `troupe up`, and the listener's connection).
 #[derive(Debug, Clone, Args)]
 pub struct EventSettings {
-    /// RabbitMQ, as an amqp:// URL (e.g. amqp://guest:guest@rabbitmq:5672/%2f), or amqps://
-    /// for TLS (trusting the system's roots and TLS_CA_FILE); for a cluster, the nodes' URLs
-    /// separated by commas, tried in turn on every (re)connect. Unset: the in-process bus
-    /// (`troupe up` only).
-    #[arg(long, env = "RABBIT_URL", value_parser = RabbitUrl, hide_env_values = true)]
-    pub rabbit_url: Option<SecretString>,
-    /// File holding RABBIT_URL instead (e.g. a mounted secret), checked the same way.
-    #[arg(long, env = "RABBIT_URL_FILE")]
-    pub rabbit_url_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub rabbit_url: Secret<RabbitUrl>,
     /// The topic exchange events are published to (durable).
     #[arg(long, env = "EVENTS_EXCHANGE", default_value = "logs_topic")]
     pub events_exchange: String,
@@ -77,12 +49,7 @@ impl EventSettings {
     ///
     /// Both set, an unreadable or empty file, or a URL RABBIT_URL would refuse.
     pub fn read_secret_files(&mut self) -> Result<(), String> {
-        super::fill_from_file(
-            "RABBIT_URL",
-            &mut self.rabbit_url,
-            self.rabbit_url_file.as_deref(),
-            check_rabbit_url,
-        )
+        self.rabbit_url.read_file()
     }
 
     /// Settings for the in-process bus with its queue in `data_dir`, else the defaults.
@@ -127,26 +94,5 @@ impl ListenerSettings {
     /// settings: LISTENER_STORE_TIMEOUT, and never less than the logger's own answer time.
     pub fn store_within(&self, logger: &super::LoggerSettings) -> Duration {
         self.store_timeout.max(logger.answer_within())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use secrecy::ExposeSecret as _;
-
-    use super::*;
-
-    #[test]
-    fn rabbit_urls_must_be_amqp() {
-        let parse = |raw: &str| {
-            let command = clap::Command::new("t");
-            clap::builder::TypedValueParser::parse_ref(&RabbitUrl, &command, None, std::ffi::OsStr::new(raw))
-        };
-        let cluster = parse("amqp://u:p@a:5672/%2f, AMQP://u:p@b:5672/%2f").expect("amqp");
-        assert_eq!(cluster.expose_secret(), "amqp://u:p@a:5672/%2f, AMQP://u:p@b:5672/%2f");
-        parse("amqp://a, amqps://u:secret@b:5671/x").expect("amqps (TLS) too");
-        let other = parse("http://u:secret@b").expect_err("http").to_string();
-        assert!(other.contains("RABBIT_URL: expected amqp:// or amqps:// URLs"), "{other}");
-        assert!(!other.contains("secret"), "the password leaked");
     }
 }

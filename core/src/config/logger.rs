@@ -4,10 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
-use secrecy::SecretString;
 use url::Url;
 
-use super::{parse_duration, parse_http_url, parse_secret};
+use super::secret::{MongoPassword, MongoUrl, Secret};
+use super::{parse_duration, parse_http_url};
 
 /// The logger service.
 #[derive(Debug, Clone, Args)]
@@ -25,21 +25,15 @@ pub struct LoggerSettings {
     #[arg(long, env = "LOGGER_RPC_MAX_CONNECTIONS", default_value_t = 1024,
           value_parser = clap::value_parser!(u32).range(1..))]
     pub logger_rpc_max_connections: u32,
-    /// MongoDB to keep logs in (`mongodb://host:27017`). Unset: SQLite in TROUPE_DATA_DIR.
-    #[arg(long, env = "MONGO_URL", value_parser = parse_secret, hide_env_values = true)]
-    pub mongo_url: Option<SecretString>,
-    /// File holding MONGO_URL instead (e.g. a mounted secret).
-    #[arg(long, env = "MONGO_URL_FILE")]
-    pub mongo_url_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mongo_url: Secret<MongoUrl>,
     /// MongoDB user, when not in MONGO_URL.
     #[arg(long, env = "MONGO_USERNAME")]
     pub mongo_username: Option<String>,
-    /// MongoDB password, when not in MONGO_URL.
-    #[arg(long, env = "MONGO_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
-    pub mongo_password: Option<SecretString>,
-    /// File holding MONGO_PASSWORD instead.
-    #[arg(long, env = "MONGO_PASSWORD_FILE")]
-    pub mongo_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mongo_password: Secret<MongoPassword>,
     /// MongoDB database holding the `logs` collection.
     #[arg(long, env = "MONGO_DATABASE", default_value = "logs")]
     pub mongo_database: String,
@@ -86,9 +80,8 @@ impl LoggerSettings {
     ///
     /// A value and its file both set, or an unreadable or empty file: a message naming it.
     pub fn read_secret_files(&mut self) -> Result<(), String> {
-        super::fill_from_file("MONGO_URL", &mut self.mongo_url, self.mongo_url_file.as_deref(), |_| Ok(()))?;
-        let password = self.mongo_password_file.as_deref();
-        super::fill_from_file("MONGO_PASSWORD", &mut self.mongo_password, password, |_| Ok(()))
+        self.mongo_url.read_file()?;
+        self.mongo_password.read_file()
     }
 
     /// How long a caller waits for one write: a write waits for its batch, so a store

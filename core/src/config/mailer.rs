@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
-use secrecy::SecretString;
 
-use super::{parse_duration, parse_secret};
+use super::parse_duration;
+use super::secret::{MailPassword, Secret};
 
 /// How the mailer secures its SMTP connection (`MAIL_ENCRYPTION`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -58,12 +58,9 @@ pub struct MailerSettings {
     /// SMTP user name (no authentication when unset).
     #[arg(long, env = "MAIL_USERNAME")]
     pub mail_username: Option<String>,
-    /// SMTP password.
-    #[arg(long, env = "MAIL_PASSWORD", value_parser = parse_secret, hide_env_values = true)]
-    pub mail_password: Option<SecretString>,
-    /// File holding MAIL_PASSWORD instead (e.g. a mounted secret).
-    #[arg(long, env = "MAIL_PASSWORD_FILE")]
-    pub mail_password_file: Option<PathBuf>,
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mail_password: Secret<MailPassword>,
     /// Name in the From header.
     #[arg(long, env = "FROM_NAME", default_value = "Troupe")]
     pub from_name: String,
@@ -113,8 +110,7 @@ impl MailerSettings {
     ///
     /// Both set, or an unreadable or empty file: a message naming the variable.
     pub fn read_secret_files(&mut self) -> Result<(), String> {
-        let file = self.mail_password_file.as_deref();
-        super::fill_from_file("MAIL_PASSWORD", &mut self.mail_password, file, |_| Ok(()))
+        self.mail_password.read_file()
     }
 
     /// Whether sending needs a bearer token of an active user (see [`MailAuth`]); read on the

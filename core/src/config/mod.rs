@@ -18,16 +18,19 @@ pub use broker::{BrokerSettings, FrontendSettings, ReadAuth, UpstreamSettings};
 pub use mailer::{CatcherSettings, MailAuth, MailEncryption, MailerSettings};
 mod events;
 mod logger;
+mod secret;
 mod tls;
 pub use events::{EventSettings, ListenerSettings, QueueType};
 pub use logger::{LoggerSettings, LoggerUpstream};
-pub use tls::{TlsSettings, fill_from_file, secret_or_file};
+pub use secret::{
+    Dsn, JwtSecret, MailPassword, MongoPassword, MongoUrl, RabbitUrl, Secret, SecretName, secret_or_file,
+};
+pub use tls::TlsSettings;
 
 use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{Args, FromArgMatches};
-use secrecy::SecretString;
 use url::Url;
 
 use crate::backoff::BackoffPolicy;
@@ -40,10 +43,6 @@ const CONSOLE_ORIGINS: &str = "http://localhost:8081,http://127.0.0.1:8081";
 /// Parse `5s`, `250ms`, `1h`...
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     humantime::parse_duration(raw).map_err(|e| e.to_string())
-}
-
-pub(crate) fn parse_secret(raw: &str) -> Result<SecretString, String> {
-    Ok(SecretString::from(raw.to_owned()))
 }
 
 pub(crate) fn parse_http_url(raw: &str) -> Result<Url, String> {

@@ -1,13 +1,11 @@
 //! TLS settings every service process shares: the certificate its listeners present
 //! (`TLS_CERT_FILE`, `TLS_KEY_FILE`, reloaded on change or SIGHUP) and the certificate
-//! authority its clients trust for `https://` peers (`TLS_CA_FILE`), plus [`secret_or_file`],
-//! the rule every `X` / `X_FILE` secret pair follows, and [`fill_from_file`] applying it.
+//! authority its clients trust for `https://` peers (`TLS_CA_FILE`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::Args;
-use secrecy::{ExposeSecret as _, SecretString};
 
 use super::parse_duration;
 
@@ -50,89 +48,9 @@ impl TlsSettings {
     }
 }
 
-/// The secret `name` as configured: its value `X`, or the contents of the file `X_FILE`
-/// names (surrounding whitespace and the final newline trimmed, as a mounted secret has
-/// them), or `None` when neither is set. Both set, an unreadable or an empty file: an error
-/// naming the variable.
-///
-/// # Errors
-///
-/// As above; the message never contains the secret.
-pub fn secret_or_file(
-    name: &str,
-    value: Option<&SecretString>,
-    file: Option<&Path>,
-) -> Result<Option<SecretString>, String> {
-    match (value, file) {
-        (Some(_), Some(_)) => Err(format!("{name} and {name}_FILE: set only one")),
-        (Some(value), None) => Ok(Some(value.clone())),
-        (None, None) => Ok(None),
-        (None, Some(path)) => {
-            let raw = std::fs::read_to_string(path)
-                .map_err(|e| format!("{name}_FILE: cannot read {}: {e}", path.display()))?;
-            let trimmed = raw.trim();
-            if trimmed.is_empty() {
-                return Err(format!("{name}_FILE: {} is empty", path.display()));
-            }
-            Ok(Some(SecretString::from(trimmed.to_owned())))
-        }
-    }
-}
-
-/// Fill `value` (the secret `name`) from the file `name_FILE` names, when that is set, after
-/// checking the contents as `name`'s own parser checks a value (`check`); for the settings
-/// whose value clap reads, so that every consumer keeps reading the one field.
-///
-/// # Errors
-///
-/// As [`secret_or_file`], and the check's complaint prefixed by `name_FILE`.
-pub fn fill_from_file(
-    name: &str,
-    value: &mut Option<SecretString>,
-    file: Option<&Path>,
-    check: impl Fn(&str) -> Result<(), String>,
-) -> Result<(), String> {
-    if file.is_none() {
-        return Ok(());
-    }
-    let secret = secret_or_file(name, value.as_ref(), file)?;
-    if let Some(secret) = &secret {
-        check(secret.expose_secret()).map_err(|e| format!("{name}_FILE: {e}"))?;
-    }
-    *value = secret;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
-    use secrecy::ExposeSecret as _;
-
     use super::*;
-
-    #[test]
-    fn a_secret_comes_from_its_value_or_its_file_never_both() {
-        let dir = std::env::temp_dir().join(format!("troupe-secret-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let file = dir.join("dsn");
-        std::fs::write(&file, "postgres://u:p@db/x\n").expect("write secret");
-        let value = SecretString::from("postgres://inline");
-
-        let read = secret_or_file("DSN", None, Some(&file)).expect("read from the file");
-        assert_eq!(read.as_ref().map(|s| s.expose_secret()), Some("postgres://u:p@db/x"));
-        let inline = secret_or_file("DSN", Some(&value), None).expect("the value");
-        assert_eq!(inline.as_ref().map(|s| s.expose_secret()), Some("postgres://inline"));
-        assert!(secret_or_file("DSN", None, None).expect("neither").is_none());
-
-        let both = secret_or_file("DSN", Some(&value), Some(&file)).expect_err("both set");
-        assert_eq!(both, "DSN and DSN_FILE: set only one");
-        let missing = secret_or_file("DSN", None, Some(&dir.join("absent"))).expect_err("no such file");
-        assert!(missing.starts_with("DSN_FILE: cannot read "), "{missing}");
-        std::fs::write(&file, " \n").expect("write an empty secret");
-        let empty = secret_or_file("DSN", None, Some(&file)).expect_err("empty");
-        assert!(empty.ends_with("is empty"), "{empty}");
-        assert!(!format!("{both}{missing}{empty}").contains("postgres://"), "a message leaked the secret");
-        std::fs::remove_dir_all(&dir).expect("clean up");
-    }
 
     #[test]
     fn listeners_speak_tls_only_with_both_files() {

@@ -6,7 +6,7 @@
 //! It replaces `tracing-opentelemetry`, whose per-span cost (a `SpanBuilder` with owned
 //! attributes, a locked `OtelData`, an SDK span and its `SpanData` for every span, exported
 //! or not) was most of what tracing cost the log path (docs/benchmarks.md): here a span is
-//! one [`SpanRecord`] in the registry's extensions, moved into the store when it ends, and
+//! one boxed [`SpanRecord`] in the registry's extensions, moved into the store when it ends, and
 //! an OpenTelemetry `SpanData` is built only for the exporter.
 
 use std::time::SystemTime;
@@ -140,7 +140,7 @@ where
         };
         let inherited = parent.and_then(|p| {
             p.extensions()
-                .get::<SpanRecord>()
+                .get::<Box<SpanRecord>>()
                 .map(|r| (r.trace_id, r.span_id, r.sampled, r.trace_state.clone()))
         });
         let mut record = match inherited {
@@ -157,12 +157,13 @@ where
             }
         };
         attrs.record(&mut Fields { record: &mut record, fresh: true });
-        span.extensions_mut().insert(record);
+        // Boxed: ending the span moves a pointer into the store, not the whole record.
+        span.extensions_mut().insert(Box::new(record));
     }
 
     fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
         if let Some(span) = ctx.span(id)
-            && let Some(record) = span.extensions_mut().get_mut::<SpanRecord>()
+            && let Some(record) = span.extensions_mut().get_mut::<Box<SpanRecord>>()
         {
             values.record(&mut Fields { record, fresh: false });
         }
@@ -179,7 +180,7 @@ where
         let mut fields = EventFields { message: String::new(), attributes: Vec::new() };
         event.record(&mut fields);
         let mut extensions = span.extensions_mut();
-        let Some(record) = extensions.get_mut::<SpanRecord>() else { return };
+        let Some(record) = extensions.get_mut::<Box<SpanRecord>>() else { return };
         if self.0.export.is_some() {
             let name: std::borrow::Cow<'static, str> = if fields.message.is_empty() {
                 event.metadata().name().into()
@@ -196,7 +197,7 @@ where
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
         let Some(span) = ctx.span(&id) else { return };
-        let Some(mut record) = span.extensions_mut().remove::<SpanRecord>() else { return };
+        let Some(mut record) = span.extensions_mut().remove::<Box<SpanRecord>>() else { return };
         if !record.sampled {
             return;
         }

@@ -1,7 +1,7 @@
 //! The recent-trace store: the spans of the last traces in memory, bounded ([`MAX_TRACES`] traces, [`MAX_SPANS`] spans; the oldest trace goes first),
 //! and the shapes `GET /traces` serves them in ([`SpanView`], [`TraceSummary`]).
 //!
-//! Ending a span costs one short lock and a move of its [`SpanRecord`]; everything else (hex
+//! Ending a span costs one short lock and a move of its boxed [`SpanRecord`]; everything else (hex
 //! ids, attribute text, the service of each span) is worked out when someone reads a trace.
 
 use std::collections::{HashMap, VecDeque};
@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry::trace::{SpanId, SpanKind, TraceId};
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::record::SpanRecord;
 
@@ -74,9 +75,12 @@ impl std::hash::Hasher for TraceIdHasher {
 
 type TraceMap<V> = HashMap<TraceId, V, std::hash::BuildHasherDefault<TraceIdHasher>>;
 
+/// One trace's spans: a request's usual few inline, with no allocation of their own.
+type Spans = SmallVec<[Box<SpanRecord>; 4]>;
+
 #[derive(Debug, Default)]
 struct Inner {
-    traces: TraceMap<Vec<SpanRecord>>,
+    traces: TraceMap<Spans>,
     /// Trace ids, oldest first (by their first span to end).
     order: VecDeque<TraceId>,
     spans: usize,
@@ -93,7 +97,7 @@ impl TraceStore {
     }
 
     /// Keep one ended span.
-    pub fn push(&self, span: SpanRecord) {
+    pub fn push(&self, span: Box<SpanRecord>) {
         let id = span.trace_id;
         let mut inner = self.lock();
         let Inner { traces, order, spans } = &mut *inner;
@@ -101,10 +105,7 @@ impl TraceStore {
             Some(trace) if trace.len() >= MAX_SPANS_PER_TRACE => return,
             Some(trace) => trace.push(span),
             None => {
-                // Room for a request's usual few spans without growing.
-                let mut trace = Vec::with_capacity(4);
-                trace.push(span);
-                traces.insert(id, trace);
+                traces.insert(id, smallvec::smallvec![span]);
                 order.push_back(id);
             }
         }
@@ -124,9 +125,9 @@ impl TraceStore {
     /// Summaries of the most recent traces, newest first: all of them, or those with a span
     /// whose `request_id` attribute is `request_id`; at most `limit`.
     pub fn recent(&self, request_id: Option<&str>, limit: usize) -> Vec<TraceSummary> {
-        let picked: Vec<Vec<SpanRecord>> = {
+        let picked: Vec<Spans> = {
             let inner = self.lock();
-            let matches = |spans: &&Vec<SpanRecord>| {
+            let matches = |spans: &&Spans| {
                 request_id.is_none_or(|want| spans.iter().any(|s| s.attribute("request_id") == Some(want)))
             };
             inner
@@ -143,7 +144,7 @@ impl TraceStore {
     }
 
     /// The spans as served, sorted by start, each with the service it belongs to.
-    fn views(&self, mut spans: Vec<SpanRecord>) -> Vec<SpanView> {
+    fn views(&self, mut spans: Spans) -> Vec<SpanView> {
         spans.sort_by_key(|s| s.start);
         let own: HashMap<SpanId, (SpanId, Option<&str>)> =
             spans.iter().map(|s| (s.span_id, (s.parent_span_id, s.attribute(SERVICE_ATTRIBUTE)))).collect();
@@ -291,12 +292,12 @@ mod tests {
     fn the_oldest_traces_go_first_when_full() {
         let store = TraceStore::new("troupe", 2, 3);
         for trace in 1..=3 {
-            store.push(span(trace, 1, 0, &[]));
+            store.push(Box::new(span(trace, 1, 0, &[])));
         }
         assert!(store.trace(TraceId::from(1)).is_none());
         assert!(store.trace(TraceId::from(3)).is_some());
-        store.push(span(3, 2, 1, &[]));
-        store.push(span(3, 3, 1, &[]));
+        store.push(Box::new(span(3, 2, 1, &[])));
+        store.push(Box::new(span(3, 3, 1, &[])));
         // Four spans over a limit of three: trace 2 goes.
         assert!(store.trace(TraceId::from(2)).is_none());
         assert_eq!(store.trace(TraceId::from(3)).map(|s| s.len()), Some(3));
@@ -305,10 +306,10 @@ mod tests {
     #[test]
     fn spans_inherit_their_service_and_summaries_find_the_request() {
         let store = TraceStore::new("troupe", 10, 100);
-        store.push(span(7, 2, 1, &[("service", "auth")]));
-        store.push(span(7, 3, 2, &[]));
-        store.push(span(7, 1, 0, &[("service", "broker"), ("request_id", "r-1")]));
-        store.push(span(8, 1, 0, &[]));
+        store.push(Box::new(span(7, 2, 1, &[("service", "auth")])));
+        store.push(Box::new(span(7, 3, 2, &[])));
+        store.push(Box::new(span(7, 1, 0, &[("service", "broker"), ("request_id", "r-1")])));
+        store.push(Box::new(span(8, 1, 0, &[])));
         let spans = store.trace(TraceId::from(7)).unwrap_or_default();
         let services: Vec<&str> = spans.iter().map(|s| s.service.as_str()).collect();
         assert_eq!(services, ["broker", "auth", "auth"]);

@@ -136,7 +136,8 @@ pub fn serve_listener(
     logger_settings: &LoggerSettings,
     (mailer_url, keys): (Option<&Url>, &ServiceKeySettings),
 ) -> anyhow::Result<Platform> {
-    let url = events.rabbit_url.clone().context("RABBIT_URL: required by `troupe serve listener`")?;
+    let url =
+        events.rabbit_url.value().cloned().context("RABBIT_URL: required by `troupe serve listener`")?;
     let mut p = Platform::single().measured(&common.metrics);
     let r = p.readiness().clone();
     let store = logger::store(common, logger_settings, &r)?;
@@ -157,8 +158,7 @@ pub fn serve_listener(
 /// none (then its mail jobs are refused by a mailer that needs a token).
 fn service_identity(keys: &ServiceKeySettings) -> anyhow::Result<Option<ServiceIdentity>> {
     let ttl = troupe_actors::auth::token::SERVICE_TOKEN_TTL;
-    let keys = TokenKeys::configured(keys.jwt_secret.as_ref(), keys.jwt_secret_file.as_deref(), ttl)
-        .map_err(anyhow::Error::msg)?;
+    let keys = TokenKeys::configured(&keys.jwt_secret, ttl).map_err(anyhow::Error::msg)?;
     if keys.is_none() {
         tracing::warn!(
             "JWT_SECRET is not set: `mail` jobs reach the mailer without a token, and a mailer that \

@@ -75,7 +75,7 @@ async fn replay(app: &TestApp, body: &str) -> (u16, Value) {
 async fn up_on_rabbit(tag: &str, smtp_port: u16) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut args = up_args(dir.path());
-    args.events.rabbit_url = Some(rabbit_url().into());
+    args.events.rabbit_url = rabbit_url().as_str().into();
     args.events.events_exchange = format!("{tag}.ex");
     args.listener.listener_queue = format!("{tag}.q");
     args.mailer =

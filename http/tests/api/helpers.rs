@@ -114,7 +114,7 @@ impl TestApp {
 
     fn spawn_auth_inner(dsn: &str, logger: Option<&Url>) -> u16 {
         let mut auth = AuthSettings::embedded("/nonexistent", TEST_SECRET.into());
-        auth.dsn = Some(dsn.into());
+        auth.dsn = dsn.into();
         auth.db_timeout = Duration::from_secs(1);
         let p =
             platform::serve_auth(&common(), &auth, logger, &EventSettings::default()).expect("auth starts");

@@ -26,7 +26,7 @@ async fn mongo_logger(addr: &str) -> LoggerSettings {
         panic!("a MongoDB-wire server is required on {} ({e}); run `make services`", mongo_addr())
     });
     let mut s = LoggerSettings::embedded("/nonexistent");
-    s.mongo_url = Some(format!("mongodb://{addr}/?directConnection=true").into());
+    s.mongo_url = format!("mongodb://{addr}/?directConnection=true").as_str().into();
     s.mongo_database = format!("troupe_test_{}", uuid::Uuid::new_v4().simple());
     s.log_store_timeout = Duration::from_secs(1);
     s

@@ -46,7 +46,7 @@ pub fn publisher(
     service: &str,
 ) -> Option<Addr<PublisherActor>> {
     let config = PublisherConfig {
-        url: events.rabbit_url.clone()?,
+        url: events.rabbit_url.value()?.clone(),
         exchange: events.events_exchange.clone(),
         timeout: events.publish_timeout,
         backoff: common.backoff(),
@@ -72,7 +72,7 @@ pub fn local(
     sink: Sink,
     readiness: &Readiness,
 ) -> anyhow::Result<Service<Events>> {
-    let Some(url) = events.rabbit_url.clone() else {
+    let Some(url) = events.rabbit_url.value().cloned() else {
         troupe_actors::auth::ensure_data_dir(&events.events_data_dir).map_err(anyhow::Error::msg)?;
         let config = BusConfig {
             queue: QueueConfig {
