@@ -205,6 +205,13 @@ def ceiling_bcrypt(threads: int) -> float:
     return float(re.search(r"hashes_per_sec (\S+)", out).group(1))
 
 
+def machine_busy() -> tuple[float, float]:
+    """The machine's (busy, total) CPU-seconds so far, all cores, from /proc/stat."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle + iowait
+    return (sum(ticks) - idle) / CLK, sum(ticks) / CLK
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs) if xs else float("nan")
 
@@ -302,20 +309,27 @@ def scenario_mixed(work: Path) -> dict:
     mail = ('{"action":"mail","mail":{"from":"bench@example.com","to":"you@example.com",'
             '"subject":"bench","message":"a mail from the benchmark"}}')
     login = '{"action":"auth","auth":{"email":"admin@example.com","password":"verysecret"}}'
-    res: dict = {"peak": peak, "log_rate": log_rate, "alone": [], "mixed": [], "bcrypt": []}
+    res: dict = {"peak": peak, "log_rate": log_rate, "alone": [], "mixed": [], "bcrypt": [], "cpu": []}
 
     def alone():
         return load(broker, LOG_BODY, 64, rate=log_rate)
 
     def mixed():
         hashes = res["bcrypt"][-1]
+        (busy, total), troupe_cpu = machine_busy(), troupe.cpu()
         runs = {
             "log": oha(broker, LOG_BODY, 64, rate=log_rate),
             "event": oha(broker, event, 16, rate=log_rate * 20 / 70),
             "mail": oha(broker, mail, 8, rate=log_rate * 5 / 70),
             "auth": oha(broker, login, 8, rate=hashes),
         }
-        return {k: finish(v) for k, v in runs.items()}
+        answered = {k: finish(v) for k, v in runs.items()}
+        (busy_after, total_after) = machine_busy()
+        # Cores busy during the round: the whole machine (troupe, oha, anything else) and troupe.
+        cores = (total_after - total) / SECS
+        res["cpu"].append({"machine": (busy_after - busy) / SECS, "troupe": (troupe.cpu() - troupe_cpu) / SECS,
+                           "cores": cores})
+        return answered
 
     say(f"mixed: log at {log_rate:.0f} req/s alone and beside events, mail and logins")
     for _ in range(2):
@@ -431,7 +445,11 @@ def report(results: dict, started: str, charts: dict[str, str]) -> str:
                   "(`LOGIN_RATE_PER_EMAIL`, `LOGIN_RATE_PER_CLIENT`), so every login reaches the pool.", "",
                   f"- `log` p99 beside the others / alone: **{p99['log'] / alone:.2f}** ({fmt_ms(p99['log'])} ms vs "
                   f"{fmt_ms(alone)} ms)",
-                  f"- logins answered / bcrypt ceiling: **{rate['auth'] / ceiling:.2f}** ({rate['auth']:.1f}/s)", "",
+                  f"- logins answered / bcrypt ceiling: **{rate['auth'] / ceiling:.2f}** ({rate['auth']:.1f}/s)",
+                  *([f"- CPU during the mixed rounds: the machine **{median([c['machine'] for c in m['cpu']]):.2f}** of "
+                     f"{median([c['cores'] for c in m['cpu']]):.0f} cores busy (troupe "
+                     f"{median([c['troupe'] for c in m['cpu']]):.2f} of them, the rest the four load generators and "
+                     "anything else on the machine)"] if m.get("cpu") else []), "",
                   "| route | answered 2xx/s | p99 ms | non-2xx |", "|---|---|---|---|"]
         for k in routes:
             lines.append(f"| `{k}` | {rate[k]:,.1f} | {fmt_ms(p99[k])} | {bad[k]} |")

@@ -101,6 +101,30 @@ async fn an_event_id_is_stored_at_most_once(s: Subject) {
     store.insert_batch(&[entry("plain", "1"), entry("plain", "2")]).await.expect("no event ids");
 }
 
+async fn batches_of_any_size_store_exactly_their_entries(s: Subject) {
+    let store = open(&s).await;
+    let mut stored = 0;
+    // Sizes between the row counts statements are built for (5 -> 6, 17 -> 24, 97 -> 128),
+    // each batch's first entry an event the first batch stored.
+    for (size, batch) in [5_usize, 17, 97, 1].into_iter().enumerate() {
+        let entries: Vec<_> = (0..batch)
+            .map(|n| match n {
+                0 => from_event("evt-sized", entry("sized", &format!("{size}-{n}"))),
+                _ => entry("sized", &format!("{size}-{n}")),
+            })
+            .collect();
+        let ids = store.insert_batch(&entries).await.expect("insert");
+        assert_eq!(ids.len(), batch);
+        assert_eq!(ids.iter().collect::<HashSet<_>>().len(), batch, "distinct ids");
+        stored += batch - usize::from(size > 0);
+        let listed = all(&store, LogFilter { name: Some("sized".into()), ..LogFilter::default() }).await;
+        assert_eq!(listed.len(), stored, "after the batch of {batch}");
+    }
+    let listed = all(&store, LogFilter { name: Some("sized".into()), ..LogFilter::default() }).await;
+    let distinct: HashSet<_> = listed.iter().map(|e| e.data.as_str()).collect();
+    assert_eq!(distinct.len(), stored, "no entry stored twice, none blank");
+}
+
 async fn filters_select_by_name_level_service_request_and_time(s: Subject) {
     let store = open(&s).await;
     let before = Utc::now() - chrono::Duration::seconds(1);
@@ -211,6 +235,7 @@ macro_rules! suite {
 suite!([sqlite, mongo]: {
     stored_entries_read_back_newest_first,
     an_event_id_is_stored_at_most_once,
+    batches_of_any_size_store_exactly_their_entries,
     filters_select_by_name_level_service_request_and_time,
     pages_follow_the_cursor_without_gaps_or_repeats,
     unknown_or_malformed_ids_are_not_found,

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use troupe_core::ServiceError;
 use troupe_core::messages::Event;
 
-use crate::sqlite::{Pools, Writer, from_millis};
+use crate::sqlite::{Pools, Writer, from_millis, padded_rows, push_padded_in};
 
 /// Most operations committed in one transaction.
 const GROUP_MAX: usize = 2_000;
@@ -332,18 +332,26 @@ async fn commit_on(conn: &mut sqlx::SqliteConnection, group: &[Request]) -> Resu
     Ok(counts)
 }
 
-/// Append `events` to the queue, in multi-row statements.
+/// Append `events` to the queue, in multi-row statements (of [`padded_rows`] rows).
 async fn insert_rows(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     events: &[&Event],
     now: i64,
 ) -> Result<(), sqlx::Error> {
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO queue (event_id, body, queued_ms) ");
-        insert.push_values(chunk, |mut row, event| {
-            let body = serde_json::to_string(event).unwrap_or_default();
-            row.push_bind(event.id.clone().unwrap_or_default()).push_bind(body).push_bind(now);
+        let mut insert =
+            QueryBuilder::<Sqlite>::new("INSERT INTO queue (event_id, body, queued_ms) SELECT * FROM (");
+        let padding = (chunk.len()..padded_rows(chunk.len())).map(|_| None);
+        insert.push_values(chunk.iter().map(Some).chain(padding), |mut row, event| match event {
+            Some(event) => {
+                let body = serde_json::to_string(event).unwrap_or_default();
+                row.push_bind(event.id.clone().unwrap_or_default()).push_bind(body).push_bind(now);
+            }
+            None => {
+                row.push_bind(None::<String>).push_bind(None::<String>).push_bind(None::<i64>);
+            }
         });
+        insert.push(") WHERE column1 IS NOT NULL");
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())
@@ -352,12 +360,9 @@ async fn insert_rows(
 /// Remove the events at `seqs` from the queue.
 async fn delete_rows(tx: &mut sqlx::Transaction<'_, Sqlite>, seqs: &[i64]) -> Result<(), sqlx::Error> {
     for chunk in seqs.chunks(ROWS_PER_STATEMENT) {
-        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM queue WHERE seq IN (");
-        let mut list = delete.separated(", ");
-        for seq in chunk {
-            list.push_bind(seq);
-        }
-        delete.push(")").build().execute(&mut **tx).await?;
+        let mut delete = QueryBuilder::<Sqlite>::new("DELETE FROM queue WHERE seq IN ");
+        push_padded_in(&mut delete, chunk);
+        delete.build().execute(&mut **tx).await?;
     }
     Ok(())
 }

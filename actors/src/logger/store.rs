@@ -26,7 +26,7 @@ use sqlx::SqlitePool;
 use troupe_core::RequestId;
 use troupe_core::messages::{LogCursor, LogEntry, LogFilter, LogLevel, LogPage, MAX_LOG_PAGE, NewLogEntry};
 
-use crate::sqlite::from_millis;
+use crate::sqlite::{from_millis, padded_rows, push_padded_in};
 
 /// Which store to open.
 #[derive(Clone, Debug)]
@@ -570,12 +570,14 @@ async fn sqlite_insert(
     // stored entry's id, as for a redelivery. Asked on the writer held above: the pool has one
     // writer, so asking the pool would wait for it until the deadline.
     let mut known =
-        sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT event_id, id FROM logs WHERE event_id IN (");
-    let mut list = known.separated(", ");
-    for (e, _) in entries.iter().zip(&ids).filter(|(_, id)| !inserted.contains(id.as_str())) {
-        list.push_bind(e.event_id());
-    }
-    list.push_unseparated(")");
+        sqlx::QueryBuilder::<sqlx::Sqlite>::new("SELECT event_id, id FROM logs WHERE event_id IN ");
+    let repeated: Vec<&str> = entries
+        .iter()
+        .zip(&ids)
+        .filter(|(_, id)| !inserted.contains(id.as_str()))
+        .filter_map(|(e, _)| e.event_id())
+        .collect();
+    push_padded_in(&mut known, &repeated);
     let stored: HashMap<String, String> =
         known.build_query_as::<(String, String)>().fetch_all(&mut *conn).await?.into_iter().collect();
     entries
@@ -591,7 +593,8 @@ async fn sqlite_insert(
 }
 
 /// One multi-row `INSERT ... ON CONFLICT(event_id) DO NOTHING RETURNING id`: the ids of the
-/// rows it stored (a row repeating a stored `event_id` is not among them).
+/// rows it stored (a row repeating a stored `event_id` is not among them). Built for
+/// [`padded_rows`] rows, the padding rows' NULL `id` leaving them out.
 async fn sqlite_insert_rows(
     conn: &mut sqlx::SqliteConnection,
     rows: &[NewLogEntry],
@@ -599,22 +602,33 @@ async fn sqlite_insert_rows(
     now: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO logs (id, name, data, level, service, request_id, event_id, trace_id, created_ms, updated_ms) ",
+        "INSERT INTO logs (id, name, data, level, service, request_id, event_id, trace_id, created_ms, updated_ms) \
+         SELECT * FROM (",
     );
     let traces: Vec<Option<String>> = rows.iter().map(NewLogEntry::trace_id).collect();
-    insert.push_values(rows.iter().zip(ids).zip(traces), |mut row, ((e, id), trace)| {
-        row.push_bind(id.as_str())
-            .push_bind(e.name())
-            .push_bind(e.data())
-            .push_bind(e.level().as_str())
-            .push_bind(e.service())
-            .push_bind(e.request_id().map(RequestId::as_str))
-            .push_bind(e.event_id())
-            .push_bind(trace)
-            .push_bind(now)
-            .push_bind(now);
+    let real = rows.iter().zip(ids).zip(traces).map(Some);
+    let padding = (rows.len()..padded_rows(rows.len())).map(|_| None);
+    insert.push_values(real.chain(padding), |mut row, values| match values {
+        Some(((e, id), trace)) => {
+            row.push_bind(id.as_str())
+                .push_bind(e.name())
+                .push_bind(e.data())
+                .push_bind(e.level().as_str())
+                .push_bind(e.service())
+                .push_bind(e.request_id().map(RequestId::as_str))
+                .push_bind(e.event_id())
+                .push_bind(trace)
+                .push_bind(now)
+                .push_bind(now);
+        }
+        None => {
+            for _ in 0..10 {
+                row.push_bind(None::<&str>);
+            }
+        }
     });
-    insert.push(" ON CONFLICT(event_id) DO NOTHING RETURNING id");
+    // The WHERE also settles SQLite's INSERT ... SELECT ... ON CONFLICT parsing ambiguity.
+    insert.push(") WHERE column1 IS NOT NULL ON CONFLICT(event_id) DO NOTHING RETURNING id");
     let returned: Vec<(String,)> = insert.build_query_as().fetch_all(conn).await?;
     Ok(returned.into_iter().map(|(id,)| id).collect())
 }
