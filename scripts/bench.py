@@ -325,10 +325,10 @@ def scenario_mixed(work: Path) -> dict:
         }
         answered = {k: finish(v) for k, v in runs.items()}
         (busy_after, total_after) = machine_busy()
-        # Cores busy during the round: the whole machine (troupe, oha, anything else) and troupe.
-        cores = (total_after - total) / SECS
-        res["cpu"].append({"machine": (busy_after - busy) / SECS, "troupe": (troupe.cpu() - troupe_cpu) / SECS,
-                           "cores": cores})
+        # Cores busy during the round (its wall time from the ticks of every core): the whole
+        # machine (troupe, oha, anything else) and troupe.
+        wall = (total_after - total) / (os.cpu_count() or 1)
+        res["cpu"].append({"machine": (busy_after - busy) / wall, "troupe": (troupe.cpu() - troupe_cpu) / wall})
         return answered
 
     say(f"mixed: log at {log_rate:.0f} req/s alone and beside events, mail and logins")
@@ -447,7 +447,7 @@ def report(results: dict, started: str, charts: dict[str, str]) -> str:
                   f"{fmt_ms(alone)} ms)",
                   f"- logins answered / bcrypt ceiling: **{rate['auth'] / ceiling:.2f}** ({rate['auth']:.1f}/s)",
                   *([f"- CPU during the mixed rounds: the machine **{median([c['machine'] for c in m['cpu']]):.2f}** of "
-                     f"{median([c['cores'] for c in m['cpu']]):.0f} cores busy (troupe "
+                     f"{os.cpu_count()} cores busy (troupe "
                      f"{median([c['troupe'] for c in m['cpu']]):.2f} of them, the rest the four load generators and "
                      "anything else on the machine)"] if m.get("cpu") else []), "",
                   "| route | answered 2xx/s | p99 ms | non-2xx |", "|---|---|---|---|"]

@@ -107,8 +107,7 @@ impl Drop for Writer {
 
 /// The row count a multi-row statement of `n` rows is built for: `n` rounded up to a power
 /// of two or one and a half times one (1, 2, 3, 4, 6, 8, 12, 16, 24, ...), the extra rows
-/// bound to NULL and left out by the statement ([`push_padded_in`], `WHERE column1 IS NOT
-/// NULL` after a `VALUES` list).
+/// bound to NULL and left out by the statement ([`push_padded_values`], [`push_padded_in`]).
 ///
 /// Why: sqlx keeps every distinct statement prepared on its connection (up to 100). Built for
 /// each batch size as it came, a writer kept up to 100 compiled `INSERT`s of up to 1,000 rows
@@ -123,6 +122,30 @@ pub fn padded_rows(n: usize) -> usize {
     let power = n.next_power_of_two();
     let between = power / 4 * 3;
     if n <= between { between } else { power }
+}
+
+/// Push `SELECT * FROM (VALUES (...), ...) WHERE column1 IS NOT NULL` into `query`: a row
+/// per item of `rows`, bound by `bind`, then rows of `width` NULLs up to [`padded_rows`],
+/// which the `WHERE` leaves out (the first value `bind` pushes must never be NULL). After an
+/// `INSERT INTO t (...)`, the `WHERE` also settles SQLite's `INSERT ... SELECT ... ON
+/// CONFLICT` parsing ambiguity.
+pub fn push_padded_values<I, F>(query: &mut sqlx::QueryBuilder<Sqlite>, rows: I, width: usize, mut bind: F)
+where
+    I: ExactSizeIterator,
+    F: FnMut(&mut sqlx::query_builder::Separated<'_, Sqlite, &'static str>, I::Item),
+{
+    let n = rows.len();
+    let padding = (n..padded_rows(n)).map(|_| None);
+    query.push("SELECT * FROM (");
+    query.push_values(rows.map(Some).chain(padding), |mut row, item| match item {
+        Some(item) => bind(&mut row, item),
+        None => {
+            for _ in 0..width {
+                row.push_bind(None::<&str>);
+            }
+        }
+    });
+    query.push(") WHERE column1 IS NOT NULL");
 }
 
 /// Push `( ?, ?, ... )` for `values` into `query`, padded with NULLs to [`padded_rows`]

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use troupe_core::ServiceError;
 use troupe_core::messages::Event;
 
-use crate::sqlite::{Pools, Writer, from_millis, padded_rows, push_padded_in};
+use crate::sqlite::{Pools, Writer, from_millis, push_padded_in, push_padded_values};
 
 /// Most operations committed in one transaction.
 const GROUP_MAX: usize = 2_000;
@@ -332,26 +332,18 @@ async fn commit_on(conn: &mut sqlx::SqliteConnection, group: &[Request]) -> Resu
     Ok(counts)
 }
 
-/// Append `events` to the queue, in multi-row statements (of [`padded_rows`] rows).
+/// Append `events` to the queue, in multi-row statements ([`push_padded_values`]).
 async fn insert_rows(
     tx: &mut sqlx::Transaction<'_, Sqlite>,
     events: &[&Event],
     now: i64,
 ) -> Result<(), sqlx::Error> {
     for chunk in events.chunks(ROWS_PER_STATEMENT) {
-        let mut insert =
-            QueryBuilder::<Sqlite>::new("INSERT INTO queue (event_id, body, queued_ms) SELECT * FROM (");
-        let padding = (chunk.len()..padded_rows(chunk.len())).map(|_| None);
-        insert.push_values(chunk.iter().map(Some).chain(padding), |mut row, event| match event {
-            Some(event) => {
-                let body = serde_json::to_string(event).unwrap_or_default();
-                row.push_bind(event.id.clone().unwrap_or_default()).push_bind(body).push_bind(now);
-            }
-            None => {
-                row.push_bind(None::<String>).push_bind(None::<String>).push_bind(None::<i64>);
-            }
+        let mut insert = QueryBuilder::<Sqlite>::new("INSERT INTO queue (event_id, body, queued_ms) ");
+        push_padded_values(&mut insert, chunk.iter(), 3, |row, event| {
+            let body = serde_json::to_string(event).unwrap_or_default();
+            row.push_bind(event.id.clone().unwrap_or_default()).push_bind(body).push_bind(now);
         });
-        insert.push(") WHERE column1 IS NOT NULL");
         insert.build().execute(&mut **tx).await?;
     }
     Ok(())

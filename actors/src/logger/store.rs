@@ -26,7 +26,7 @@ use sqlx::SqlitePool;
 use troupe_core::RequestId;
 use troupe_core::messages::{LogCursor, LogEntry, LogFilter, LogLevel, LogPage, MAX_LOG_PAGE, NewLogEntry};
 
-use crate::sqlite::{from_millis, padded_rows, push_padded_in};
+use crate::sqlite::{from_millis, push_padded_in, push_padded_values};
 
 /// Which store to open.
 #[derive(Clone, Debug)]
@@ -593,8 +593,8 @@ async fn sqlite_insert(
 }
 
 /// One multi-row `INSERT ... ON CONFLICT(event_id) DO NOTHING RETURNING id`: the ids of the
-/// rows it stored (a row repeating a stored `event_id` is not among them). Built for
-/// [`padded_rows`] rows, the padding rows' NULL `id` leaving them out.
+/// rows it stored (a row repeating a stored `event_id` is not among them); its rows padded by
+/// [`push_padded_values`].
 async fn sqlite_insert_rows(
     conn: &mut sqlx::SqliteConnection,
     rows: &[NewLogEntry],
@@ -602,33 +602,22 @@ async fn sqlite_insert_rows(
     now: i64,
 ) -> Result<Vec<String>, sqlx::Error> {
     let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "INSERT INTO logs (id, name, data, level, service, request_id, event_id, trace_id, created_ms, updated_ms) \
-         SELECT * FROM (",
+        "INSERT INTO logs (id, name, data, level, service, request_id, event_id, trace_id, created_ms, updated_ms) ",
     );
     let traces: Vec<Option<String>> = rows.iter().map(NewLogEntry::trace_id).collect();
-    let real = rows.iter().zip(ids).zip(traces).map(Some);
-    let padding = (rows.len()..padded_rows(rows.len())).map(|_| None);
-    insert.push_values(real.chain(padding), |mut row, values| match values {
-        Some(((e, id), trace)) => {
-            row.push_bind(id.as_str())
-                .push_bind(e.name())
-                .push_bind(e.data())
-                .push_bind(e.level().as_str())
-                .push_bind(e.service())
-                .push_bind(e.request_id().map(RequestId::as_str))
-                .push_bind(e.event_id())
-                .push_bind(trace)
-                .push_bind(now)
-                .push_bind(now);
-        }
-        None => {
-            for _ in 0..10 {
-                row.push_bind(None::<&str>);
-            }
-        }
+    push_padded_values(&mut insert, rows.iter().zip(ids).zip(traces), 10, |row, ((e, id), trace)| {
+        row.push_bind(id.as_str())
+            .push_bind(e.name())
+            .push_bind(e.data())
+            .push_bind(e.level().as_str())
+            .push_bind(e.service())
+            .push_bind(e.request_id().map(RequestId::as_str))
+            .push_bind(e.event_id())
+            .push_bind(trace)
+            .push_bind(now)
+            .push_bind(now);
     });
-    // The WHERE also settles SQLite's INSERT ... SELECT ... ON CONFLICT parsing ambiguity.
-    insert.push(") WHERE column1 IS NOT NULL ON CONFLICT(event_id) DO NOTHING RETURNING id");
+    insert.push(" ON CONFLICT(event_id) DO NOTHING RETURNING id");
     let returned: Vec<(String,)> = insert.build_query_as().fetch_all(conn).await?;
     Ok(returned.into_iter().map(|(id,)| id).collect())
 }
